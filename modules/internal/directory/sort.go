@@ -1,0 +1,5 @@
+package directory
+
+import "sort"
+
+func sortStrings(s []string) { sort.Strings(s) }

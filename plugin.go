@@ -1,0 +1,26 @@
+// Package caddysilo plugs the caddy-silo modules into Caddy.
+//
+// Build with: xcaddy build --with github.com/sentrysilo/caddy-silo
+//
+// The root package holds no logic. It imports every module package so that
+// the root import path alone gets everything, and it registers the directive
+// order in one place so that every way of building gets the same order.
+package caddysilo
+
+import (
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	_ "github.com/sentrysilo/caddy-silo/modules/credproxy"
+	_ "github.com/sentrysilo/caddy-silo/modules/regionroute"
+	_ "github.com/sentrysilo/caddy-silo/modules/silo"
+	_ "github.com/sentrysilo/caddy-silo/modules/webhookcapture"
+)
+
+func init() {
+	// Two directives registered before the same anchor run in registration
+	// order, so this one init fixes: capture, cred proxy, region route,
+	// then reverse_proxy (the control silo application).
+	httpcaddyfile.RegisterDirectiveOrder("sentry_webhook_capture", httpcaddyfile.Before, "reverse_proxy")
+	httpcaddyfile.RegisterDirectiveOrder("sentry_cred_proxy", httpcaddyfile.Before, "reverse_proxy")
+	httpcaddyfile.RegisterDirectiveOrder("sentry_region_route", httpcaddyfile.Before, "reverse_proxy")
+}
