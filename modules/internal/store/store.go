@@ -45,7 +45,7 @@ type NewPayload struct {
 	MailboxName     string
 	Provider        string
 	Region          string
-	IntegrationID   int64 // 0 stores NULL
+	IntegrationID   int64  // 0 stores NULL
 	DestinationType string // "" means DestinationRegion
 	CallbackURL     string // DestinationCallback only
 	Method          string
