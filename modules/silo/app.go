@@ -1,22 +1,184 @@
+// Package silo is the sentry_silo Caddy app: the configuration every
+// caddy-silo handler shares (mode, regions, storage, directory, subnet
+// secret) and the mailbox drainer that delivers captured webhooks.
 package silo
 
 import (
+	"net/url"
+	"sort"
+
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
+	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 )
 
 func init() {
 	caddy.RegisterModule(App{})
 }
 
+// Modes of operation (Sentry's SiloMode).
+const (
+	ModeControl  = "control"
+	ModeMonolith = "monolith"
+)
+
 // App is the sentry_silo app.
-type App struct{}
+type App struct {
+	// Mode is "control" (default) or "monolith". In monolith mode every
+	// handler passes every request on and the drainer does not run.
+	Mode string `json:"mode,omitempty"`
+	// Storage is where captured webhooks are kept [embedded SQLite under
+	// Caddy's data directory].
+	Storage *StorageConfig `json:"storage,omitempty"`
+	// DirectoryDSN is a pgx DSN of the Sentry control database holding the
+	// directory tables [the storage database].
+	DirectoryDSN string `json:"directory_dsn,omitempty"`
+	// Migrate creates our tables and the missing directory tables at
+	// start [true].
+	Migrate *bool `json:"migrate,omitempty"`
+	// Regions are the regions (cells), one per name.
+	Regions []RegionConfig `json:"regions,omitempty"`
+	// DefaultRegion receives pinned and legacy routes
+	// (SENTRY_MONOLITH_REGION) [the first region].
+	DefaultRegion string `json:"default_region,omitempty"`
+	// URLPrefix is Sentry's system.url-prefix, used for DSN routing
+	// [https://sentry.io].
+	URLPrefix string `json:"url_prefix,omitempty"`
+	// SubnetSecret is SENTRY_SUBNET_SECRET; accepts {env.*}/{file.*}.
+	SubnetSecret string `json:"subnet_secret,omitempty"`
+	// DirectoryCache sets the directory cache lifetimes [30s, 5s].
+	DirectoryCache *DirectoryCacheConfig `json:"directory_cache,omitempty"`
+	// Organizations are static directory entries, consulted first.
+	Organizations []StaticOrganization `json:"organizations,omitempty"`
+	// Drainer configures delivery of captured webhooks.
+	Drainer *DrainerConfig `json:"drainer,omitempty"`
+
+	regions   map[string]*Region
+	names     []string
+	urlPrefix *url.URL
+	secret    string
+	dir       *directory.Directory
+	store     store.Store
+}
+
+// StorageConfig selects the storage engine.
+type StorageConfig struct {
+	// Engine is "sqlite" or "postgres".
+	Engine string `json:"engine"`
+	// Path is the SQLite file (sqlite only).
+	Path string `json:"path,omitempty"`
+	// DSN is a pgx DSN (postgres only); accepts {env.*}/{file.*}.
+	DSN string `json:"dsn,omitempty"`
+}
+
+// RegionConfig is one region (cell).
+type RegionConfig struct {
+	Name           string `json:"name"`
+	Address        string `json:"address"`
+	GatewayAddress string `json:"gateway_address,omitempty"`
+}
+
+// DirectoryCacheConfig sets the directory cache lifetimes.
+type DirectoryCacheConfig struct {
+	TTL         caddy.Duration `json:"ttl,omitempty"`
+	NegativeTTL caddy.Duration `json:"negative_ttl,omitempty"`
+}
+
+// StaticOrganization is a directory entry from the config.
+type StaticOrganization struct {
+	ID     int64  `json:"id"`
+	Slug   string `json:"slug"`
+	Region string `json:"region"`
+}
+
+// DrainerConfig configures the mailbox drainer. Zero values mean defaults.
+type DrainerConfig struct {
+	Off                 bool           `json:"off,omitempty"`
+	PollInterval        caddy.Duration `json:"poll_interval,omitempty"`
+	Workers             int            `json:"workers,omitempty"`
+	ClaimSize           int            `json:"claim_size,omitempty"`
+	MaxAttempts         int            `json:"max_attempts,omitempty"`
+	Backoff             *BackoffConfig `json:"backoff,omitempty"`
+	MaxAge              caddy.Duration `json:"max_age,omitempty"`
+	RequestTimeout      caddy.Duration `json:"request_timeout,omitempty"`
+	SkipOnFailure       *[]string      `json:"skip_on_failure,omitempty"`
+	RegionBreaker       *BreakerConfig `json:"region_breaker,omitempty"`
+	Lease               caddy.Duration `json:"lease,omitempty"`
+	DeadLetterRetention caddy.Duration `json:"dead_letter_retention,omitempty"`
+}
+
+// BackoffConfig is delay = min(base * rate^attempts, cap).
+type BackoffConfig struct {
+	Base caddy.Duration `json:"base,omitempty"`
+	Rate float64        `json:"rate,omitempty"`
+	Cap  caddy.Duration `json:"cap,omitempty"`
+}
+
+// BreakerConfig configures the drainer's region breaker.
+type BreakerConfig struct {
+	Failures      int            `json:"failures,omitempty"`
+	ProbeInterval caddy.Duration `json:"probe_interval,omitempty"`
+}
+
+// Region is a provisioned region.
+type Region struct {
+	Name string
+	// Address is where deliveries and credential-proxy answers go.
+	Address *url.URL
+	// Gateway is where gateway traffic goes: gateway_address when set,
+	// else Address.
+	Gateway *url.URL
+}
 
 // CaddyModule returns the Caddy module information.
 func (App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{ID: "sentry_silo", New: func() caddy.Module { return new(App) }}
 }
 
+// Control reports whether the edge functions run (mode control).
+func (a *App) Control() bool { return a.Mode == "" || a.Mode == ModeControl }
+
+// Region returns the region of that name.
+func (a *App) Region(name string) (*Region, bool) {
+	r, ok := a.regions[name]
+	return r, ok
+}
+
+// RegionNames returns the configured region names, sorted.
+func (a *App) RegionNames() []string { return a.names }
+
+// DefaultRegionName returns the region for pinned and legacy routes.
+func (a *App) DefaultRegionName() string { return a.DefaultRegion }
+
+// URLPrefixURL returns the parsed url_prefix.
+func (a *App) URLPrefixURL() *url.URL { return a.urlPrefix }
+
+// Secret returns the resolved subnet secret ("" when unset).
+func (a *App) Secret() string { return a.secret }
+
+// Directory returns the cached directory.
+func (a *App) Directory() *directory.Directory { return a.dir }
+
+// Store returns the payload store.
+func (a *App) Store() store.Store { return a.store }
+
+// Wake tells the local drainer that these mailboxes have new payloads.
+func (a *App) Wake(mailboxes ...string) {}
+
+func sortedNames(m map[string]*Region) []string {
+	out := make([]string, 0, len(m))
+	for n := range m {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Start starts the drainer.
 func (a *App) Start() error { return nil }
-func (a *App) Stop() error  { return nil }
+
+// Stop stops the drainer within a bound.
+func (a *App) Stop() error { return nil }
 
 var _ caddy.App = (*App)(nil)
