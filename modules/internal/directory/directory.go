@@ -2,36 +2,323 @@ package directory
 
 import (
 	"context"
+	"errors"
+	"strconv"
 	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Defaults of Options.
+const (
+	DefaultTTL          = 30 * time.Second
+	DefaultNegativeTTL  = 5 * time.Second
+	DefaultMaxEntries   = 1 << 16
+	DefaultQueryTimeout = 5 * time.Second
 )
 
 // Options configures a Directory.
 type Options struct {
-	// TTL is how long a found entry is served from memory [30s].
+	// TTL is how long a found entry is served from memory [30s]. A
+	// negative value disables caching of found entries.
 	TTL time.Duration
-	// NegativeTTL is how long a miss is remembered [5s].
+	// NegativeTTL is how long a miss (ErrNotFound) is remembered [5s]. A
+	// negative value disables negative caching. Other errors are never
+	// cached.
 	NegativeTTL time.Duration
 	// Organizations are static entries from the Caddyfile; they are
 	// consulted before the cache and the database.
 	Organizations []Organization
+	// MaxEntries bounds each lookup kind's cache [65536], so a scan of
+	// random slugs cannot grow memory without bound.
+	MaxEntries int
+	// QueryTimeout bounds one Source query [5s]. The query is shared by
+	// every caller waiting on the same key, so it does not end when the
+	// first caller gives up; each caller still returns at its own ctx.
+	QueryTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
 
-// Directory is the cached directory used on every request. The zero value
-// is not usable; build one with New.
+// Directory is the cached directory used on every request: static
+// organizations first, then a TTL cache with negative caching, then the
+// Source, with concurrent misses on one key single-flighted into one query.
+// Values returned share memory with the cache (Integration.Organizations,
+// Metadata): callers must not modify them. Identity is never cached. The
+// zero value is not usable; build one with New. Safe for concurrent use.
 type Directory struct {
-	src  Source
-	opts Options
+	src          Source
+	now          func() time.Time
+	ttl          time.Duration
+	negativeTTL  time.Duration
+	queryTimeout time.Duration
+
+	staticByID   map[int64]Organization
+	staticBySlug map[string]Organization
+
+	orgBySlug    flight[string, Organization]
+	orgByID      flight[int64, Organization]
+	installation flight[string, SentryAppInstallation]
+	appByID      flight[int64, SentryApp]
+	appBySlug    flight[string, SentryApp]
+	projectKey   flight[string, string]
+	integByExt   flight[externalKey, Integration]
+	integByID    flight[int64, Integration]
+	orgInteg     flight[int64, OrganizationIntegration]
+}
+
+// flight is one lookup kind: its cache and its single-flight group.
+// The query is bound once in New so that the hit path builds no closure.
+type flight[K comparable, V any] struct {
+	cache *ttlCache[K, V]
+	group singleflight.Group
+	key   func(K) string
+	query func(context.Context, K) (V, error)
+}
+
+func (f *flight[K, V]) init(maxEntries int, hash func(K) uint64, key func(K) string, query func(context.Context, K) (V, error)) {
+	f.cache = newTTLCache[K, V](maxEntries, hash)
+	f.key = key
+	f.query = query
 }
 
 // New returns a Directory reading from src (nil means static entries only).
 func New(src Source, opts Options) *Directory {
-	return &Directory{src: src, opts: opts}
+	d := &Directory{
+		src:          src,
+		now:          opts.Now,
+		ttl:          opts.TTL,
+		negativeTTL:  opts.NegativeTTL,
+		queryTimeout: opts.QueryTimeout,
+		staticByID:   make(map[int64]Organization, len(opts.Organizations)),
+		staticBySlug: make(map[string]Organization, len(opts.Organizations)),
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	if d.ttl == 0 {
+		d.ttl = DefaultTTL
+	}
+	if d.negativeTTL == 0 {
+		d.negativeTTL = DefaultNegativeTTL
+	}
+	if d.queryTimeout <= 0 {
+		d.queryTimeout = DefaultQueryTimeout
+	}
+	maxEntries := opts.MaxEntries
+	if maxEntries <= 0 {
+		maxEntries = DefaultMaxEntries
+	}
+	for _, o := range opts.Organizations {
+		d.staticByID[o.ID] = o
+		d.staticBySlug[o.Slug] = o
+	}
+	idKey := func(id int64) string { return strconv.FormatInt(id, 10) }
+	strKey := func(s string) string { return s }
+	d.orgBySlug.init(maxEntries, hashString, strKey, d.orgBySlugQuery)
+	d.orgByID.init(maxEntries, hashInt, idKey, d.orgByIDQuery)
+	d.installation.init(maxEntries, hashString, strKey, d.installationQuery)
+	d.appByID.init(maxEntries, hashInt, idKey, d.appByIDQuery)
+	d.appBySlug.init(maxEntries, hashString, strKey, d.appBySlugQuery)
+	d.projectKey.init(maxEntries, hashString, strKey, d.projectKeyQuery)
+	d.integByExt.init(maxEntries, hashExternal, func(k externalKey) string { return k.provider + "\x00" + k.externalID }, d.integByExtQuery)
+	d.integByID.init(maxEntries, hashInt, idKey, d.integByIDQuery)
+	d.orgInteg.init(maxEntries, hashInt, idKey, d.orgIntegQuery)
+	return d
+}
+
+// lookup is the shared path of every cached lookup: cache, then one
+// single-flighted query whose result (or ErrNotFound) is cached.
+func lookup[K comparable, V any](ctx context.Context, d *Directory, f *flight[K, V], k K) (V, error) {
+	var zero V
+	if e, ok := f.cache.get(k, d.now().UnixNano()); ok {
+		if e.missing {
+			return zero, ErrNotFound
+		}
+		return e.v, nil
+	}
+	if d.src == nil {
+		return zero, ErrNotFound
+	}
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
+	ch := f.group.DoChan(f.key(k), func() (any, error) {
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.queryTimeout)
+		defer cancel()
+		v, err := f.query(qctx, k)
+		now := d.now()
+		switch {
+		case err == nil:
+			if d.ttl > 0 {
+				f.cache.put(k, cacheEntry[V]{v: v, expires: now.Add(d.ttl).UnixNano()}, now.UnixNano())
+			}
+		case errors.Is(err, ErrNotFound):
+			err = ErrNotFound
+			if d.negativeTTL > 0 {
+				f.cache.put(k, cacheEntry[V]{missing: true, expires: now.Add(d.negativeTTL).UnixNano()}, now.UnixNano())
+			}
+		}
+		return v, err
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return zero, r.Err
+		}
+		return r.Val.(V), nil
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
 }
 
 // Organization finds an organization by slug, or by id when idOrSlug is all
 // digits.
 func (d *Directory) Organization(ctx context.Context, idOrSlug string) (Organization, error) {
-	return Organization{}, ErrNotFound
+	if isDigits(idOrSlug) {
+		id, err := strconv.ParseInt(idOrSlug, 10, 64)
+		if err != nil {
+			return Organization{}, ErrNotFound // out of range: no such id
+		}
+		return d.OrganizationByID(ctx, id)
+	}
+	if idOrSlug == "" {
+		return Organization{}, ErrNotFound
+	}
+	if o, ok := d.staticBySlug[idOrSlug]; ok {
+		return o, nil
+	}
+	return lookup(ctx, d, &d.orgBySlug, idOrSlug)
+}
+
+func (d *Directory) orgBySlugQuery(ctx context.Context, slug string) (Organization, error) {
+	return d.src.OrganizationBySlug(ctx, slug)
+}
+
+// OrganizationByID finds an organization by id.
+func (d *Directory) OrganizationByID(ctx context.Context, id int64) (Organization, error) {
+	if o, ok := d.staticByID[id]; ok {
+		return o, nil
+	}
+	return lookup(ctx, d, &d.orgByID, id)
+}
+
+func (d *Directory) orgByIDQuery(ctx context.Context, id int64) (Organization, error) {
+	return d.src.OrganizationByID(ctx, id)
+}
+
+// SentryAppInstallation finds a Sentry App installation by uuid.
+func (d *Directory) SentryAppInstallation(ctx context.Context, uuid string) (SentryAppInstallation, error) {
+	if uuid == "" {
+		return SentryAppInstallation{}, ErrNotFound
+	}
+	return lookup(ctx, d, &d.installation, uuid)
+}
+
+func (d *Directory) installationQuery(ctx context.Context, uuid string) (SentryAppInstallation, error) {
+	return d.src.SentryAppInstallation(ctx, uuid)
+}
+
+// SentryApp finds a Sentry App by slug, or by id when idOrSlug is all
+// digits.
+func (d *Directory) SentryApp(ctx context.Context, idOrSlug string) (SentryApp, error) {
+	if isDigits(idOrSlug) {
+		id, err := strconv.ParseInt(idOrSlug, 10, 64)
+		if err != nil {
+			return SentryApp{}, ErrNotFound
+		}
+		return lookup(ctx, d, &d.appByID, id)
+	}
+	if idOrSlug == "" {
+		return SentryApp{}, ErrNotFound
+	}
+	return lookup(ctx, d, &d.appBySlug, idOrSlug)
+}
+
+func (d *Directory) appByIDQuery(ctx context.Context, id int64) (SentryApp, error) {
+	return d.src.SentryAppByID(ctx, id)
+}
+
+func (d *Directory) appBySlugQuery(ctx context.Context, slug string) (SentryApp, error) {
+	return d.src.SentryAppBySlug(ctx, slug)
+}
+
+// ProjectKeyRegion returns the region of a project's public key (DSN).
+func (d *Directory) ProjectKeyRegion(ctx context.Context, publicKey string) (string, error) {
+	if publicKey == "" {
+		return "", ErrNotFound
+	}
+	return lookup(ctx, d, &d.projectKey, publicKey)
+}
+
+func (d *Directory) projectKeyQuery(ctx context.Context, publicKey string) (string, error) {
+	return d.src.ProjectKeyRegion(ctx, publicKey)
+}
+
+// IntegrationByExternalID finds an integration by provider and external
+// id, with its active organization integrations and their regions.
+func (d *Directory) IntegrationByExternalID(ctx context.Context, provider, externalID string) (Integration, error) {
+	if externalID == "" {
+		return Integration{}, ErrNotFound
+	}
+	return lookup(ctx, d, &d.integByExt, externalKey{provider, externalID})
+}
+
+func (d *Directory) integByExtQuery(ctx context.Context, k externalKey) (Integration, error) {
+	return d.src.IntegrationByExternalID(ctx, k.provider, k.externalID)
+}
+
+// IntegrationByID finds an integration by id.
+func (d *Directory) IntegrationByID(ctx context.Context, id int64) (Integration, error) {
+	return lookup(ctx, d, &d.integByID, id)
+}
+
+func (d *Directory) integByIDQuery(ctx context.Context, id int64) (Integration, error) {
+	return d.src.IntegrationByID(ctx, id)
+}
+
+// OrganizationIntegration finds one organization integration (any status)
+// with the region of its organization.
+func (d *Directory) OrganizationIntegration(ctx context.Context, id int64) (OrganizationIntegration, error) {
+	return lookup(ctx, d, &d.orgInteg, id)
+}
+
+func (d *Directory) orgIntegQuery(ctx context.Context, id int64) (OrganizationIntegration, error) {
+	return d.src.OrganizationIntegration(ctx, id)
+}
+
+// Identity reads an identity straight from the Source: tokens change on
+// every refresh, so they are never cached.
+func (d *Directory) Identity(ctx context.Context, id int64) (Identity, error) {
+	if d.src == nil {
+		return Identity{}, ErrNotFound
+	}
+	return d.src.Identity(ctx, id)
+}
+
+// Purge forgets every cached entry and miss (static entries stay). Useful
+// after an operator edits the directory tables by hand.
+func (d *Directory) Purge() {
+	d.orgBySlug.cache.purge()
+	d.orgByID.cache.purge()
+	d.installation.cache.purge()
+	d.appByID.cache.purge()
+	d.appBySlug.cache.purge()
+	d.projectKey.cache.purge()
+	d.integByExt.cache.purge()
+	d.integByID.cache.purge()
+	d.orgInteg.cache.purge()
+}
+
+// isDigits reports whether s is non-empty and all ASCII digits.
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
