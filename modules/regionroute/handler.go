@@ -1,21 +1,90 @@
+// Package regionroute is the API gateway of the control silo: the
+// http.handlers.sentry_region_route handler sends each request whose path
+// names an organization, a region, a Sentry App, a DSN or a project key to
+// the region that owns it, through Caddy's reverse_proxy, and passes every
+// other request to the next handler (the control silo application).
 package regionroute
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
+	"github.com/sentrysilo/caddy-silo/modules/internal/routes"
+	"github.com/sentrysilo/caddy-silo/modules/silo"
 )
 
 func init() {
 	caddy.RegisterModule(Handler{})
-	httpcaddyfile.RegisterHandlerDirective("sentry_region_route", parseCaddyfile)
 }
 
-// Handler is the sentry_region_route HTTP handler.
-type Handler struct{}
+// Defaults, applied in Provision.
+const (
+	DefaultReadTimeout     = 60 * time.Second
+	DefaultUploadTimeout   = 90 * time.Second
+	DefaultMaxConcurrency  = 512
+	DefaultBreakerFailures = 16
+	DefaultBreakerWindow   = 60 * time.Second
+)
+
+// Handler is the API gateway (sentry_region_route). It matches the path
+// against the ordered route table of Sentry's standalone apigw (control
+// carve-outs, organization routes, uploads, _admin/cells, the error page
+// DSN, Sentry Apps, the JS SDK loader, legacy pins to the default region,
+// legacy short links), resolves the routing key through the sentry_silo
+// directory, and proxies to the region's gateway address with apigw's
+// header rules. Unknown organizations and regions get 404, a bad DSN 400,
+// a refused connection 503, a timeout 504, other transport errors 502, a
+// region over max_concurrency 429 and a region whose breaker is open 503,
+// all as {"error":"apigateway","detail":...}. In monolith mode every
+// request goes to the next handler.
+//
+// It sets the placeholder {http.sentry.region} to the region a request
+// was sent to.
+type Handler struct {
+	// ReadTimeout is how long a region has to start answering, and the
+	// longest stall while streaming its answer [60s].
+	ReadTimeout caddy.Duration `json:"read_timeout,omitempty"`
+	// UploadTimeout replaces ReadTimeout on the upload routes [90s].
+	UploadTimeout caddy.Duration `json:"upload_timeout,omitempty"`
+	// MaxConcurrency caps the requests in flight per region; beyond it
+	// the answer is 429 [512].
+	MaxConcurrency int `json:"max_concurrency,omitempty"`
+	// Breaker opens a region after too many failures in a window.
+	Breaker *BreakerConfig `json:"breaker,omitempty"`
+	// ControlPath are more paths served by control, checked before the
+	// table. Pattern segments: literal, * (one segment), # (digits),
+	// {key} (not allowed here), ** (last: any rest).
+	ControlPath []string `json:"control_path,omitempty"`
+	// PinPath are more paths sent to the default region, checked after
+	// ControlPath and before the table.
+	PinPath []string `json:"pin_path,omitempty"`
+
+	table      *routes.Compiled
+	regions    map[string]*region
+	defaultReg string
+	appHost    string
+	dir        *directory.Directory
+	passAll    bool
+	none       *series // metrics of requests that reached no region
+	logger     *zap.Logger
+}
+
+// BreakerConfig is the per-region failure window: more than Failures
+// connect errors, timeouts or 502/503/504 answers within one Window open
+// the region (503) until the window turns.
+type BreakerConfig struct {
+	Failures int            `json:"failures,omitempty"`
+	Window   caddy.Duration `json:"window,omitempty"`
+}
 
 // CaddyModule returns the Caddy module information.
 func (Handler) CaddyModule() caddy.ModuleInfo {
@@ -25,24 +94,314 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// ServeHTTP passes every request on for now.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	return next.ServeHTTP(w, r)
-}
+// Provision applies defaults, compiles the route table and loads one pair
+// of reverse_proxy handlers per region. Offline and cheap.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	v, err := ctx.App("sentry_silo")
+	if err != nil {
+		return fmt.Errorf("loading the sentry_silo app: %w", err)
+	}
+	app, ok := v.(*silo.App)
+	if !ok {
+		return fmt.Errorf("sentry_silo app is %T", v)
+	}
+	if !app.Control() {
+		h.passAll = true
+		return nil
+	}
 
-// UnmarshalCaddyfile sets up the handler from Caddyfile tokens.
-func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next()
+	if h.ReadTimeout == 0 {
+		h.ReadTimeout = caddy.Duration(DefaultReadTimeout)
+	}
+	if h.UploadTimeout == 0 {
+		h.UploadTimeout = caddy.Duration(DefaultUploadTimeout)
+	}
+	if h.MaxConcurrency == 0 {
+		h.MaxConcurrency = DefaultMaxConcurrency
+	}
+	if h.Breaker == nil {
+		h.Breaker = &BreakerConfig{}
+	}
+	if h.Breaker.Failures == 0 {
+		h.Breaker.Failures = DefaultBreakerFailures
+	}
+	if h.Breaker.Window == 0 {
+		h.Breaker.Window = caddy.Duration(DefaultBreakerWindow)
+	}
+	if err := h.Validate(); err != nil {
+		return err
+	}
+
+	rows := make([]routes.Route, 0, len(h.ControlPath)+len(h.PinPath)+len(routes.Table))
+	for _, p := range h.ControlPath {
+		rows = append(rows, routes.Route{Pattern: p, Kind: routes.Control})
+	}
+	for _, p := range h.PinPath {
+		rows = append(rows, routes.Route{Pattern: p, Kind: routes.Default})
+	}
+	rows = append(rows, routes.Table...)
+	if h.table, err = routes.Compile(rows); err != nil {
+		return err
+	}
+
+	h.dir = app.Directory()
+	if h.dir == nil {
+		return fmt.Errorf("sentry_silo app has no directory")
+	}
+	h.defaultReg = app.DefaultRegionName()
+	if u := app.URLPrefixURL(); u != nil {
+		h.appHost = u.Host
+	}
+
+	m := newMetrics(ctx.GetMetricsRegistry())
+	h.none = m.series("none")
+	h.regions = make(map[string]*region, len(app.RegionNames()))
+	for _, name := range app.RegionNames() {
+		r, ok := app.Region(name)
+		if !ok {
+			continue
+		}
+		u := r.Gateway
+		if u == nil {
+			u = r.Address
+		}
+		reg, err := newRegion(ctx, name, u, time.Duration(h.ReadTimeout), time.Duration(h.UploadTimeout),
+			h.MaxConcurrency, h.Breaker.Failures, time.Duration(h.Breaker.Window), m.series(name))
+		if err != nil {
+			return err
+		}
+		h.regions[name] = reg
+	}
 	return nil
 }
 
-func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	var m Handler
-	err := m.UnmarshalCaddyfile(h.Dispenser)
-	return &m, err
+// Validate checks the configuration.
+func (h *Handler) Validate() error {
+	if h.ReadTimeout < 0 || h.UploadTimeout < 0 {
+		return fmt.Errorf("timeouts must be positive")
+	}
+	if h.MaxConcurrency < 0 {
+		return fmt.Errorf("max_concurrency must be positive")
+	}
+	if h.Breaker != nil && (h.Breaker.Failures < 0 || h.Breaker.Window < 0) {
+		return fmt.Errorf("breaker failures and window must be positive")
+	}
+	for _, p := range h.ControlPath {
+		if err := checkExtraPattern(p); err != nil {
+			return fmt.Errorf("control_path %s", err)
+		}
+	}
+	for _, p := range h.PinPath {
+		if err := checkExtraPattern(p); err != nil {
+			return fmt.Errorf("pin_path %s", err)
+		}
+	}
+	return nil
 }
 
+func checkExtraPattern(p string) error {
+	if err := routes.ParsePattern(p); err != nil {
+		return fmt.Errorf("%q: %w", p, err)
+	}
+	if _, err := routes.Compile([]routes.Route{{Pattern: p, Kind: routes.Control}}); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Cleanup has nothing to release: ctx cleans up the reverse_proxy
+// handlers it loaded.
+func (h *Handler) Cleanup() error { return nil }
+
+// ServeHTTP routes one request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.passAll {
+		return next.ServeHTTP(w, r)
+	}
+	m := h.table.Lookup(r.URL.Path)
+	if !m.Kind.Proxied() {
+		return next.ServeHTTP(w, r)
+	}
+	start := time.Now()
+	reg, o, apiErr := h.resolve(r, m)
+	if reg == nil {
+		if o == outcomeNext {
+			return next.ServeHTTP(w, r)
+		}
+		h.none.observe(o, time.Since(start).Seconds())
+		if apiErr != nil {
+			apiErr.write(w)
+		}
+		if ce := h.logger.Check(zapcore.DebugLevel, "request not routed"); ce != nil {
+			ce.Write(zap.String("route", m.Kind.String()), zap.String("outcome", o.String()))
+		}
+		return nil
+	}
+	return h.proxy(w, r, next, reg, m.Upload, start)
+}
+
+// outcomeNext is resolve's "not ours after all" (an unknown project key
+// falls through to control, as in Sentry).
+const outcomeNext = numOutcomes
+
+// resolve finds the region of a matched route. A nil region comes with
+// the outcome and the error answer.
+func (h *Handler) resolve(r *http.Request, m routes.Match) (*region, outcome, *apiError) {
+	ctx := r.Context()
+	var name string
+	var err error
+	switch m.Kind {
+	case routes.Organization:
+		var org directory.Organization
+		org, err = h.dir.Organization(ctx, m.Key)
+		name = org.Region
+	case routes.Region:
+		name = m.Key
+	case routes.Default:
+		name = h.defaultReg
+	case routes.ErrorPage:
+		var def bool
+		name, def, err = routes.RegionFromDSN(r.URL.Query().Get("dsn"), h.appHost)
+		if err != nil {
+			return nil, outcomeInvalid, &errInvalid
+		}
+		if def {
+			name = h.defaultReg
+		}
+	case routes.SentryAppInstallation:
+		var inst directory.SentryAppInstallation
+		if inst, err = h.dir.SentryAppInstallation(ctx, m.Key); err == nil {
+			var org directory.Organization
+			org, err = h.dir.OrganizationByID(ctx, inst.OrganizationID)
+			name = org.Region
+		}
+	case routes.SentryApp:
+		var app directory.SentryApp
+		if app, err = h.dir.SentryApp(ctx, m.Key); err == nil {
+			var org directory.Organization
+			org, err = h.dir.OrganizationByID(ctx, app.OwnerID)
+			name = org.Region
+		}
+	case routes.ProjectKey:
+		name, err = h.dir.ProjectKeyRegion(ctx, m.Key)
+		if errors.Is(err, directory.ErrNotFound) {
+			return nil, outcomeNext, nil
+		}
+	}
+	if err != nil {
+		switch {
+		case errors.Is(err, directory.ErrNotFound):
+			return nil, outcomeNotFound, &errNotFound
+		case errors.Is(err, context.Canceled):
+			return nil, outcomeCanceled, nil
+		default:
+			h.logger.Error("directory lookup failed", zap.String("route", m.Kind.String()), zap.Error(err))
+			return nil, outcomeDirectoryError, &errDirectory
+		}
+	}
+	reg, ok := h.regions[name]
+	if !ok {
+		return nil, outcomeNotFound, &errNotFound
+	}
+	return reg, outcomeOK, nil
+}
+
+var headerTrue = []string{"true"}
+
+// proxy sends r to the region, and answers for it when the region can't.
+func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, reg *region, upload bool, start time.Time) error {
+	if !reg.limit.acquire() {
+		reg.m.observe(outcomeOverloaded, time.Since(start).Seconds())
+		errOverloaded.write(w)
+		return nil
+	}
+	defer reg.limit.release()
+	if !reg.breaker.allow(start.UnixNano()) {
+		reg.m.observe(outcomeBreakerOpen, time.Since(start).Seconds())
+		errUnavailable.write(w)
+		return nil
+	}
+	reg.m.inFlight.Inc()
+	defer reg.m.inFlight.Dec()
+
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.sentry.region", reg.name)
+	}
+
+	// apigw's request rules, applied to r (reverse_proxy clones it) and
+	// undone afterwards so that the access log shows what the client sent.
+	// A nil header value tells reverse_proxy to leave that X-Forwarded-*
+	// header out rather than add its own.
+	origHost := r.Host
+	origProto, hadProto := r.Header["X-Forwarded-Proto"]
+	origFwdHost, hadFwdHost := r.Header["X-Forwarded-Host"]
+	r.Host = reg.host
+	r.Header["X-Apigateway"] = headerTrue
+	r.Header["X-Forwarded-Proto"] = nil
+	if !hadFwdHost {
+		r.Header["X-Forwarded-Host"] = nil
+	}
+	defer func() {
+		r.Host = origHost
+		delete(r.Header, "X-Apigateway")
+		restore(r.Header, "X-Forwarded-Proto", origProto, hadProto)
+		restore(r.Header, "X-Forwarded-Host", origFwdHost, hadFwdHost)
+	}()
+
+	gw := getWriter(w, reg.base+r.URL.EscapedPath())
+	handler := reg.proxy
+	if upload {
+		handler = reg.upload
+	}
+	err := handler.ServeHTTP(gw, r, next)
+	status := gw.status
+	putWriter(gw)
+
+	o := outcomeOK
+	switch {
+	case err == nil:
+		if status == http.StatusBadGateway || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout {
+			o = outcomeUpstreamError
+		}
+	case status != 0:
+		// reverse_proxy failed after the head went out; nothing to
+		// answer, and not our error to report twice.
+		o = outcomeError
+	default:
+		var apiErr *apiError
+		o, apiErr = classify(err)
+		if apiErr != nil {
+			apiErr.write(w)
+		}
+		if o != outcomeCanceled {
+			h.logger.Warn("region request failed",
+				zap.String("region", reg.name), zap.String("outcome", o.String()), zap.Error(err))
+		}
+	}
+	end := time.Now()
+	if o.failure() {
+		reg.breaker.fail(end.UnixNano())
+	}
+	reg.m.observe(o, end.Sub(start).Seconds())
+	if o == outcomeCanceled {
+		return err
+	}
+	return nil
+}
+
+func restore(h http.Header, key string, v []string, had bool) {
+	if had {
+		h[key] = v
+	} else {
+		delete(h, key)
+	}
+}
+
+// Interface guards
 var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
-	_ caddyfile.Unmarshaler       = (*Handler)(nil)
 )

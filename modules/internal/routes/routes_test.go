@@ -329,3 +329,32 @@ func BenchmarkLookup(b *testing.B) {
 		table.Lookup(paths[i%len(paths)])
 	}
 }
+
+func TestRegionFromDSN(t *testing.T) {
+	tests := []struct {
+		dsn, app string
+		name     string
+		def      bool
+		err      bool
+	}{
+		{"https://k@o1.ingest.de.sentry.io/1", "sentry.io", "de", false, false},
+		{"https://k@o1.ingest.us.sentry.io/1", "sentry.io", "us", false, false},
+		{"https://k@o1.ingest.sentry.io/1", "sentry.io", "", true, false},
+		{"https://k@o1.ingest.zz.sentry.io/1", "sentry.io", "zz", false, false},
+		{"https://k@O1.INGEST.DE.SENTRY.IO/1", "sentry.io", "de", false, false},
+		{"https://k@o1.ingest.de.sentry.example.com:8443/1", "sentry.example.com:8443", "de", false, false},
+		{"https://k@o1.ingest.de.evilsentry.io/1", "sentry.io", "", false, true},
+		{"https://k@example.com/1", "sentry.io", "", false, true},
+		{"", "sentry.io", "", false, true},
+		{"not a url", "sentry.io", "", false, true},
+		{"k@o1.ingest.de.sentry.io/1", "sentry.io", "", false, true},
+		{"https://k@o1.ingest.de.sentry.io/1", "", "", false, true},
+		{"%zz", "sentry.io", "", false, true},
+	}
+	for _, tt := range tests {
+		name, def, err := RegionFromDSN(tt.dsn, tt.app)
+		if name != tt.name || def != tt.def || (err != nil) != tt.err {
+			t.Errorf("RegionFromDSN(%q, %q) = %q, %v, %v; want %q, %v, err=%v", tt.dsn, tt.app, name, def, err, tt.name, tt.def, tt.err)
+		}
+	}
+}

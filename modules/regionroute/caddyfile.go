@@ -1,0 +1,107 @@
+package regionroute
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("sentry_region_route", parseCaddyfile)
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(Handler)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	sentry_region_route {
+//		read_timeout <duration>
+//		upload_timeout <duration>
+//		max_concurrency <n>
+//		breaker <failures> <window>
+//		control_path <pattern...>
+//		pin_path <pattern...>
+//	}
+//
+// Defaults are applied in Provision, not here.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "read_timeout", "upload_timeout":
+			name := d.Val()
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil || dur <= 0 {
+				return d.Errf("%s: invalid duration %q", name, d.Val())
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if name == "read_timeout" {
+				h.ReadTimeout = caddy.Duration(dur)
+			} else {
+				h.UploadTimeout = caddy.Duration(dur)
+			}
+		case "max_concurrency":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n <= 0 {
+				return d.Errf("max_concurrency: want a positive integer, got %q", d.Val())
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.MaxConcurrency = n
+		case "breaker":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Errf("breaker: want <failures> <window>, got %d arguments", len(args))
+			}
+			n, err := strconv.Atoi(args[0])
+			if err != nil || n <= 0 {
+				return d.Errf("breaker: failures must be a positive integer, got %q", args[0])
+			}
+			dur, err := caddy.ParseDuration(args[1])
+			if err != nil || dur <= 0 {
+				return d.Errf("breaker: invalid window %q", args[1])
+			}
+			h.Breaker = &BreakerConfig{Failures: n, Window: caddy.Duration(dur)}
+		case "control_path", "pin_path":
+			name := d.Val()
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Errf("%s: want at least one path pattern", name)
+			}
+			for _, p := range args {
+				if err := checkExtraPattern(p); err != nil {
+					return d.Errf("%s %v", name, err)
+				}
+			}
+			if name == "control_path" {
+				h.ControlPath = append(h.ControlPath, args...)
+			} else {
+				h.PinPath = append(h.PinPath, args...)
+			}
+		default:
+			return d.Errf("unknown subdirective %q (want read_timeout, upload_timeout, max_concurrency, breaker, control_path or pin_path)", d.Val())
+		}
+	}
+	return nil
+}
+
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,56 @@
+package regionroute
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/promutil"
+)
+
+// metrics are the gateway's collectors in the config's registry. Labels
+// are the configured region names (or "none" when no region was resolved)
+// and the outcome: bounded, never an organization.
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	inFlight *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	return &metrics{
+		requests: promutil.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "caddy", Subsystem: "sentry_gateway", Name: "requests_total",
+			Help: "Requests routed to a region by sentry_region_route, by region and outcome.",
+		}, []string{"region", "outcome"})),
+		duration: promutil.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "caddy", Subsystem: "sentry_gateway", Name: "request_duration_seconds",
+			Help:    "Time from routing to the end of the proxied response, by region and outcome.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 90},
+		}, []string{"region", "outcome"})),
+		inFlight: promutil.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "caddy", Subsystem: "sentry_gateway", Name: "in_flight_requests",
+			Help: "Requests being proxied to a region now.",
+		}, []string{"region"})),
+	}
+}
+
+// series are one region's collectors, resolved once so that the request
+// path does no label hashing.
+type series struct {
+	requests [numOutcomes]prometheus.Counter
+	duration [numOutcomes]prometheus.Observer
+	inFlight prometheus.Gauge
+}
+
+func (m *metrics) series(region string) *series {
+	s := &series{inFlight: m.inFlight.WithLabelValues(region)}
+	for o := range numOutcomes {
+		s.requests[o] = m.requests.WithLabelValues(region, o.String())
+		s.duration[o] = m.duration.WithLabelValues(region, o.String())
+	}
+	return s
+}
+
+func (s *series) observe(o outcome, seconds float64) {
+	s.requests[o].Inc()
+	s.duration[o].Observe(seconds)
+}

@@ -1,0 +1,133 @@
+package regionroute
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// region is everything the gateway keeps per region: two reverse_proxy
+// handlers (normal and upload timeouts), its own concurrency cap and
+// breaker, and its metric series. Regions share nothing, so one region's
+// trouble never slows another.
+type region struct {
+	name string
+	// host is the Host header sent to the region.
+	host string
+	// base is scheme://host of the gateway address, the prefix of
+	// X-Sentry-Proxy-URL.
+	base    string
+	proxy   caddyhttp.MiddlewareHandler
+	upload  caddyhttp.MiddlewareHandler
+	limit   limiter
+	breaker breaker
+	m       *series
+}
+
+// Connection settings that are not configurable: apigw's client uses a
+// 5s connect timeout; idle connections are dropped before they could be
+// reused close to their read deadline (see proxyConfig).
+const (
+	dialTimeout = 5 * time.Second
+	idleTimeout = 30 * time.Second
+)
+
+// proxyConfig is the JSON of a reverse_proxy handler to u:
+//   - response_header_timeout is the read timeout proper: the time the
+//     region has to start answering once the request is sent;
+//   - read_timeout (a deadline per read on the connection) bounds stalls
+//     while streaming the body. Go's transport keeps a read pending on idle
+//     connections, so the margin of one idle timeout keeps that pending
+//     read from expiring under a request that just reused the connection;
+//   - write_timeout bounds a stalled upload, per write;
+//   - flush_interval -1 streams both ways without buffering;
+//   - trusted_proxies everywhere makes reverse_proxy append the client
+//     address to the X-Forwarded-For the client sent, as apigw does,
+//     instead of replacing it (the regions decide what to trust).
+//
+// No header ops: the gateway sets Host and X-Apigateway on the request
+// and fixes the response head in gatewayWriter, which is cheaper than
+// placeholders.
+func proxyConfig(u *url.URL, timeout time.Duration, maxIdle int) (json.RawMessage, error) {
+	dial, err := dialAddress(u)
+	if err != nil {
+		return nil, err
+	}
+	transport := map[string]any{
+		"protocol":                "http",
+		"dial_timeout":            dialTimeout.String(),
+		"response_header_timeout": timeout.String(),
+		"read_timeout":            (timeout + idleTimeout).String(),
+		"write_timeout":           timeout.String(),
+		"keep_alive": map[string]any{
+			"idle_timeout":            idleTimeout.String(),
+			"max_idle_conns_per_host": maxIdle,
+		},
+	}
+	if u.Scheme == "https" {
+		transport["tls"] = map[string]any{}
+	}
+	cfg := map[string]any{
+		"upstreams":       []map[string]string{{"dial": dial}},
+		"transport":       transport,
+		"flush_interval":  -1,
+		"trusted_proxies": []string{"0.0.0.0/0", "::/0"},
+	}
+	return json.Marshal(cfg)
+}
+
+func dialAddress(u *url.URL) (string, error) {
+	if u == nil || u.Host == "" {
+		return "", fmt.Errorf("region address has no host")
+	}
+	switch u.Scheme {
+	case "http", "https":
+	default:
+		return "", fmt.Errorf("region address %q: scheme must be http or https", u.Redacted())
+	}
+	if u.Port() != "" {
+		return u.Host, nil
+	}
+	port := "80"
+	if u.Scheme == "https" {
+		port = "443"
+	}
+	return net.JoinHostPort(u.Hostname(), port), nil
+}
+
+// newRegion loads the region's two reverse_proxy handlers through ctx, so
+// that ctx cleans them up with this config.
+func newRegion(ctx caddy.Context, name string, u *url.URL, read, upload time.Duration, maxConcurrency int, failures int, window time.Duration, m *series) (*region, error) {
+	load := func(timeout time.Duration) (caddyhttp.MiddlewareHandler, error) {
+		raw, err := proxyConfig(u, timeout, maxConcurrency)
+		if err != nil {
+			return nil, err
+		}
+		mod, err := ctx.LoadModuleByID("http.handlers.reverse_proxy", raw)
+		if err != nil {
+			return nil, err
+		}
+		h, ok := mod.(caddyhttp.MiddlewareHandler)
+		if !ok {
+			return nil, fmt.Errorf("reverse_proxy is %T, not a handler", mod)
+		}
+		return h, nil
+	}
+	r := &region{name: name, host: u.Host, base: u.Scheme + "://" + u.Host, m: m}
+	var err error
+	if r.proxy, err = load(read); err != nil {
+		return nil, fmt.Errorf("region %s: %w", name, err)
+	}
+	if r.upload, err = load(upload); err != nil {
+		return nil, fmt.Errorf("region %s: %w", name, err)
+	}
+	r.limit.max = int64(maxConcurrency)
+	r.breaker.max = int64(failures)
+	r.breaker.window = int64(window)
+	return r, nil
+}
