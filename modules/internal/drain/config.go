@@ -1,0 +1,153 @@
+// Package drain is the mailbox drainer: it replays captured webhooks
+// (silo_webhook_payload rows) to their regions, FIFO within a mailbox, with
+// backoff, dead letters, a per-region breaker that pauses a region instead
+// of spending attempts, and leases so that one mailbox is drained by one
+// instance at a time. Nothing here imports Caddy; the sentry_silo app runs
+// a Drainer and the admin API module calls its Admin.
+package drain
+
+import (
+	"net/http"
+	"time"
+)
+
+// Defaults (DESIGN.md, drainer block).
+const (
+	DefaultPollInterval         = time.Second
+	DefaultWorkers              = 32
+	DefaultClaimSize            = 300
+	DefaultMaxAttempts          = 10
+	DefaultBackoffBase          = 3 * time.Minute
+	DefaultBackoffRate          = 1.4
+	DefaultBackoffCap           = 60 * time.Minute
+	DefaultMaxAge               = 72 * time.Hour
+	DefaultRequestTimeout       = 12 * time.Second
+	DefaultBreakerFailures      = 5
+	DefaultBreakerProbeInterval = 10 * time.Second
+	DefaultLease                = 15 * time.Second
+	DefaultDeadLetterRetention  = 168 * time.Hour
+	DefaultStopGrace            = 2 * time.Second
+	DefaultGaugeInterval        = 15 * time.Second
+	DefaultPurgeInterval        = 10 * time.Minute
+	DefaultScanLimit            = 1000
+)
+
+// DefaultSkipOnFailure are the providers whose mailboxes move past a failed
+// row instead of stopping (Sentry's skip_on_failure_providers, 2026).
+func DefaultSkipOnFailure() []string {
+	return []string{"github", "github_enterprise", "bitbucket", "bitbucket_server", "gitlab"}
+}
+
+// Config tunes a Drainer. Zero values mean the defaults above.
+type Config struct {
+	// Owner names this drainer in mailbox leases; it must differ between
+	// drainers that may run at once (instances, and the old and new app
+	// during a reload). Empty means a random id.
+	Owner string
+
+	PollInterval time.Duration
+	Workers      int
+	ClaimSize    int
+	MaxAttempts  int
+	// Backoff is delay = min(BackoffBase * BackoffRate^attempts, BackoffCap).
+	BackoffBase    time.Duration
+	BackoffRate    float64
+	BackoffCap     time.Duration
+	MaxAge         time.Duration
+	RequestTimeout time.Duration
+	// SkipOnFailure lists providers that move past a failure. nil means
+	// DefaultSkipOnFailure; an empty non-nil slice means none.
+	SkipOnFailure        []string
+	BreakerFailures      int
+	BreakerProbeInterval time.Duration
+	Lease                time.Duration
+	DeadLetterRetention  time.Duration
+
+	// StopGrace is how long in-flight deliveries may finish (and be
+	// recorded) after Run's ctx ends; then they are abandoned unrecorded
+	// and their rows are delivered again later (at least once).
+	StopGrace time.Duration
+	// GaugeInterval is how often the depth and age gauges are refreshed.
+	GaugeInterval time.Duration
+	// PurgeInterval is how often old dead letters are purged.
+	PurgeInterval time.Duration
+	// ScanLimit bounds one backstop scan (DueMailboxes).
+	ScanLimit int
+	// ProbePath is requested on a region whose breaker is open
+	// ["/_health/"]: any answer but 502/503/504 closes the breaker.
+	ProbePath string
+
+	// Transport carries deliveries and probes; nil means a shared
+	// transport of our own. Redirects are never followed.
+	Transport http.RoundTripper
+	// CallbackTransport carries the POSTs to response_url; nil means
+	// Transport.
+	CallbackTransport http.RoundTripper
+	// Now is the clock for everything recorded in the store; nil means
+	// time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.PollInterval <= 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.Workers <= 0 {
+		c.Workers = DefaultWorkers
+	}
+	if c.ClaimSize <= 0 {
+		c.ClaimSize = DefaultClaimSize
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = DefaultMaxAttempts
+	}
+	if c.BackoffBase <= 0 {
+		c.BackoffBase = DefaultBackoffBase
+	}
+	if c.BackoffRate <= 0 {
+		c.BackoffRate = DefaultBackoffRate
+	}
+	if c.BackoffCap <= 0 {
+		c.BackoffCap = DefaultBackoffCap
+	}
+	if c.MaxAge <= 0 {
+		c.MaxAge = DefaultMaxAge
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.SkipOnFailure == nil {
+		c.SkipOnFailure = DefaultSkipOnFailure()
+	}
+	if c.BreakerFailures <= 0 {
+		c.BreakerFailures = DefaultBreakerFailures
+	}
+	if c.BreakerProbeInterval <= 0 {
+		c.BreakerProbeInterval = DefaultBreakerProbeInterval
+	}
+	if c.Lease <= 0 {
+		c.Lease = DefaultLease
+	}
+	if c.DeadLetterRetention <= 0 {
+		c.DeadLetterRetention = DefaultDeadLetterRetention
+	}
+	if c.StopGrace <= 0 {
+		c.StopGrace = DefaultStopGrace
+	}
+	if c.GaugeInterval <= 0 {
+		c.GaugeInterval = DefaultGaugeInterval
+	}
+	if c.PurgeInterval <= 0 {
+		c.PurgeInterval = DefaultPurgeInterval
+	}
+	if c.ScanLimit <= 0 {
+		c.ScanLimit = DefaultScanLimit
+	}
+	if c.ProbePath == "" {
+		c.ProbePath = "/_health/"
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}

@@ -1,0 +1,237 @@
+package drain
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/store"
+)
+
+// resultKind is what a delivery attempt means for its row.
+type resultKind int
+
+const (
+	// delivered: 2xx/3xx, the row is deleted.
+	delivered resultKind = iota
+	// dropped: 400/401/403/404/409, the row goes to the dead letters
+	// as dropped_<status> and is never retried.
+	dropped
+	// retry: any other status, or an error; retried with backoff.
+	retry
+	// aborted: the drainer stopped or lost its lease mid-request; nothing
+	// is recorded and the row is delivered again later.
+	aborted
+)
+
+// result is the outcome of one attempt.
+type result struct {
+	kind   resultKind
+	status int    // HTTP status, 0 when there was no answer
+	err    string // why it failed; never holds a URL, header or body
+	// unreachable marks failures that count for the region breaker:
+	// connection errors, resets, timeouts and 502/503/504.
+	unreachable bool
+	retryAfter  time.Duration
+	// callback is set when the failure happened on the POST to the
+	// response_url, after the region had answered.
+	callback bool
+}
+
+// maxRegionBody bounds what is read of a region's answer to a callback
+// payload (it is POSTed on to the response_url); other answers are read
+// up to discardBody so the connection can be reused, then dropped.
+const (
+	maxRegionBody = 1 << 20
+	discardBody   = 64 << 10
+)
+
+// hopHeaders are dropped from every replayed request (§4.6
+// clean_proxy_headers): hop-by-hop headers, plus Host, Content-Length and
+// X-Forwarded-Proto, which belong to the original connection. Content-
+// Encoding is kept: the body is replayed byte for byte as it was received,
+// so the header still describes it (dropping it would leave a compressed
+// body the region cannot read).
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+	"Expect", "Host", "Content-Length", "X-Forwarded-Proto",
+}
+
+// replayHeaders returns the stored headers minus hopHeaders and the
+// headers the Connection header names.
+func replayHeaders(stored http.Header) http.Header {
+	h := make(http.Header, len(stored))
+	for k, vs := range stored {
+		h[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
+	}
+	for _, v := range h.Values("Connection") {
+		for _, name := range strings.Split(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopHeaders {
+		h.Del(name)
+	}
+	return h
+}
+
+// targetURL joins the region address and the stored path (path plus
+// "?query", verbatim).
+func targetURL(base *url.URL, path string) string {
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	prefix := strings.TrimSuffix(base.EscapedPath(), "/")
+	return base.Scheme + "://" + base.Host + prefix + path
+}
+
+// sendToRegion replays p to its region. regionBody is the region's answer,
+// read only when keepBody is set (callback payloads) and the status is 2xx.
+func (d *Drainer) sendToRegion(ctx context.Context, base *url.URL, p *store.Payload, keepBody bool) (res result, regionBody []byte) {
+	rctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, p.Method, targetURL(base, p.Path), bytes.NewReader(p.Body))
+	if err != nil {
+		return result{kind: retry, err: "stored request is invalid: " + safeError(err)}, nil
+	}
+	req.Header = replayHeaders(p.Headers)
+	if keepBody {
+		// Let the transport negotiate and decode compression: the
+		// answer is read, not passed through.
+		req.Header.Del("Accept-Encoding")
+	}
+	if len(p.Body) == 0 {
+		req.Body = http.NoBody
+		req.GetBody = nil
+	}
+	resp, err := d.client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return result{kind: aborted, err: "stopped"}, nil
+		}
+		return result{kind: retry, unreachable: true, err: transportError(err, rctx)}, nil
+	}
+	defer resp.Body.Close()
+	res = classify(resp, d.cfg.Now())
+	if keepBody && res.kind == delivered && resp.StatusCode < 300 {
+		regionBody, err = io.ReadAll(io.LimitReader(resp.Body, maxRegionBody+1))
+		if err != nil {
+			if ctx.Err() != nil {
+				return result{kind: aborted, err: "stopped"}, nil
+			}
+			return result{kind: retry, status: resp.StatusCode, err: "reading the region's answer: " + transportError(err, rctx)}, nil
+		}
+		if len(regionBody) > maxRegionBody {
+			return result{kind: retry, status: resp.StatusCode, err: "region answer too large for a callback"}, nil
+		}
+		return res, regionBody
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, discardBody))
+	return res, nil
+}
+
+// classify maps a region's status to an outcome (§4.6, DESIGN.md).
+func classify(resp *http.Response, now time.Time) result {
+	code := resp.StatusCode
+	res := result{status: code}
+	switch {
+	case code >= 200 && code < 400:
+		res.kind = delivered
+	case code == 400 || code == 401 || code == 403 || code == 404 || code == 409:
+		res.kind = dropped
+	default:
+		res.kind = retry
+		res.err = "region answered " + strconv.Itoa(code)
+		res.unreachable = code == 502 || code == 503 || code == 504
+		if code == 429 || code == 503 {
+			res.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now)
+		}
+	}
+	return res
+}
+
+// transportError describes a failed round trip without the URL (a stored
+// path can carry a token, e.g. Jira Server's).
+func transportError(err error, rctx context.Context) string {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(rctx.Err(), context.DeadlineExceeded) {
+		return "timeout"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	return safeError(err)
+}
+
+func safeError(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	s := err.Error()
+	if len(s) > 300 {
+		s = s[:300]
+	}
+	return s
+}
+
+// postCallback POSTs what the region answered to the payload's
+// response_url (§3.6): Slack gets the body as is, Discord its "data".
+func (d *Drainer) postCallback(ctx context.Context, p *store.Payload, regionBody []byte) result {
+	body, err := callbackBody(p.Provider, regionBody)
+	if err != nil {
+		return result{kind: retry, callback: true, err: err.Error()}
+	}
+	u, err := url.Parse(p.CallbackURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return result{kind: retry, callback: true, err: "invalid response_url"}
+	}
+	rctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return result{kind: retry, callback: true, err: "response_url request: " + safeError(err)}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := d.callbackClient.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return result{kind: aborted, err: "stopped"}
+		}
+		return result{kind: retry, callback: true, err: "response_url: " + transportError(err, rctx)}
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, discardBody))
+	code := resp.StatusCode
+	res := result{status: code, callback: true}
+	switch {
+	case code >= 200 && code < 300:
+		res.kind = delivered
+	case code == 404 && p.Provider == "discord":
+		// Discord answers 404 until the interaction's original answer
+		// exists: "Discord hook is not ready", retried.
+		res.kind = retry
+		res.err = "response_url answered 404 (discord hook not ready)"
+	case code == 400 || code == 401 || code == 403 || code == 404 || code == 409:
+		res.kind = dropped
+		res.err = fmt.Sprintf("response_url answered %d", code)
+	default:
+		res.kind = retry
+		res.err = fmt.Sprintf("response_url answered %d", code)
+		if code == 429 || code == 503 {
+			res.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), d.cfg.Now())
+		}
+	}
+	return res
+}
