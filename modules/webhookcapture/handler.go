@@ -1,21 +1,69 @@
+// Package webhookcapture is the sentry_webhook_capture HTTP handler: it
+// answers third-party webhooks at the edge of the control silo, storing
+// each one durably in a mailbox per region before its 202. The provider
+// logic lives in modules/internal/webhooks, naming and group commit in
+// modules/internal/mailbox; this package adapts them to Caddy.
 package webhookcapture
 
 import (
-	"net/http"
+	"crypto/ed25519"
+	"encoding/hex"
+	"fmt"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/mailbox"
+	"github.com/sentrysilo/caddy-silo/modules/internal/webhooks"
+	"github.com/sentrysilo/caddy-silo/modules/silo"
 )
 
 func init() {
 	caddy.RegisterModule(Handler{})
-	httpcaddyfile.RegisterHandlerDirective("sentry_webhook_capture", parseCaddyfile)
 }
 
-// Handler is the sentry_webhook_capture HTTP handler.
-type Handler struct{}
+// DefaultMaxBodySize is the largest webhook body accepted [10MB].
+const DefaultMaxBodySize = 10 << 20
+
+// Handler is the sentry_webhook_capture HTTP handler. It acts only on
+// /extensions/... and /plugins/... paths and passes every other request,
+// and every request in monolith mode, to the next handler.
+type Handler struct {
+	// MaxBodySize is the largest body accepted, in bytes; larger bodies
+	// get 413 [10MB].
+	MaxBodySize int64 `json:"max_body_size,omitempty"`
+	// SlackSigningSecret verifies X-Slack-Signature at the edge; accepts
+	// {env.*} and {file.*}.
+	SlackSigningSecret string `json:"slack_signing_secret,omitempty"`
+	// DiscordPublicKey is the application's Ed25519 public key in hex;
+	// it verifies X-Signature-Ed25519 and lets the edge answer PINGs.
+	DiscordPublicKey string `json:"discord_public_key,omitempty"`
+	// GitHubWebhookSecret turns on the edge check of X-Hub-Signature-256
+	// [off: the region verifies].
+	GitHubWebhookSecret string `json:"github_webhook_secret,omitempty"`
+	// Shed answers matching webhooks 429 with Retry-After: 60 and stores
+	// nothing.
+	Shed []ShedRule `json:"shed,omitempty"`
+	// BucketThreshold is how many webhooks an integration may send per
+	// hour before its mailboxes are split in buckets [3000].
+	BucketThreshold int `json:"bucket_threshold,omitempty"`
+
+	active   bool
+	app      *silo.App
+	env      *webhooks.Env
+	batcher  *mailbox.Batcher
+	bucketer *mailbox.Bucketer
+	proxy    *regionProxy
+	logger   *zap.Logger
+}
+
+// ShedRule names what to shed: every webhook of a provider, or only one
+// integration's.
+type ShedRule struct {
+	Provider      string `json:"provider"`
+	IntegrationID int64  `json:"integration_id,omitempty"`
+}
 
 // CaddyModule returns the Caddy module information.
 func (Handler) CaddyModule() caddy.ModuleInfo {
@@ -25,24 +73,109 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// ServeHTTP passes every request on for now.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	return next.ServeHTTP(w, r)
-}
+// Provision resolves secrets and sets defaults. It opens nothing and
+// starts no goroutine: the batcher starts its flushers on first use.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.MaxBodySize <= 0 {
+		h.MaxBodySize = DefaultMaxBodySize
+	}
+	if h.BucketThreshold <= 0 {
+		h.BucketThreshold = mailbox.DefaultBucketThreshold
+	}
+	registerMetrics(ctx.GetMetricsRegistry())
 
-// UnmarshalCaddyfile sets up the handler from Caddyfile tokens.
-func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next()
+	v, err := ctx.App("sentry_silo")
+	if err != nil {
+		return fmt.Errorf("sentry_webhook_capture needs the sentry_silo app: %w", err)
+	}
+	app, ok := v.(*silo.App)
+	if !ok {
+		return fmt.Errorf("sentry_webhook_capture: sentry_silo app has unexpected type %T", v)
+	}
+	h.app = app
+	h.active = app.Control()
+
+	repl := caddy.NewReplacer()
+	env := &webhooks.Env{
+		KnownRegion: func(name string) bool { _, ok := app.Region(name); return ok },
+	}
+	if s := repl.ReplaceAll(h.SlackSigningSecret, ""); s != "" {
+		env.SlackSigningSecret = []byte(s)
+	}
+	if s := repl.ReplaceAll(h.GitHubWebhookSecret, ""); s != "" {
+		env.GitHubWebhookSecret = []byte(s)
+	}
+	if s := strings.TrimSpace(repl.ReplaceAll(h.DiscordPublicKey, "")); s != "" {
+		key, err := hex.DecodeString(s)
+		if err != nil || len(key) != ed25519.PublicKeySize {
+			// Never echo the value: it came from a placeholder.
+			return fmt.Errorf("sentry_webhook_capture: discord_public_key must be %d bytes of hex", ed25519.PublicKeySize)
+		}
+		env.DiscordPublicKey = ed25519.PublicKey(key)
+	}
+	env.Dir = newDirectory(app)
+	h.env = env
+	h.bucketer = mailbox.NewBucketer(h.BucketThreshold, nil)
+	h.proxy = newRegionProxy(app)
+	if st := app.Store(); st != nil {
+		flushers := 4
+		if st.Engine() == "sqlite" {
+			// One writer at a time anyway; more flushers only contend.
+			flushers = 1
+		}
+		h.batcher = mailbox.NewBatcher(st.InsertPayloads, mailbox.BatcherOptions{
+			Flushers: flushers,
+			OnCommit: func(mailboxes []string) { app.Wake(mailboxes...) },
+		})
+	}
+	if h.active {
+		h.logger.Info("webhook capture on",
+			zap.Int64("max_body_size", h.MaxBodySize),
+			zap.Bool("slack_signature_check", env.SlackSigningSecret != nil),
+			zap.Bool("discord_signature_check", env.DiscordPublicKey != nil),
+			zap.Bool("github_signature_check", env.GitHubWebhookSecret != nil),
+			zap.Int("shed_rules", len(h.Shed)))
+	}
 	return nil
 }
 
-func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	var m Handler
-	err := m.UnmarshalCaddyfile(h.Dispenser)
-	return &m, err
+// Validate checks the shed rules.
+func (h *Handler) Validate() error {
+	for _, r := range h.Shed {
+		if r.Provider == "" {
+			return fmt.Errorf("sentry_webhook_capture: shed rule without a provider")
+		}
+		if r.IntegrationID < 0 {
+			return fmt.Errorf("sentry_webhook_capture: shed %s: negative integration id", r.Provider)
+		}
+	}
+	return nil
+}
+
+// Cleanup lets idle batch flushers exit. Requests still running on this
+// handler after a reload keep working: the batcher restarts a flusher for
+// them and it exits once they are committed.
+func (h *Handler) Cleanup() error {
+	if h == nil {
+		return nil
+	}
+	h.batcher.Close()
+	return nil
+}
+
+// shed reports whether a webhook must be shed.
+func (h *Handler) shed(provider string, integrationID int64) bool {
+	for _, r := range h.Shed {
+		if r.Provider == provider && (r.IntegrationID == 0 || r.IntegrationID == integrationID) {
+			return true
+		}
+	}
+	return false
 }
 
 var (
-	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
-	_ caddyfile.Unmarshaler       = (*Handler)(nil)
+	_ caddy.Provisioner  = (*Handler)(nil)
+	_ caddy.Validator    = (*Handler)(nil)
+	_ caddy.CleanerUpper = (*Handler)(nil)
 )

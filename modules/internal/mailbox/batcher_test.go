@@ -1,0 +1,212 @@
+package mailbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/store"
+)
+
+// fakeInsert records batches and assigns ids.
+type fakeInsert struct {
+	mu      sync.Mutex
+	nextID  int64
+	rows    []store.NewPayload
+	batches []int
+	keys    map[string]int64
+	fail    func(rows []store.NewPayload) error
+	delay   time.Duration
+}
+
+func (f *fakeInsert) insert(ctx context.Context, rows []store.NewPayload) ([]store.InsertResult, error) {
+	if f.delay > 0 {
+		select {
+		case <-time.After(f.delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if f.fail != nil {
+		if err := f.fail(rows); err != nil {
+			return nil, err
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.keys == nil {
+		f.keys = map[string]int64{}
+	}
+	f.batches = append(f.batches, len(rows))
+	out := make([]store.InsertResult, len(rows))
+	for i, r := range rows {
+		if r.DeliveryKey != "" {
+			if id, ok := f.keys[r.MailboxName+"\x00"+r.DeliveryKey]; ok {
+				out[i] = store.InsertResult{ID: id, Duplicate: true}
+				continue
+			}
+		}
+		f.nextID++
+		out[i] = store.InsertResult{ID: f.nextID}
+		f.rows = append(f.rows, r)
+		if r.DeliveryKey != "" {
+			f.keys[r.MailboxName+"\x00"+r.DeliveryKey] = f.nextID
+		}
+	}
+	return out, nil
+}
+
+func row(mailbox string) store.NewPayload {
+	return store.NewPayload{MailboxName: mailbox, Region: "us", Method: "POST", Path: "/x"}
+}
+
+func TestBatcherGroupsConcurrentSubmits(t *testing.T) {
+	f := &fakeInsert{delay: 2 * time.Millisecond}
+	var woken sync.Map
+	b := NewBatcher(f.insert, BatcherOptions{Flushers: 2, OnCommit: func(ms []string) {
+		for _, m := range ms {
+			woken.Store(m, true)
+		}
+	}})
+	defer b.Close()
+	const n = 200
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := b.Submit(context.Background(), []store.NewPayload{row(fmt.Sprintf("m:us:%d", i%10)), row(fmt.Sprintf("m:de:%d", i%10))})
+			if err != nil || len(res) != 2 || res[0].ID == 0 || res[1].ID != res[0].ID+1 {
+				failed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d submits failed", failed.Load())
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.rows) != 2*n {
+		t.Fatalf("%d rows stored, want %d", len(f.rows), 2*n)
+	}
+	if len(f.batches) >= n {
+		t.Fatalf("no grouping: %d batches for %d submits", len(f.batches), n)
+	}
+	count := 0
+	woken.Range(func(any, any) bool { count++; return true })
+	if count != 20 {
+		t.Fatalf("woke %d mailboxes, want 20", count)
+	}
+	t.Logf("%d submits in %d batches", n, len(f.batches))
+}
+
+func TestBatcherStoreDown(t *testing.T) {
+	down := fmt.Errorf("dial: %w", store.ErrUnavailable)
+	f := &fakeInsert{fail: func([]store.NewPayload) error { return down }}
+	b := NewBatcher(f.insert, BatcherOptions{})
+	_, err := b.Submit(context.Background(), []store.NewPayload{row("a:us:1")})
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
+	}
+}
+
+func TestBatcherIsolatesABadRow(t *testing.T) {
+	bad := errors.New("constraint violated")
+	f := &fakeInsert{delay: time.Millisecond, fail: func(rows []store.NewPayload) error {
+		for _, r := range rows {
+			if r.MailboxName == "poison:us:1" {
+				return bad
+			}
+		}
+		return nil
+	}}
+	b := NewBatcher(f.insert, BatcherOptions{Flushers: 1, Linger: 5 * time.Millisecond})
+	var wg sync.WaitGroup
+	errs := make([]error, 20)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := "ok:us:1"
+			if i == 7 {
+				name = "poison:us:1"
+			}
+			_, errs[i] = b.Submit(context.Background(), []store.NewPayload{row(name)})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (i == 7) != (err != nil) {
+			t.Errorf("submit %d: err = %v", i, err)
+		}
+	}
+}
+
+func TestBatcherBoundedWait(t *testing.T) {
+	f := &fakeInsert{delay: time.Second}
+	b := NewBatcher(f.insert, BatcherOptions{CommitTimeout: 3 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := b.Submit(ctx, []store.NewPayload{row("a:us:1")}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v", err)
+	}
+	if time.Since(start) > 500*time.Millisecond {
+		t.Fatal("wait not bounded")
+	}
+}
+
+func TestBatcherDuplicates(t *testing.T) {
+	f := &fakeInsert{}
+	b := NewBatcher(f.insert, BatcherOptions{})
+	p := row("github:us:10")
+	p.DeliveryKey = "d-1"
+	r1, err1 := b.Submit(context.Background(), []store.NewPayload{p})
+	r2, err2 := b.Submit(context.Background(), []store.NewPayload{p})
+	if err1 != nil || err2 != nil || r1[0].Duplicate || !r2[0].Duplicate || r2[0].ID != r1[0].ID {
+		t.Fatalf("%v %v %v %v", r1, err1, r2, err2)
+	}
+}
+
+// After Close (a config unload) a late request still commits, and idle
+// flushers leave.
+func TestBatcherSurvivesClose(t *testing.T) {
+	f := &fakeInsert{}
+	b := NewBatcher(f.insert, BatcherOptions{IdleExit: 10 * time.Millisecond})
+	if _, err := b.Submit(context.Background(), []store.NewPayload{row("a:us:1")}); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	b.Close()
+	if _, err := b.Submit(context.Background(), []store.NewPayload{row("a:us:1")}); err != nil {
+		t.Fatalf("after close: %v", err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for b.running.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d flushers still running", b.running.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var nilB *Batcher
+	nilB.Close()
+}
+
+func BenchmarkBatcher(b *testing.B) {
+	f := &fakeInsert{}
+	bt := NewBatcher(f.insert, BatcherOptions{})
+	rows := []store.NewPayload{row("a:us:1")}
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := bt.Submit(context.Background(), rows); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,0 +1,82 @@
+package webhooks
+
+import (
+	"context"
+	"net/http"
+	"strings"
+)
+
+func init() { register("discord", parseDiscord) }
+
+// Discord interaction types.
+const (
+	discordPing             = 1
+	discordCommand          = 2
+	discordMessageComponent = 3
+)
+
+// DiscordAPIBase is where follow-up messages of deferred interactions go.
+const DiscordAPIBase = "https://discord.com/api/v10"
+
+var (
+	discordPong     = []byte(`{"type":1}`)
+	discordDeferred = []byte(`{"type":5,"data":{"flags":64}}`)
+)
+
+type discordInteraction struct {
+	Type          int    `json:"type"`
+	GuildID       string `json:"guild_id"`
+	ApplicationID string `json:"application_id"`
+	Token         string `json:"token"`
+}
+
+func parseDiscord(ctx context.Context, env *Env, req *Request) (Result, error) {
+	sub, _ := subpath(req.Path, "discord")
+	if strings.TrimSuffix(sub, "/") != "interactions" {
+		// link-identity, unlink-identity, configure: control views.
+		return passOn, nil
+	}
+	if env.DiscordPublicKey != nil && !verifyDiscord(env.DiscordPublicKey, req.Header, req.Body) {
+		return respond(http.StatusUnauthorized, "rejected"), nil
+	}
+	var di discordInteraction
+	if err := decodeJSON(req.Body, &di); err != nil {
+		return respond(http.StatusBadRequest, "rejected"), nil
+	}
+	if di.Type == discordPing {
+		if env.DiscordPublicKey == nil {
+			// Discord requires a verified PONG; without the key only
+			// control can check the signature.
+			return passOn, nil
+		}
+		return respondJSON(http.StatusOK, discordPong, "challenge"), nil
+	}
+	in, err := env.integrationByExternalID(ctx, "discord", di.GuildID)
+	if err != nil {
+		return Result{}, err
+	}
+	if in == nil {
+		return respond(http.StatusBadRequest, "rejected"), nil
+	}
+	regions := env.regionsOf(in)
+	if len(regions) == 0 {
+		return respond(http.StatusBadRequest, "rejected"), nil
+	}
+	if (di.Type == discordCommand || di.Type == discordMessageComponent) && di.ApplicationID != "" && di.Token != "" &&
+		!strings.ContainsAny(di.ApplicationID+di.Token, "/?#%") {
+		res := capture("discord", in, regions[:1])
+		res.Action = Callback
+		res.Status = http.StatusOK
+		res.ContentType = "application/json"
+		res.Body = discordDeferred
+		res.CallbackURL = DiscordAPIBase + "/webhooks/" + di.ApplicationID + "/" + di.Token
+		res.Outcome = "callback"
+		return res, nil
+	}
+	res := capture("discord", in, regions)
+	res.Action = ProxyFirst
+	if di.Type == discordMessageComponent {
+		res.Action = ProxyAll
+	}
+	return res, nil
+}

@@ -1,0 +1,96 @@
+package webhooks
+
+import (
+	"context"
+	"net/http"
+	"strings"
+)
+
+func init() {
+	register("github", func(ctx context.Context, env *Env, req *Request) (Result, error) {
+		return parseGitHub(ctx, env, req, "github", "")
+	})
+	register("github_enterprise", func(ctx context.Context, env *Env, req *Request) (Result, error) {
+		host := first(req.Header, "X-Github-Enterprise-Host")
+		if host == "" {
+			host = "-" // checked after the path, so other views still pass on
+		}
+		return parseGitHub(ctx, env, req, "github_enterprise", host)
+	})
+}
+
+// githubRegionEvents are the events the regions process; others are
+// acknowledged and dropped.
+var githubRegionEvents = map[string]bool{
+	"check_run":                   true,
+	"installation_repositories":   true,
+	"issues":                      true,
+	"issue_comment":               true,
+	"pull_request":                true,
+	"pull_request_review":         true,
+	"pull_request_review_comment": true,
+	"push":                        true,
+}
+
+type githubEvent struct {
+	Installation struct {
+		ID flexID `json:"id"`
+	} `json:"installation"`
+	Repository struct {
+		ID flexID `json:"id"`
+	} `json:"repository"`
+}
+
+// parseGitHub serves github and github_enterprise. For the enterprise
+// flavour host is the X-GitHub-Enterprise-Host value, and the external id
+// is "<host>:<installation id>".
+func parseGitHub(ctx context.Context, env *Env, req *Request, provider, host string) (Result, error) {
+	segment := strings.ReplaceAll(provider, "_", "-")
+	sub, _ := subpath(req.Path, segment)
+	if strings.TrimSuffix(sub, "/") != "webhook" {
+		return passOn, nil
+	}
+	if env.GitHubWebhookSecret != nil && !verifyGitHub(env.GitHubWebhookSecret, req.Header, req.Body) {
+		return respond(http.StatusUnauthorized, "rejected"), nil
+	}
+	if !strings.Contains(first(req.Header, "Content-Type"), "application/json") {
+		return respond(http.StatusBadRequest, "rejected"), nil
+	}
+	var ev githubEvent
+	if err := decodeJSON(req.Body, &ev); err != nil {
+		return respond(http.StatusBadRequest, "rejected"), nil
+	}
+	event, hasEvent := req.Header["X-Github-Event"]
+	if hasEvent && len(event) > 0 {
+		if event[0] == "installation" {
+			return passOn, nil
+		}
+		if !githubRegionEvents[event[0]] {
+			return respond(http.StatusAccepted, "dropped"), nil
+		}
+	}
+	if host == "-" || ev.Installation.ID == "" {
+		return respond(http.StatusBadRequest, "rejected"), nil
+	}
+	externalID := string(ev.Installation.ID)
+	if host != "" {
+		externalID = host + ":" + externalID
+	}
+	in, err := env.integrationByExternalID(ctx, provider, externalID)
+	if err != nil {
+		return Result{}, err
+	}
+	if in == nil {
+		return respond(http.StatusBadRequest, "rejected"), nil
+	}
+	regions := env.regionsOf(in)
+	if len(regions) == 0 {
+		return respond(http.StatusBadRequest, "rejected"), nil
+	}
+	res := capture(provider, in, regions)
+	res.DeliveryKey = first(req.Header, "X-Github-Delivery")
+	if id, ok := ev.Repository.ID.int64(); ok {
+		res.BucketKey, res.HasBucket = id, true
+	}
+	return res, nil
+}

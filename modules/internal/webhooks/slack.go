@@ -1,0 +1,137 @@
+package webhooks
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+func init() { register("slack", parseSlack) }
+
+// slackAllRegionsExempt are the action values answered by the first region
+// only (link unfurls and notification settings); every other interactive
+// action without a response_url goes to all regions (§3.4).
+var slackAllRegionsExempt = map[string]bool{
+	"link_clicked": true,
+	"ignore":       true,
+	"all_slack":    true,
+}
+
+// slackRequest holds the fields the Slack parser needs from any of the
+// three body shapes (JSON event, form command, form payload=<json>).
+type slackRequest struct {
+	Type        string `json:"type"`
+	Challenge   string `json:"challenge"`
+	TeamID      string `json:"team_id"`
+	EventID     string `json:"event_id"`
+	ResponseURL string `json:"response_url"`
+	Team        struct {
+		ID string `json:"id"`
+	} `json:"team"`
+	Actions []struct {
+		ActionID string `json:"action_id"`
+		Name     string `json:"name"`
+		Value    string `json:"value"`
+	} `json:"actions"`
+}
+
+func (s *slackRequest) teamID() string {
+	if s.TeamID != "" {
+		return s.TeamID
+	}
+	return s.Team.ID
+}
+
+func parseSlack(ctx context.Context, env *Env, req *Request) (Result, error) {
+	sub, _ := subpath(req.Path, "slack")
+	view := strings.TrimSuffix(sub, "/")
+	switch view {
+	case "event", "commands", "action", "options-load":
+	default:
+		// link-identity, unlink-identity and the team linking views
+		// are served by control (which routes the team views itself).
+		return passOn, nil
+	}
+	if env.SlackSigningSecret != nil && !verifySlack(env.SlackSigningSecret, req.Header, req.Body, env.now()) {
+		return respond(http.StatusUnauthorized, "rejected"), nil
+	}
+
+	var sr slackRequest
+	if view == "event" {
+		if err := decodeJSON(req.Body, &sr); err != nil {
+			return respond(http.StatusBadRequest, "rejected"), nil
+		}
+		if sr.Type == "url_verification" {
+			// Answered at the edge, after the signature check.
+			body, _ := json.Marshal(map[string]string{"challenge": sr.Challenge})
+			return respondJSON(http.StatusOK, body, "challenge"), nil
+		}
+	} else {
+		form, err := url.ParseQuery(string(req.Body))
+		if err != nil {
+			return respond(http.StatusBadRequest, "rejected"), nil
+		}
+		if p := form.Get("payload"); p != "" {
+			if err := decodeJSON([]byte(p), &sr); err != nil {
+				return respond(http.StatusBadRequest, "rejected"), nil
+			}
+		} else {
+			sr.TeamID = form.Get("team_id")
+			sr.ResponseURL = form.Get("response_url")
+		}
+	}
+
+	in, err := env.integrationByExternalID(ctx, "slack", sr.teamID())
+	if err != nil {
+		return Result{}, err
+	}
+	if in == nil {
+		return respond(http.StatusBadRequest, "rejected"), nil
+	}
+	regions := env.regionsOf(in)
+	if len(regions) == 0 {
+		// The workspace is no longer linked to any organization. Slack
+		// retries anything but a 2xx, so acknowledge and drop.
+		return respond(http.StatusAccepted, "dropped"), nil
+	}
+
+	if view == "event" {
+		// Events API deliveries need nothing back but a 2xx: keep them
+		// durably in the first region's mailbox.
+		res := capture("slack", in, regions[:1])
+		res.DeliveryKey = sr.EventID
+		return res, nil
+	}
+	if sr.ResponseURL != "" && validCallbackURL(sr.ResponseURL) {
+		res := capture("slack", in, regions[:1])
+		res.Action = Callback
+		res.Status = http.StatusOK
+		res.CallbackURL = sr.ResponseURL
+		res.Outcome = "callback"
+		return res, nil
+	}
+	res := capture("slack", in, regions)
+	res.Action = ProxyFirst
+	if view == "action" && !slackExempt(&sr) {
+		res.Action = ProxyAll
+	}
+	return res, nil
+}
+
+func slackExempt(sr *slackRequest) bool {
+	for _, a := range sr.Actions {
+		if slackAllRegionsExempt[a.ActionID] || slackAllRegionsExempt[a.Name] || slackAllRegionsExempt[a.Value] {
+			return true
+		}
+	}
+	return false
+}
+
+// validCallbackURL accepts only absolute http(s) URLs; anything else is
+// not a response_url the drainer could POST to.
+func validCallbackURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
+}

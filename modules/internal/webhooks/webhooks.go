@@ -1,0 +1,288 @@
+// Package webhooks holds the provider parsers of Sentry's
+// IntegrationControlMiddleware (§3.4 of the reference): given a raw request,
+// each parser finds the integration and the regions of its organizations
+// and decides what the edge does with it. Parsers never write anything; the
+// Caddy handler turns a Result into a stored payload or an answer. Nothing
+// here imports Caddy, so the parsers can be tested and fuzzed on their own.
+package webhooks
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
+)
+
+// Directory is the part of the directory the parsers read. Lookups return
+// directory.ErrNotFound when nothing matches; any other error means the
+// directory could not be read and is answered 503 by the handler.
+type Directory interface {
+	Organization(ctx context.Context, idOrSlug string) (directory.Organization, error)
+	IntegrationByExternalID(ctx context.Context, provider, externalID string) (directory.Integration, error)
+	IntegrationByID(ctx context.Context, id int64) (directory.Integration, error)
+}
+
+// Env is what parsers may consult besides the request.
+type Env struct {
+	Dir Directory
+	// KnownRegion reports whether a region name is configured; regions
+	// the directory names but the config does not know are ignored, as
+	// Sentry's get_cell_by_name refuses them. nil accepts every name.
+	KnownRegion func(name string) bool
+	// SlackSigningSecret enables the edge check of X-Slack-Signature.
+	SlackSigningSecret []byte
+	// DiscordPublicKey enables the edge check of X-Signature-Ed25519 and
+	// answering PINGs at the edge.
+	DiscordPublicKey ed25519.PublicKey
+	// GitHubWebhookSecret enables the edge check of X-Hub-Signature-256.
+	GitHubWebhookSecret []byte
+	// Now is the clock for signature windows; nil means time.Now.
+	Now func() time.Time
+}
+
+func (e *Env) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+// Request is the part of an HTTP request parsers see. Body is the raw,
+// complete body; parsers must not modify it.
+type Request struct {
+	Method   string
+	Path     string
+	RawQuery string
+	Header   http.Header
+	Body     []byte
+}
+
+// Action says what the edge does with a request.
+type Action int
+
+const (
+	// PassOn hands the request to the next handler: the control silo
+	// application (Sentry's get_response_from_control_silo).
+	PassOn Action = iota
+	// Respond answers at once with Status, ContentType and Body, storing
+	// nothing (challenges, pings, rejections, dropped events).
+	Respond
+	// Capture stores one payload per region of Regions, then answers 202
+	// (get_response_from_webhookpayload).
+	Capture
+	// Callback stores one durable callback payload for the first region
+	// with CallbackURL, then answers with Status/ContentType/Body (§3.6).
+	Callback
+	// ProxyFirst proxies synchronously to the first region
+	// (get_response_from_first_cell).
+	ProxyFirst
+	// ProxyAll proxies synchronously to every region in parallel and
+	// returns the first good answer (get_response_from_all_cells).
+	ProxyAll
+)
+
+// Result is a parser's decision.
+type Result struct {
+	Action      Action
+	Status      int
+	ContentType string
+	Body        []byte
+	// Outcome names the decision for metrics and debug logs
+	// ("challenge", "rejected", "dropped", ...); the handler fills in the
+	// outcome of captures itself.
+	Outcome string
+
+	// Provider is the provider of the payload rows and the first part of
+	// the mailbox name ("plugins" for legacy plugin webhooks).
+	Provider string
+	// Subject is the mailbox subject: the integration id, or the
+	// organization id for providers keyed by organization.
+	Subject string
+	// IntegrationID is stored with each row; 0 stores NULL.
+	IntegrationID int64
+	// Regions are the target regions, sorted by name.
+	Regions []string
+	// BucketKey, when HasBucket, splits a busy integration's mailbox in
+	// buckets of BucketKey % 100 (§3.3).
+	BucketKey int64
+	HasBucket bool
+	// DeliveryKey is the provider's delivery id, for de-duplication.
+	DeliveryKey string
+	// CallbackURL is the response_url of a Callback.
+	CallbackURL string
+}
+
+// Common answers.
+var (
+	passOn = Result{Action: PassOn, Outcome: "control"}
+)
+
+func respond(status int, outcome string) Result {
+	return Result{Action: Respond, Status: status, Outcome: outcome}
+}
+
+func respondJSON(status int, body []byte, outcome string) Result {
+	return Result{Action: Respond, Status: status, ContentType: "application/json", Body: body, Outcome: outcome}
+}
+
+// Parser decides what to do with one provider's request. It returns an
+// error only when the directory could not be read.
+type Parser func(ctx context.Context, env *Env, req *Request) (Result, error)
+
+var registry = map[string]Parser{}
+
+// register adds a parser for a provider name as it appears in
+// /extensions/<provider>/ with - replaced by _. Called from init.
+func register(provider string, p Parser) {
+	if _, dup := registry[provider]; dup {
+		panic("webhooks: parser registered twice: " + provider)
+	}
+	registry[provider] = p
+}
+
+// Providers returns the registered provider names, sorted.
+func Providers() []string {
+	out := make([]string, 0, len(registry))
+	for p := range registry {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Route finds the parser for a path. ok is false for paths that are not
+// webhook paths at all (the handler passes them on without reading the
+// body). provider is "" for an unknown /extensions/ provider, which also
+// passes on (Sentry captures an error and falls through to control).
+func Route(path string) (provider string, p Parser, ok bool) {
+	var rest string
+	switch {
+	case strings.HasPrefix(path, "/extensions/"):
+		rest = path[len("/extensions/"):]
+	case strings.HasPrefix(path, "/plugins/"):
+		return "plugins", registry["plugins"], true
+	default:
+		return "", nil, false
+	}
+	// IntegrationClassification leaves pipeline views to control.
+	if strings.HasSuffix(path, "/setup/") || strings.HasSuffix(path, "/link/") {
+		return "", nil, false
+	}
+	name := rest
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		name = rest[:i]
+	}
+	if name == "" {
+		return "", nil, false
+	}
+	name = strings.ReplaceAll(name, "-", "_")
+	if controlOnly[name] {
+		return name, nil, true
+	}
+	p, found := registry[name]
+	if !found {
+		return "", nil, true
+	}
+	return name, p, true
+}
+
+// Parse runs the parser of the request's path. A path that no parser owns
+// is passed on.
+func Parse(ctx context.Context, env *Env, req *Request) (provider string, res Result, err error) {
+	provider, p, ok := Route(req.Path)
+	if !ok || p == nil {
+		return provider, passOn, nil
+	}
+	res, err = p(ctx, env, req)
+	return provider, res, err
+}
+
+// subpath returns the path after /extensions/<segment>/, or "" when the
+// path does not have that prefix.
+func subpath(path, segment string) (string, bool) {
+	prefix := "/extensions/" + segment + "/"
+	if !strings.HasPrefix(path, prefix) {
+		return "", false
+	}
+	return path[len(prefix):], true
+}
+
+// lookupErr sorts a directory error into "not found" (nil, false) and a
+// real failure (err).
+func lookupErr(err error) (notFound bool, failure error) {
+	if err == nil {
+		return false, nil
+	}
+	if errors.Is(err, directory.ErrNotFound) {
+		return true, nil
+	}
+	return false, err
+}
+
+// regionsOf returns the integration's known regions, sorted by name.
+func (e *Env) regionsOf(in *directory.Integration) []string {
+	rs := in.Regions()
+	if e.KnownRegion == nil {
+		return rs
+	}
+	out := rs[:0:0]
+	for _, r := range rs {
+		if e.KnownRegion(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (e *Env) known(region string) bool {
+	if region == "" {
+		return false
+	}
+	return e.KnownRegion == nil || e.KnownRegion(region)
+}
+
+// integrationByExternalID looks an integration up and checks it is active.
+func (e *Env) integrationByExternalID(ctx context.Context, provider, externalID string) (*directory.Integration, error) {
+	if externalID == "" {
+		return nil, nil
+	}
+	in, err := e.Dir.IntegrationByExternalID(ctx, provider, externalID)
+	if nf, ferr := lookupErr(err); nf || ferr != nil {
+		return nil, ferr
+	}
+	if in.Status != directory.StatusActive {
+		return nil, nil
+	}
+	return &in, nil
+}
+
+func (e *Env) integrationByID(ctx context.Context, provider string, id int64) (*directory.Integration, error) {
+	if id <= 0 {
+		return nil, nil
+	}
+	in, err := e.Dir.IntegrationByID(ctx, id)
+	if nf, ferr := lookupErr(err); nf || ferr != nil {
+		return nil, ferr
+	}
+	if in.Status != directory.StatusActive || (provider != "" && in.Provider != provider) {
+		return nil, nil
+	}
+	return &in, nil
+}
+
+// capture builds the Capture result for an integration's regions.
+func capture(provider string, in *directory.Integration, regions []string) Result {
+	return Result{
+		Action:        Capture,
+		Status:        http.StatusAccepted,
+		Provider:      provider,
+		Subject:       itoa(in.ID),
+		IntegrationID: in.ID,
+		Regions:       regions,
+	}
+}

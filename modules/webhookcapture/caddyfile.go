@@ -1,0 +1,95 @@
+package webhookcapture
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("sentry_webhook_capture", parseCaddyfile)
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	sentry_webhook_capture {
+//		max_body_size <size>
+//		slack_signing_secret <secret>
+//		discord_public_key <hex>
+//		github_webhook_secret <secret>
+//		shed <provider> [<integration_id>]
+//		bucket_threshold <n>
+//	}
+//
+// Secrets may be {env.NAME} or {file.PATH} placeholders; they are resolved
+// when the config is provisioned, never at adapt time.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "max_body_size":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			n, err := humanize.ParseBytes(s)
+			if err != nil || n == 0 || n > 1<<40 {
+				return d.Errf("max_body_size: invalid size %q", s)
+			}
+			h.MaxBodySize = int64(n)
+		case "slack_signing_secret":
+			if !d.AllArgs(&h.SlackSigningSecret) {
+				return d.ArgErr()
+			}
+		case "discord_public_key":
+			if !d.AllArgs(&h.DiscordPublicKey) {
+				return d.ArgErr()
+			}
+		case "github_webhook_secret":
+			if !d.AllArgs(&h.GitHubWebhookSecret) {
+				return d.ArgErr()
+			}
+		case "shed":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.ArgErr()
+			}
+			rule := ShedRule{Provider: args[0]}
+			if len(args) == 2 {
+				id, err := strconv.ParseInt(args[1], 10, 64)
+				if err != nil || id <= 0 {
+					return d.Errf("shed: invalid integration id %q", args[1])
+				}
+				rule.IntegrationID = id
+			}
+			h.Shed = append(h.Shed, rule)
+		case "bucket_threshold":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || n <= 0 {
+				return d.Errf("bucket_threshold: invalid count %q", s)
+			}
+			h.BucketThreshold = n
+		default:
+			return d.Errf("unrecognized subdirective %q", d.Val())
+		}
+	}
+	return nil
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(Handler)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,174 @@
+package webhookcapture
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/webhooks"
+	"github.com/sentrysilo/caddy-silo/modules/silo"
+)
+
+// syncTimeout is Sentry's budget for a synchronous region answer (§3.2).
+const syncTimeout = 20 * time.Second
+
+// maxSyncResponse bounds a buffered region answer.
+const maxSyncResponse = 10 << 20
+
+// sharedTransport serves every synchronous region call of every handler
+// and config, so connections survive reloads.
+var sharedTransport = &http.Transport{
+	Proxy:                 nil,
+	DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	MaxIdleConnsPerHost:   64,
+	IdleConnTimeout:       90 * time.Second,
+	ResponseHeaderTimeout: syncTimeout,
+	ForceAttemptHTTP2:     true,
+}
+
+var syncClient = &http.Client{
+	Transport: sharedTransport,
+	Timeout:   syncTimeout,
+	CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	},
+}
+
+// hopHeaders are not forwarded either way (RFC 9110 §7.6.1), nor are the
+// length and host, which the transport sets.
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length", "Host", "X-Forwarded-Proto",
+}
+
+// regionProxy answers the synchronous interactions (Slack and Discord
+// without a response_url) with the region's own answer.
+type regionProxy struct {
+	app *silo.App
+}
+
+func newRegionProxy(app *silo.App) *regionProxy { return &regionProxy{app: app} }
+
+type regionAnswer struct {
+	region string
+	url    string
+	status int
+	header http.Header
+	body   []byte
+	err    error
+}
+
+// serve proxies to the first region (ProxyFirst) or to all regions in
+// parallel (ProxyAll) and writes the answer. It returns the metrics
+// outcome.
+func (p *regionProxy) serve(w http.ResponseWriter, r *http.Request, res *webhooks.Result, body []byte) string {
+	regions := res.Regions
+	if res.Action == webhooks.ProxyFirst && len(regions) > 1 {
+		regions = regions[:1]
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), syncTimeout)
+	defer cancel()
+	answers := make(chan regionAnswer, len(regions))
+	for _, name := range regions {
+		go func() { answers <- p.call(ctx, r, name, body) }()
+	}
+	// The first 2xx wins; failing that, the first HTTP answer; failing
+	// that, every region's error.
+	var firstHTTP *regionAnswer
+	errs := make(map[string]string, len(regions))
+	for range regions {
+		a := <-answers
+		switch {
+		case a.err != nil:
+			errs[a.region] = a.err.Error()
+			continue
+		case a.status >= 200 && a.status < 300:
+			writeAnswer(w, &a)
+			return outcomeProxied
+		case firstHTTP == nil:
+			firstHTTP = &a
+		}
+	}
+	if firstHTTP != nil {
+		writeAnswer(w, firstHTTP)
+		return outcomeProxied
+	}
+	detail, _ := json.Marshal(map[string]any{"error": "webhook", "detail": "no region answered", "regions": errs})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusBadGateway)
+	_, _ = w.Write(detail)
+	return outcomeProxyFailed
+}
+
+func (p *regionProxy) call(ctx context.Context, r *http.Request, name string, body []byte) regionAnswer {
+	a := regionAnswer{region: name}
+	region, ok := p.app.Region(name)
+	if !ok || region.Address == nil {
+		a.err = errors.New("unknown region")
+		return a
+	}
+	target := *region.Address
+	target.Path, target.RawPath = joinPath(region.Address, r.URL)
+	target.RawQuery = r.URL.RawQuery
+	a.url = (&url.URL{Scheme: target.Scheme, Host: target.Host, Path: target.Path, RawPath: target.RawPath}).String()
+	out, err := http.NewRequestWithContext(ctx, r.Method, target.String(), bytes.NewReader(body))
+	if err != nil {
+		a.err = err
+		return a
+	}
+	out.Header = r.Header.Clone()
+	for _, k := range hopHeaders {
+		out.Header.Del(k)
+	}
+	resp, err := syncClient.Do(out)
+	if err != nil {
+		a.err = err
+		return a
+	}
+	defer resp.Body.Close()
+	a.body, err = io.ReadAll(io.LimitReader(resp.Body, maxSyncResponse))
+	if err != nil {
+		a.err = err
+		return a
+	}
+	a.status, a.header = resp.StatusCode, resp.Header
+	return a
+}
+
+func writeAnswer(w http.ResponseWriter, a *regionAnswer) {
+	h := w.Header()
+	for k, vs := range a.header {
+		h[k] = vs
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	h.Set("X-Sentry-Proxy-URL", a.url)
+	h.Set("Content-Length", strconv.Itoa(len(a.body)))
+	w.WriteHeader(a.status)
+	_, _ = w.Write(a.body)
+}
+
+// joinPath appends the request path to the region address's base path.
+func joinPath(base, req *url.URL) (path, rawPath string) {
+	bp := base.Path
+	if len(bp) > 0 && bp[len(bp)-1] == '/' {
+		bp = bp[:len(bp)-1]
+	}
+	path = bp + req.Path
+	if req.RawPath != "" {
+		rawPath = base.EscapedPath()
+		if len(rawPath) > 0 && rawPath[len(rawPath)-1] == '/' {
+			rawPath = rawPath[:len(rawPath)-1]
+		}
+		rawPath += req.RawPath
+	}
+	return path, rawPath
+}

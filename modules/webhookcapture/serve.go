@@ -1,0 +1,236 @@
+package webhookcapture
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/mailbox"
+	"github.com/sentrysilo/caddy-silo/modules/internal/store"
+	"github.com/sentrysilo/caddy-silo/modules/internal/webhooks"
+)
+
+// commitWait bounds how long a request waits for its batch to commit
+// before it is answered 503.
+const commitWait = 10 * time.Second
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// rowsPool recycles the per-request payload slices.
+var rowsPool = sync.Pool{New: func() any { s := make([]store.NewPayload, 0, 4); return &s }}
+
+// ServeHTTP handles webhook paths and passes everything else on.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if !h.active {
+		return next.ServeHTTP(w, r)
+	}
+	provider, parser, ok := webhooks.Route(r.URL.Path)
+	if !ok || parser == nil {
+		return next.ServeHTTP(w, r)
+	}
+	start := time.Now()
+
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= 1<<20 {
+			bufPool.Put(buf)
+		}
+	}()
+	if err := readBody(w, r, buf, h.MaxBodySize); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			h.finish(w, provider, outcomeTooLarge, http.StatusRequestEntityTooLarge, start)
+			return nil
+		}
+		// The client went away or sent a broken body.
+		h.finish(w, provider, "bad_body", http.StatusBadRequest, start)
+		return nil
+	}
+	body := buf.Bytes()
+
+	req := webhooks.Request{
+		Method:   r.Method,
+		Path:     r.URL.Path,
+		RawQuery: r.URL.RawQuery,
+		Header:   r.Header,
+		Body:     body,
+	}
+	res, err := parser(r.Context(), h.env, &req)
+	if err != nil {
+		h.logger.Warn("directory lookup failed", zap.String("provider", provider), zap.Error(err))
+		h.finish(w, provider, outcomeUnavailable, http.StatusServiceUnavailable, start)
+		return nil
+	}
+
+	switch res.Action {
+	case webhooks.PassOn:
+		observe(provider, "control", start)
+		reinstallBody(r, body)
+		return next.ServeHTTP(w, r)
+	case webhooks.Respond:
+		writeResult(w, &res)
+		observe(provider, res.Outcome, start)
+		return nil
+	case webhooks.Capture, webhooks.Callback:
+		h.store(w, r, provider, &res, body, start)
+		return nil
+	case webhooks.ProxyFirst, webhooks.ProxyAll:
+		outcome := h.proxy.serve(w, r, &res, body)
+		observe(provider, outcome, start)
+		return nil
+	}
+	reinstallBody(r, body)
+	return next.ServeHTTP(w, r)
+}
+
+// store commits one payload per region (or the callback payload), then
+// answers.
+func (h *Handler) store(w http.ResponseWriter, r *http.Request, provider string, res *webhooks.Result, body []byte, start time.Time) {
+	if h.shed(res.Provider, res.IntegrationID) {
+		w.Header().Set("Retry-After", "60")
+		h.finish(w, provider, outcomeShed, http.StatusTooManyRequests, start)
+		return
+	}
+	if h.batcher == nil {
+		h.finish(w, provider, outcomeUnavailable, http.StatusServiceUnavailable, start)
+		return
+	}
+	bucket := h.bucketer.Bucket(res.Provider, res.IntegrationID, res.BucketKey, res.HasBucket)
+	path := r.URL.RequestURI()
+
+	rp := rowsPool.Get().(*[]store.NewPayload)
+	rows := (*rp)[:0]
+	defer func() {
+		clear(rows)
+		*rp = rows[:0]
+		rowsPool.Put(rp)
+	}()
+	for _, region := range res.Regions {
+		p := store.NewPayload{
+			MailboxName:   mailbox.Name(res.Provider, region, res.Subject, bucket),
+			Provider:      res.Provider,
+			Region:        region,
+			IntegrationID: res.IntegrationID,
+			Method:        r.Method,
+			Path:          path,
+			Headers:       r.Header,
+			Body:          body,
+			DeliveryKey:   res.DeliveryKey,
+		}
+		if res.Action == webhooks.Callback {
+			p.DestinationType = store.DestinationCallback
+			p.CallbackURL = res.CallbackURL
+		}
+		if err := p.Validate(); err != nil {
+			h.logger.Error("refusing invalid payload", zap.String("provider", provider), zap.Error(err))
+			h.finish(w, provider, outcomeUnavailable, http.StatusServiceUnavailable, start)
+			return
+		}
+		rows = append(rows, p)
+	}
+	if len(rows) == 0 {
+		h.finish(w, provider, "dropped", http.StatusAccepted, start)
+		return
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), commitWait)
+	results, err := h.batcher.Submit(ctx, rows)
+	cancel()
+	if err != nil {
+		if c := h.logger.Check(zapcore.WarnLevel, "webhook not stored"); c != nil {
+			c.Write(zap.String("provider", provider), zap.Bool("store_unavailable", errors.Is(err, store.ErrUnavailable)), zap.Error(err))
+		}
+		h.finish(w, provider, outcomeUnavailable, http.StatusServiceUnavailable, start)
+		return
+	}
+
+	outcome := outcomeCaptured
+	if res.Action == webhooks.Callback {
+		outcome = outcomeCallback
+	} else if allDuplicates(results) {
+		outcome = outcomeDuplicate
+	}
+	if res.Action == webhooks.Callback {
+		writeResult(w, res)
+	} else {
+		w.WriteHeader(http.StatusAccepted)
+	}
+	observe(provider, outcome, start)
+}
+
+func allDuplicates(rs []store.InsertResult) bool {
+	for _, r := range rs {
+		if !r.Duplicate {
+			return false
+		}
+	}
+	return len(rs) > 0
+}
+
+// finish writes an empty answer and records it.
+func (h *Handler) finish(w http.ResponseWriter, provider, outcome string, status int, start time.Time) {
+	w.WriteHeader(status)
+	observe(provider, outcome, start)
+}
+
+func observe(provider, outcome string, start time.Time) {
+	if outcome == "" {
+		outcome = "answered"
+	}
+	capturedTotal.WithLabelValues(provider, outcome).Inc()
+	captureDuration.WithLabelValues(provider, outcome).Observe(time.Since(start).Seconds())
+}
+
+func writeResult(w http.ResponseWriter, res *webhooks.Result) {
+	if res.ContentType != "" {
+		w.Header().Set("Content-Type", res.ContentType)
+	}
+	if len(res.Body) > 0 {
+		w.Header().Set("Content-Length", strconv.Itoa(len(res.Body)))
+	}
+	w.WriteHeader(res.Status)
+	if len(res.Body) > 0 {
+		_, _ = w.Write(res.Body)
+	}
+}
+
+// readBody reads the whole body into buf, refusing more than max bytes.
+func readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer, max int64) error {
+	if r.ContentLength > max {
+		return &http.MaxBytesError{Limit: max}
+	}
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, max))
+	return err
+}
+
+// reinstallBody gives the next handler the body this one consumed, with a
+// consistent length (reverse_proxy drops bodies with ContentLength 0).
+func reinstallBody(r *http.Request, body []byte) {
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	r.Header.Del("Transfer-Encoding")
+	r.TransferEncoding = nil
+	if len(body) > 0 {
+		r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+}
+
+var _ caddyhttp.MiddlewareHandler = (*Handler)(nil)
