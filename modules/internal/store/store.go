@@ -9,7 +9,9 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
@@ -37,8 +39,17 @@ const (
 // it to 503.
 var ErrUnavailable = errors.New("store unavailable")
 
-// ErrNotFound is returned by admin operations on a missing row or mailbox.
+// ErrNotFound is returned by admin operations on a missing row or mailbox,
+// and by the drain operations (DeletePayload, ReschedulePayload,
+// DeadLetterPayload) when the row is gone: another drainer took the
+// mailbox over after this one's lease lapsed, or an operator acted on it.
 var ErrNotFound = errors.New("store: not found")
+
+// ErrInvalidPayload is returned by InsertPayloads, before any database
+// work, when a payload fails NewPayload.Validate. Capture validates each
+// payload before queueing it for a group commit, so one bad payload can
+// never fail a whole batch.
+var ErrInvalidPayload = errors.New("store: invalid payload")
 
 // NewPayload is one captured request bound for one region.
 type NewPayload struct {
@@ -56,6 +67,29 @@ type NewPayload struct {
 	// A payload whose key matches a row still pending in the same mailbox
 	// is not stored again. "" disables de-duplication.
 	DeliveryKey string
+}
+
+// Validate checks what the table requires of a payload. The error wraps
+// ErrInvalidPayload.
+func (p *NewPayload) Validate() error {
+	var problem string
+	switch {
+	case p.MailboxName == "":
+		problem = "empty mailbox name"
+	case p.Method == "":
+		problem = "empty request method"
+	case p.Path == "":
+		problem = "empty request path"
+	case p.DestinationType != "" && p.DestinationType != DestinationRegion && p.DestinationType != DestinationCallback:
+		problem = "unknown destination type " + strconv.Quote(p.DestinationType)
+	case p.Region == "":
+		problem = "empty region"
+	case p.DestinationType == DestinationCallback && p.CallbackURL == "":
+		problem = "callback payload without callback URL"
+	default:
+		return nil
+	}
+	return fmt.Errorf("%w: %s (mailbox %q)", ErrInvalidPayload, problem, p.MailboxName)
 }
 
 // Payload is a stored row of silo_webhook_payload.
@@ -109,7 +143,10 @@ type Store interface {
 	Close()
 
 	// InsertPayloads stores all payloads in one transaction (group
-	// commit): when it returns nil, every row is durable.
+	// commit): when it returns nil, every row is durable. Rows get
+	// increasing ids in slice order, so FIFO follows the batch. A
+	// duplicate whose pending row was delivered (deleted) while the
+	// batch committed reports Duplicate with ID 0.
 	InsertPayloads(ctx context.Context, payloads []NewPayload) ([]InsertResult, error)
 
 	// DueMailboxes lists up to limit mailboxes that have work now: for
@@ -130,22 +167,31 @@ type Store interface {
 	// out (skip-on-failure providers); otherwise every row is returned
 	// and the caller stops at the first one not due.
 	NextPayloads(ctx context.Context, mailbox string, afterID int64, now time.Time, dueOnly bool, limit int) ([]Payload, error)
-	// DeletePayload removes a delivered row.
+	// DeletePayload removes a delivered row (ErrNotFound if gone).
 	DeletePayload(ctx context.Context, id int64) error
-	// ReschedulePayload records a failed attempt.
+	// ReschedulePayload records a failed attempt (ErrNotFound if gone).
 	ReschedulePayload(ctx context.Context, id int64, attempts int, scheduleFor time.Time, lastStatus int, lastError string) error
 	// DeadLetterPayload moves a row to silo_dead_letter in one
-	// transaction, so it is never lost in between.
+	// transaction, so it is never lost in between. The dead letter keeps
+	// the payload's id, which is never reused (ErrNotFound if gone).
 	DeadLetterPayload(ctx context.Context, id int64, reason string, lastStatus int, lastError string, now time.Time) error
 
-	// Mailboxes lists every mailbox with its depth and head.
+	// Mailboxes lists every mailbox with its depth and head, by name.
+	// NextAttemptAt is the head's schedule_for, or now when the head is
+	// already due.
 	Mailboxes(ctx context.Context, now time.Time) ([]MailboxStats, error)
 	// DeadLetters pages dead letters by id: rows with id > after.
 	DeadLetters(ctx context.Context, limit int, after int64) ([]DeadLetter, error)
 	// ReplayDeadLetter moves a dead letter back to the tail of its
-	// mailbox (a new id, attempts 0, due now) and returns the new id.
+	// mailbox (a new id, attempts 0, due now, date_added now so that
+	// max_age counts from the replay) and returns the new id. The
+	// replayed row keeps its delivery key unless a pending row of the
+	// mailbox already holds it.
 	ReplayDeadLetter(ctx context.Context, id int64, now time.Time) (int64, error)
-	// RetryMailbox makes the head of the mailbox due now.
+	// RetryMailbox makes the head of the mailbox due now: every row
+	// scheduled after now becomes due now (for skip-on-failure mailboxes
+	// that is every row in backoff). Attempts are kept. ErrNotFound when
+	// the mailbox is empty.
 	RetryMailbox(ctx context.Context, mailbox string, now time.Time) error
 	// PurgeDeadLetters deletes up to batch dead letters with dead_at <
 	// before and returns how many it deleted.
@@ -160,7 +206,10 @@ type Store interface {
 // Waker is implemented by engines that can wake other instances when
 // payloads are stored (PostgreSQL LISTEN/NOTIFY). InsertPayloads already
 // notifies in its transaction; Listen blocks on a dedicated connection
-// and calls fn with each notified mailbox name until ctx ends.
+// and calls fn with each notified mailbox name until ctx ends, then
+// returns ctx.Err(). When the connection is lost, Listen reconnects with
+// backoff and then calls fn("") once: wakes may have been missed, so the
+// caller should look at every mailbox.
 type Waker interface {
 	Listen(ctx context.Context, fn func(mailbox string)) error
 }

@@ -1,0 +1,79 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// unavailable wraps err with ErrUnavailable.
+func unavailable(op string, err error) error {
+	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+}
+
+// pgErr classifies a pgx error. A PostgreSQL error of a class that means
+// the server cannot do any work (connection exception, insufficient
+// resources, operator intervention, system error, read-only standby) is
+// unavailability; any other server error is a real failure of the
+// statement. Every error that is not a server answer (connect, network,
+// EOF, timeouts) is unavailability too, except a caller's cancellation.
+func pgErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if passThrough(err) {
+		return err
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case len(pe.Code) >= 2 && (pe.Code[:2] == "08" || pe.Code[:2] == "53" || pe.Code[:2] == "58"),
+			pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03", // shutdown, crash, cannot connect now
+			pe.Code == "25006", // read_only_sql_transaction: we hit a standby after failover
+			pe.Code == "57014": // query_canceled (statement_timeout)
+			return unavailable(op, err)
+		}
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return unavailable(op, err)
+}
+
+// sqliteErr classifies a modernc.org/sqlite error: a busy or locked
+// database (after busy_timeout), I/O errors, a full disk, a file that
+// cannot be opened and a closed handle are unavailability.
+func sqliteErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if passThrough(err) {
+		return err
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
+			sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_PROTOCOL:
+			return unavailable(op, err)
+		}
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if errors.Is(err, sql.ErrConnDone) || errors.Is(err, context.DeadlineExceeded) || err.Error() == "sql: database is closed" {
+		return unavailable(op, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// passThrough reports errors that are already classified.
+func passThrough(err error) bool {
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotFound) ||
+		errors.Is(err, ErrInvalidPayload) || errors.Is(err, directory.ErrNotFound)
+}

@@ -1,0 +1,223 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
+)
+
+// The directory is read from Sentry's own tables, which on a real control
+// database have many more columns: only the listed columns are named, and
+// metadata/data are read with ::text so that a jsonb column (newer
+// Sentry) and a text column (older Sentry, or ours) read the same.
+//
+// Organization lookups do not filter on status: Sentry's
+// get_cell_for_organization routes by the mapping whatever the
+// organization's status (a pending-deletion organization still lives in
+// its region). Status is returned for callers that care.
+
+// pgOne runs a single-row lookup and maps no row to directory.ErrNotFound.
+func pgOne(ctx context.Context, q querier, op, sql string, args []any, dest ...any) error {
+	err := q.QueryRow(ctx, sql, args...).Scan(dest...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return directory.ErrNotFound
+	}
+	return pgErr(op, err)
+}
+
+// querier is what pgOne needs of a pool or a transaction.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// OrganizationBySlug implements directory.Source.
+func (p *Postgres) OrganizationBySlug(ctx context.Context, slug string) (directory.Organization, error) {
+	var o directory.Organization
+	err := pgOne(ctx, p.pool, "postgres organization by slug", `SELECT organization_id, slug, region_name, status
+		FROM sentry_organizationmapping WHERE slug = $1 LIMIT 1`, []any{slug}, &o.ID, &o.Slug, &o.Region, &o.Status)
+	return o, err
+}
+
+// OrganizationByID implements directory.Source.
+func (p *Postgres) OrganizationByID(ctx context.Context, id int64) (directory.Organization, error) {
+	var o directory.Organization
+	err := pgOne(ctx, p.pool, "postgres organization by id", `SELECT organization_id, slug, region_name, status
+		FROM sentry_organizationmapping WHERE organization_id = $1 LIMIT 1`, []any{id}, &o.ID, &o.Slug, &o.Region, &o.Status)
+	return o, err
+}
+
+// SentryAppInstallation implements directory.Source.
+func (p *Postgres) SentryAppInstallation(ctx context.Context, uuid string) (directory.SentryAppInstallation, error) {
+	var s directory.SentryAppInstallation
+	err := pgOne(ctx, p.pool, "postgres sentry app installation", `SELECT uuid, organization_id, sentry_app_id
+		FROM sentry_sentryappinstallation WHERE uuid = $1 LIMIT 1`, []any{uuid}, &s.UUID, &s.OrganizationID, &s.SentryAppID)
+	return s, err
+}
+
+// SentryAppByID implements directory.Source.
+func (p *Postgres) SentryAppByID(ctx context.Context, id int64) (directory.SentryApp, error) {
+	var s directory.SentryApp
+	err := pgOne(ctx, p.pool, "postgres sentry app by id", `SELECT id, slug, owner_id
+		FROM sentry_sentryapp WHERE id = $1 LIMIT 1`, []any{id}, &s.ID, &s.Slug, &s.OwnerID)
+	return s, err
+}
+
+// SentryAppBySlug implements directory.Source.
+func (p *Postgres) SentryAppBySlug(ctx context.Context, slug string) (directory.SentryApp, error) {
+	var s directory.SentryApp
+	err := pgOne(ctx, p.pool, "postgres sentry app by slug", `SELECT id, slug, owner_id
+		FROM sentry_sentryapp WHERE slug = $1 LIMIT 1`, []any{slug}, &s.ID, &s.Slug, &s.OwnerID)
+	return s, err
+}
+
+// ProjectKeyRegion implements directory.Source.
+func (p *Postgres) ProjectKeyRegion(ctx context.Context, publicKey string) (string, error) {
+	var region string
+	err := pgOne(ctx, p.pool, "postgres project key region", `SELECT region_name
+		FROM sentry_projectkeymapping WHERE public_key = $1 LIMIT 1`, []any{publicKey}, &region)
+	return region, err
+}
+
+// pgIntegration reads an integration and its ACTIVE organization
+// integrations, each with its organization's region, in one round trip:
+// one row per organization integration (or one row with NULLs when it has
+// none).
+const pgIntegration = `
+SELECT i.id, i.provider, i.external_id, coalesce(i.name, ''), coalesce(i.metadata::text, '{}'), i.status,
+	oi.id, oi.organization_id, oi.status, oi.default_auth_id, coalesce(om.region_name, '')
+FROM sentry_integration i
+LEFT JOIN sentry_organizationintegration oi ON oi.integration_id = i.id AND oi.status = 0
+LEFT JOIN sentry_organizationmapping om ON om.organization_id = oi.organization_id
+WHERE %s
+ORDER BY oi.id`
+
+// IntegrationByExternalID implements directory.Source.
+func (p *Postgres) IntegrationByExternalID(ctx context.Context, provider, externalID string) (directory.Integration, error) {
+	// Sentry keeps (provider, external_id) unique; should a database not,
+	// the lowest id wins, consistently.
+	return p.integration(ctx, fmt.Sprintf(pgIntegration,
+		`i.id = (SELECT min(id) FROM sentry_integration WHERE provider = $1 AND external_id = $2)`), provider, externalID)
+}
+
+// IntegrationByID implements directory.Source.
+func (p *Postgres) IntegrationByID(ctx context.Context, id int64) (directory.Integration, error) {
+	return p.integration(ctx, fmt.Sprintf(pgIntegration, `i.id = $1`), id)
+}
+
+func (p *Postgres) integration(ctx context.Context, sql string, args ...any) (directory.Integration, error) {
+	var in directory.Integration
+	rows, err := p.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return in, pgErr("postgres integration", err)
+	}
+	defer rows.Close()
+	found := false
+	for rows.Next() {
+		var (
+			metadata string
+			oiID     *int64
+			oi       directory.OrganizationIntegration
+			orgID    *int64
+			oiStatus *int
+		)
+		if err := rows.Scan(&in.ID, &in.Provider, &in.ExternalID, &in.Name, &metadata, &in.Status,
+			&oiID, &orgID, &oiStatus, &oi.DefaultAuthID, &oi.Region); err != nil {
+			return in, pgErr("postgres integration", err)
+		}
+		if !found {
+			in.Metadata = json.RawMessage(metadata)
+			found = true
+		}
+		if oiID != nil {
+			oi.ID, oi.OrganizationID, oi.IntegrationID, oi.Status = *oiID, *orgID, in.ID, *oiStatus
+			in.Organizations = append(in.Organizations, oi)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return in, pgErr("postgres integration", err)
+	}
+	if !found {
+		return in, directory.ErrNotFound
+	}
+	return in, nil
+}
+
+// OrganizationIntegration implements directory.Source.
+func (p *Postgres) OrganizationIntegration(ctx context.Context, id int64) (directory.OrganizationIntegration, error) {
+	var oi directory.OrganizationIntegration
+	err := pgOne(ctx, p.pool, "postgres organization integration", `
+		SELECT oi.id, oi.organization_id, oi.integration_id, oi.status, oi.default_auth_id, coalesce(om.region_name, '')
+		FROM sentry_organizationintegration oi
+		LEFT JOIN sentry_organizationmapping om ON om.organization_id = oi.organization_id
+		WHERE oi.id = $1`, []any{id},
+		&oi.ID, &oi.OrganizationID, &oi.IntegrationID, &oi.Status, &oi.DefaultAuthID, &oi.Region)
+	return oi, err
+}
+
+// Identity implements directory.Source.
+func (p *Postgres) Identity(ctx context.Context, id int64) (directory.Identity, error) {
+	var ident directory.Identity
+	var data string
+	err := pgOne(ctx, p.pool, "postgres identity", `SELECT id, coalesce(data::text, '{}')
+		FROM sentry_identity WHERE id = $1`, []any{id}, &ident.ID, &data)
+	ident.Data = json.RawMessage(data)
+	return ident, err
+}
+
+// UpdateIntegrationMetadata implements directory.Writer.
+func (p *Postgres) UpdateIntegrationMetadata(ctx context.Context, integrationID int64, fn func(current json.RawMessage) (json.RawMessage, bool, error)) (json.RawMessage, error) {
+	return p.updateJSON(ctx, "sentry_integration", "metadata", integrationID, fn)
+}
+
+// UpdateIdentityData implements directory.Writer.
+func (p *Postgres) UpdateIdentityData(ctx context.Context, identityID int64, fn func(current json.RawMessage) (json.RawMessage, bool, error)) (json.RawMessage, error) {
+	return p.updateJSON(ctx, "sentry_identity", "data", identityID, fn)
+}
+
+// updateJSON runs fn under SELECT ... FOR UPDATE of one row, so refreshers
+// on every instance queue on the row and each later one sees the token
+// the first wrote. The new value is passed as text and the server casts
+// it to the column's type, text or jsonb.
+func (p *Postgres) updateJSON(ctx context.Context, table, column string, id int64,
+	fn func(json.RawMessage) (json.RawMessage, bool, error)) (json.RawMessage, error) {
+	var result json.RawMessage
+	var fnErr error
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var cur string
+		err := pgOne(ctx, tx, "postgres lock "+table, `SELECT coalesce(`+column+`::text, '{}') FROM `+table+
+			` WHERE id = $1 FOR UPDATE`, []any{id}, &cur)
+		if err != nil {
+			return err
+		}
+		next, write, err := fn(json.RawMessage(cur))
+		if err != nil {
+			fnErr = err
+			return err
+		}
+		if !write {
+			result = json.RawMessage(cur)
+			return nil
+		}
+		if !json.Valid(next) {
+			fnErr = fmt.Errorf("update %s.%s: new value is not valid JSON", table, column)
+			return fnErr
+		}
+		if _, err := tx.Exec(ctx, `UPDATE `+table+` SET `+column+` = $2 WHERE id = $1`, id, string(next)); err != nil {
+			return pgErr("postgres update "+table, err)
+		}
+		result = next
+		return nil
+	})
+	if fnErr != nil {
+		return nil, fnErr // the caller's own error, not the database's
+	}
+	if err != nil {
+		return nil, pgErr("postgres update "+table, err)
+	}
+	return result, nil
+}

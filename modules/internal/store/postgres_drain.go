@@ -1,0 +1,149 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// pgDueMailboxes finds due mailboxes without a GROUP BY over the backlog:
+// a loose index scan on (mailbox_name, id) jumps from each mailbox's head
+// to the next mailbox's head, one index probe per mailbox however many
+// rows wait behind the heads. A skip-on-failure mailbox whose head is in
+// backoff then looks for its first due row, walking its own rows in id
+// order from the head.
+const pgDueMailboxes = `
+WITH RECURSIVE heads AS (
+	(SELECT mailbox_name, id, schedule_for, provider
+	 FROM silo_webhook_payload ORDER BY mailbox_name, id LIMIT 1)
+	UNION ALL
+	SELECT n.mailbox_name, n.id, n.schedule_for, n.provider
+	FROM heads h CROSS JOIN LATERAL (
+		SELECT mailbox_name, id, schedule_for, provider FROM silo_webhook_payload p
+		WHERE p.mailbox_name > h.mailbox_name ORDER BY mailbox_name, id LIMIT 1) n
+),
+due AS (
+	SELECT h.mailbox_name, CASE
+		WHEN h.schedule_for <= $1 THEN h.id
+		WHEN coalesce(h.provider, '') = ANY($3::text[]) THEN (
+			SELECT p.id FROM silo_webhook_payload p
+			WHERE p.mailbox_name = h.mailbox_name AND p.schedule_for <= $1
+			ORDER BY p.id LIMIT 1)
+	END AS due_id
+	FROM heads h
+)
+SELECT d.mailbox_name FROM due d
+WHERE d.due_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM silo_mailbox_lease l WHERE l.mailbox_name = d.mailbox_name AND l.lease_until > $1)
+ORDER BY d.due_id
+LIMIT $2`
+
+// DueMailboxes implements Store.
+func (p *Postgres) DueMailboxes(ctx context.Context, now time.Time, limit int, skipOnFailure []string) ([]string, error) {
+	if skipOnFailure == nil {
+		skipOnFailure = []string{}
+	}
+	rows, err := p.pool.Query(ctx, pgDueMailboxes, now, limit, skipOnFailure)
+	if err != nil {
+		return nil, pgErr("postgres due mailboxes", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return names, pgErr("postgres due mailboxes", err)
+}
+
+// ClaimMailbox implements Store: insert the lease, or take it over when
+// it has lapsed (or is already ours), in one statement. Two claimers of
+// one mailbox serialise on the lease row; the second sees the first's
+// live lease in the WHERE and gets no row back.
+func (p *Postgres) ClaimMailbox(ctx context.Context, mailbox, owner string, now, leaseUntil time.Time) (bool, error) {
+	rows, err := p.pool.Query(ctx, `
+		INSERT INTO silo_mailbox_lease AS l (mailbox_name, owner, lease_until) VALUES ($1, $2, $3)
+		ON CONFLICT (mailbox_name) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
+		WHERE l.lease_until <= $4 OR l.owner = excluded.owner
+		RETURNING 1`, mailbox, owner, leaseUntil, now)
+	if err != nil {
+		return false, pgErr("postgres claim mailbox", err)
+	}
+	n, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	return len(n) == 1, pgErr("postgres claim mailbox", err)
+}
+
+// RenewLease implements Store. A lapsed lease nobody took over is still
+// the owner's and is renewed.
+func (p *Postgres) RenewLease(ctx context.Context, mailbox, owner string, leaseUntil time.Time) (bool, error) {
+	tag, err := p.pool.Exec(ctx, `UPDATE silo_mailbox_lease SET lease_until = $3 WHERE mailbox_name = $1 AND owner = $2`,
+		mailbox, owner, leaseUntil)
+	if err != nil {
+		return false, pgErr("postgres renew lease", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// ReleaseMailbox implements Store.
+func (p *Postgres) ReleaseMailbox(ctx context.Context, mailbox, owner string) error {
+	_, err := p.pool.Exec(ctx, `DELETE FROM silo_mailbox_lease WHERE mailbox_name = $1 AND owner = $2`, mailbox, owner)
+	return pgErr("postgres release mailbox", err)
+}
+
+// NextPayloads implements Store.
+func (p *Postgres) NextPayloads(ctx context.Context, mailbox string, afterID int64, now time.Time, dueOnly bool, limit int) ([]Payload, error) {
+	rows, err := p.pool.Query(ctx, `SELECT `+pgPayloadColumns+` FROM silo_webhook_payload
+		WHERE mailbox_name = $1 AND id > $2 AND (NOT $3 OR schedule_for <= $4)
+		ORDER BY id LIMIT $5`, mailbox, afterID, dueOnly, now, limit)
+	if err != nil {
+		return nil, pgErr("postgres next payloads", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Payload, error) { return scanPGPayload(r) })
+	return out, pgErr("postgres next payloads", err)
+}
+
+// DeletePayload implements Store.
+func (p *Postgres) DeletePayload(ctx context.Context, id int64) error {
+	tag, err := p.pool.Exec(ctx, `DELETE FROM silo_webhook_payload WHERE id = $1`, id)
+	if err != nil {
+		return pgErr("postgres delete payload", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// ReschedulePayload implements Store.
+func (p *Postgres) ReschedulePayload(ctx context.Context, id int64, attempts int, scheduleFor time.Time, lastStatus int, lastError string) error {
+	tag, err := p.pool.Exec(ctx, `UPDATE silo_webhook_payload
+		SET attempts = $2, schedule_for = $3, last_status = $4, last_error = $5 WHERE id = $1`,
+		id, attempts, scheduleFor, lastStatus, lastError)
+	if err != nil {
+		return pgErr("postgres reschedule payload", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// pgDeadLetterPayload moves a payload in one statement: the DELETE and
+// the INSERT commit together or not at all.
+const pgDeadLetterPayload = `
+WITH moved AS (DELETE FROM silo_webhook_payload WHERE id = $1 RETURNING *)
+INSERT INTO silo_dead_letter (id, mailbox_name, provider, destination_type, region_name, integration_id,
+	date_added, schedule_for, attempts, request_method, request_path, request_headers, request_body,
+	delivery_key, callback_url, reason, last_status, last_error, dead_at)
+SELECT id, mailbox_name, provider, destination_type, region_name, integration_id,
+	date_added, schedule_for, attempts, request_method, request_path, request_headers, request_body,
+	delivery_key, callback_url, $2, $3, $4, $5
+FROM moved`
+
+// DeadLetterPayload implements Store.
+func (p *Postgres) DeadLetterPayload(ctx context.Context, id int64, reason string, lastStatus int, lastError string, now time.Time) error {
+	tag, err := p.pool.Exec(ctx, pgDeadLetterPayload, id, reason, lastStatus, lastError, now)
+	if err != nil {
+		return pgErr("postgres dead-letter payload", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}

@@ -1,0 +1,110 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"time"
+)
+
+// Mailboxes implements Store.
+func (s *SQLite) Mailboxes(ctx context.Context, now time.Time) ([]MailboxStats, error) {
+	rows, err := s.reader.QueryContext(ctx, `
+		SELECT c.mailbox_name, coalesce(h.region_name, ''), coalesce(h.provider, ''), c.depth,
+			h.date_added, h.attempts, h.schedule_for
+		FROM (SELECT mailbox_name, count(*) AS depth, min(id) AS head_id
+		      FROM silo_webhook_payload GROUP BY mailbox_name) c
+		JOIN silo_webhook_payload h ON h.id = c.head_id
+		ORDER BY c.mailbox_name`)
+	if err != nil {
+		return nil, sqliteErr("sqlite mailboxes", err)
+	}
+	defer rows.Close()
+	var out []MailboxStats
+	for rows.Next() {
+		var m MailboxStats
+		var added, next int64
+		if err := rows.Scan(&m.Name, &m.Region, &m.Provider, &m.Depth, &added, &m.HeadAttempts, &next); err != nil {
+			return nil, sqliteErr("sqlite mailboxes", err)
+		}
+		fillMailboxTimes(&m, now, fromMicros(added), fromMicros(next))
+		out = append(out, m)
+	}
+	return out, sqliteErr("sqlite mailboxes", rows.Err())
+}
+
+// sqliteDeadLetterColumns are pgDeadLetterColumns for SQLite.
+const sqliteDeadLetterColumns = sqlitePayloadColumns + `, reason, dead_at`
+
+// DeadLetters implements Store.
+func (s *SQLite) DeadLetters(ctx context.Context, limit int, after int64) ([]DeadLetter, error) {
+	rows, err := s.reader.QueryContext(ctx, `SELECT `+sqliteDeadLetterColumns+` FROM silo_dead_letter
+		WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, sqliteErr("sqlite dead letters", err)
+	}
+	defer rows.Close()
+	var out []DeadLetter
+	for rows.Next() {
+		var d DeadLetter
+		var dead int64
+		d.Payload, err = scanSQLitePayload(rows, &d.Reason, &dead)
+		if err != nil {
+			return nil, sqliteErr("sqlite dead letters", err)
+		}
+		d.DeadAt = fromMicros(dead)
+		out = append(out, d)
+	}
+	return out, sqliteErr("sqlite dead letters", rows.Err())
+}
+
+// ReplayDeadLetter implements Store; see pgReplayDeadLetter.
+func (s *SQLite) ReplayDeadLetter(ctx context.Context, id int64, now time.Time) (int64, error) {
+	var newID int64
+	err := s.write(ctx, "sqlite replay dead letter", func(tx *sql.Tx) error {
+		// "WHERE true" keeps SQLite from reading ON CONFLICT as a join.
+		err := tx.QueryRowContext(ctx, `
+			INSERT INTO silo_webhook_payload (mailbox_name, provider, destination_type, region_name, integration_id,
+				date_added, schedule_for, attempts, request_method, request_path, request_headers, request_body,
+				delivery_key, callback_url)
+			SELECT d.mailbox_name, d.provider, d.destination_type, d.region_name, d.integration_id,
+				?2, ?2, 0, d.request_method, d.request_path, d.request_headers, d.request_body,
+				CASE WHEN EXISTS (SELECT 1 FROM silo_webhook_payload p
+				                  WHERE p.mailbox_name = d.mailbox_name AND p.delivery_key = d.delivery_key)
+				     THEN NULL ELSE d.delivery_key END,
+				d.callback_url
+			FROM silo_dead_letter d WHERE d.id = ?1
+			RETURNING id`, id, micros(now)).Scan(&newID)
+		if isNoRows(err) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM silo_dead_letter WHERE id = ?`, id)
+		return err
+	})
+	return newID, err
+}
+
+// RetryMailbox implements Store.
+func (s *SQLite) RetryMailbox(ctx context.Context, mailbox string, now time.Time) error {
+	return s.write(ctx, "sqlite retry mailbox", func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE silo_webhook_payload SET schedule_for = ?2
+			WHERE mailbox_name = ?1 AND schedule_for > ?2`, mailbox, micros(now)); err != nil {
+			return err
+		}
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM silo_webhook_payload WHERE mailbox_name = ? LIMIT 1`, mailbox).Scan(&one)
+		if isNoRows(err) {
+			return ErrNotFound
+		}
+		return err
+	})
+}
+
+// PurgeDeadLetters implements Store.
+func (s *SQLite) PurgeDeadLetters(ctx context.Context, before time.Time, batch int) (int, error) {
+	n, err := s.exec(ctx, "sqlite purge dead letters", `DELETE FROM silo_dead_letter WHERE id IN (
+		SELECT id FROM silo_dead_letter WHERE dead_at < ? ORDER BY dead_at LIMIT ?)`, micros(before), batch)
+	return int(n), err
+}
