@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
 	"modernc.org/sqlite"
@@ -41,7 +43,9 @@ func pgErr(op string, err error) error {
 		}
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	if errors.Is(err, context.Canceled) {
+	var scan pgx.ScanArgError
+	if errors.Is(err, context.Canceled) || errors.As(err, &scan) || strings.Contains(err.Error(), "failed to encode args") {
+		// The caller gave up, or a column did not fit: not an outage.
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	return unavailable(op, err)

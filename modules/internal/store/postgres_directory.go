@@ -38,7 +38,7 @@ type querier interface {
 // OrganizationBySlug implements directory.Source.
 func (p *Postgres) OrganizationBySlug(ctx context.Context, slug string) (directory.Organization, error) {
 	var o directory.Organization
-	err := pgOne(ctx, p.pool, "postgres organization by slug", `SELECT organization_id, slug, region_name, status
+	err := pgOne(ctx, p.pool, "postgres organization by slug", `SELECT organization_id, slug, region_name, coalesce(status, 0)
 		FROM sentry_organizationmapping WHERE slug = $1 LIMIT 1`, []any{slug}, &o.ID, &o.Slug, &o.Region, &o.Status)
 	return o, err
 }
@@ -46,7 +46,7 @@ func (p *Postgres) OrganizationBySlug(ctx context.Context, slug string) (directo
 // OrganizationByID implements directory.Source.
 func (p *Postgres) OrganizationByID(ctx context.Context, id int64) (directory.Organization, error) {
 	var o directory.Organization
-	err := pgOne(ctx, p.pool, "postgres organization by id", `SELECT organization_id, slug, region_name, status
+	err := pgOne(ctx, p.pool, "postgres organization by id", `SELECT organization_id, slug, region_name, coalesce(status, 0)
 		FROM sentry_organizationmapping WHERE organization_id = $1 LIMIT 1`, []any{id}, &o.ID, &o.Slug, &o.Region, &o.Status)
 	return o, err
 }
@@ -88,8 +88,8 @@ func (p *Postgres) ProjectKeyRegion(ctx context.Context, publicKey string) (stri
 // one row per organization integration (or one row with NULLs when it has
 // none).
 const pgIntegration = `
-SELECT i.id, i.provider, i.external_id, coalesce(i.name, ''), coalesce(i.metadata::text, '{}'), i.status,
-	oi.id, oi.organization_id, oi.status, oi.default_auth_id, coalesce(om.region_name, '')
+SELECT i.id, i.provider, i.external_id, coalesce(i.name, ''), coalesce(i.metadata::text, '{}'), coalesce(i.status, 0),
+	oi.id, oi.organization_id, coalesce(oi.status, 0), oi.default_auth_id, coalesce(om.region_name, '')
 FROM sentry_integration i
 LEFT JOIN sentry_organizationintegration oi ON oi.integration_id = i.id AND oi.status = 0
 LEFT JOIN sentry_organizationmapping om ON om.organization_id = oi.organization_id
@@ -151,7 +151,7 @@ func (p *Postgres) integration(ctx context.Context, sql string, args ...any) (di
 func (p *Postgres) OrganizationIntegration(ctx context.Context, id int64) (directory.OrganizationIntegration, error) {
 	var oi directory.OrganizationIntegration
 	err := pgOne(ctx, p.pool, "postgres organization integration", `
-		SELECT oi.id, oi.organization_id, oi.integration_id, oi.status, oi.default_auth_id, coalesce(om.region_name, '')
+		SELECT oi.id, oi.organization_id, oi.integration_id, coalesce(oi.status, 0), oi.default_auth_id, coalesce(om.region_name, '')
 		FROM sentry_organizationintegration oi
 		LEFT JOIN sentry_organizationmapping om ON om.organization_id = oi.organization_id
 		WHERE oi.id = $1`, []any{id},

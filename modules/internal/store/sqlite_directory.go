@@ -25,7 +25,7 @@ func (s *SQLite) sqliteOne(ctx context.Context, op, query string, args []any, de
 // OrganizationBySlug implements directory.Source.
 func (s *SQLite) OrganizationBySlug(ctx context.Context, slug string) (directory.Organization, error) {
 	var o directory.Organization
-	err := s.sqliteOne(ctx, "sqlite organization by slug", `SELECT organization_id, slug, region_name, status
+	err := s.sqliteOne(ctx, "sqlite organization by slug", `SELECT organization_id, slug, region_name, coalesce(status, 0)
 		FROM sentry_organizationmapping WHERE slug = ? LIMIT 1`, []any{slug}, &o.ID, &o.Slug, &o.Region, &o.Status)
 	return o, err
 }
@@ -33,7 +33,7 @@ func (s *SQLite) OrganizationBySlug(ctx context.Context, slug string) (directory
 // OrganizationByID implements directory.Source.
 func (s *SQLite) OrganizationByID(ctx context.Context, id int64) (directory.Organization, error) {
 	var o directory.Organization
-	err := s.sqliteOne(ctx, "sqlite organization by id", `SELECT organization_id, slug, region_name, status
+	err := s.sqliteOne(ctx, "sqlite organization by id", `SELECT organization_id, slug, region_name, coalesce(status, 0)
 		FROM sentry_organizationmapping WHERE organization_id = ? LIMIT 1`, []any{id}, &o.ID, &o.Slug, &o.Region, &o.Status)
 	return o, err
 }
@@ -72,8 +72,8 @@ func (s *SQLite) ProjectKeyRegion(ctx context.Context, publicKey string) (string
 
 // sqliteIntegration is pgIntegration for SQLite.
 const sqliteIntegration = `
-SELECT i.id, i.provider, i.external_id, coalesce(i.name, ''), coalesce(i.metadata, '{}'), i.status,
-	oi.id, oi.organization_id, oi.status, oi.default_auth_id, coalesce(om.region_name, '')
+SELECT i.id, i.provider, i.external_id, coalesce(i.name, ''), coalesce(i.metadata, '{}'), coalesce(i.status, 0),
+	oi.id, oi.organization_id, coalesce(oi.status, 0), oi.default_auth_id, coalesce(om.region_name, '')
 FROM sentry_integration i
 LEFT JOIN sentry_organizationintegration oi ON oi.integration_id = i.id AND oi.status = 0
 LEFT JOIN sentry_organizationmapping om ON om.organization_id = oi.organization_id
@@ -133,7 +133,7 @@ func (s *SQLite) integration(ctx context.Context, query string, args ...any) (di
 func (s *SQLite) OrganizationIntegration(ctx context.Context, id int64) (directory.OrganizationIntegration, error) {
 	var oi directory.OrganizationIntegration
 	err := s.sqliteOne(ctx, "sqlite organization integration", `
-		SELECT oi.id, oi.organization_id, oi.integration_id, oi.status, oi.default_auth_id, coalesce(om.region_name, '')
+		SELECT oi.id, oi.organization_id, oi.integration_id, coalesce(oi.status, 0), oi.default_auth_id, coalesce(om.region_name, '')
 		FROM sentry_organizationintegration oi
 		LEFT JOIN sentry_organizationmapping om ON om.organization_id = oi.organization_id
 		WHERE oi.id = ?`, []any{id},

@@ -1,0 +1,288 @@
+package store_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
+	"github.com/sentrysilo/caddy-silo/modules/internal/pgtest"
+	"github.com/sentrysilo/caddy-silo/modules/internal/store"
+)
+
+var postgresEngine = engine{
+	name: "postgres",
+	open: func(t testing.TB, migrate bool) (store.Store, func(string)) {
+		s, pool := openPostgres(t, pgtest.DSN(t), migrate)
+		return s, pgExec(t, pool)
+	},
+}
+
+func openPostgres(t testing.TB, dsn string, migrate bool) (*store.Postgres, *pgxpool.Pool) {
+	t.Helper()
+	cfg, err := store.PostgresPoolConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s := store.NewPostgres(pool)
+	if migrate {
+		if err := s.Migrate(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s, pool
+}
+
+func pgExec(t testing.TB, pool *pgxpool.Pool) func(string) {
+	return func(q string) {
+		t.Helper()
+		if _, err := pool.Exec(testCtx(t), q); err != nil {
+			t.Fatalf("fixture %q: %v", q, err)
+		}
+	}
+}
+
+func TestPostgres(t *testing.T) {
+	runConformance(t, postgresEngine)
+}
+
+func TestPostgresPoolConfig(t *testing.T) {
+	cfg, err := store.PostgresPoolConfig("postgres://u:secret@127.0.0.1:5432/silo?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.ConnConfig.RuntimeParams["application_name"]; got != "caddy-silo" {
+		t.Errorf("application_name = %q", got)
+	}
+	if cfg.MaxConns < 16 || cfg.ConnConfig.ConnectTimeout == 0 || cfg.HealthCheckPeriod != 15*time.Second {
+		t.Errorf("MaxConns %d ConnectTimeout %v HealthCheckPeriod %v", cfg.MaxConns, cfg.ConnConfig.ConnectTimeout, cfg.HealthCheckPeriod)
+	}
+	cfg, err = store.PostgresPoolConfig("host=127.0.0.1 application_name=mine pool_max_conns=3 connect_timeout=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ConnConfig.RuntimeParams["application_name"] != "mine" || cfg.MaxConns != 3 || cfg.ConnConfig.ConnectTimeout != 2*time.Second {
+		t.Errorf("DSN settings overridden: %v %d %v", cfg.ConnConfig.RuntimeParams, cfg.MaxConns, cfg.ConnConfig.ConnectTimeout)
+	}
+	_, err = store.PostgresPoolConfig("postgres://u:hunter2@127.0.0.1:notaport/x")
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("bad DSN error = %v (must not quote the password)", err)
+	}
+}
+
+// TestPostgresUnavailable points a store at a port nobody listens on.
+func TestPostgresUnavailable(t *testing.T) {
+	cfg, err := store.PostgresPoolConfig("postgres://u:p@127.0.0.1:1/x?sslmode=disable&connect_timeout=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	s := store.NewPostgres(pool)
+	ctx := testCtx(t)
+	_, err = s.InsertPayloads(ctx, []store.NewPayload{payload("github:us:1", "x")})
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("insert: %v, want ErrUnavailable", err)
+	}
+	if _, err := s.OrganizationBySlug(ctx, "acme"); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("lookup: %v, want ErrUnavailable", err)
+	}
+	if err := s.Ping(ctx); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("ping: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestPostgresListen checks that InsertPayloads wakes a listener, once per
+// mailbox, and that Listen returns when its ctx ends.
+func TestPostgresListen(t *testing.T) {
+	s, pool := openPostgres(t, pgtest.DSN(t), true)
+	ctx, cancel := context.WithCancel(testCtx(t))
+	woken := make(chan string, 64)
+	done := make(chan error, 1)
+	go func() { done <- s.Listen(ctx, func(m string) { woken <- m }) }()
+
+	// LISTEN has no ready signal: insert until the first wake arrives.
+	got := ""
+	for i := 0; i < 50 && got == ""; i++ {
+		mustInsert(t, s, payload("github:us:1", "x"), payload("github:us:1", "y"), payload("gitlab:de:2", "z"))
+		timer := time.NewTimer(200 * time.Millisecond)
+		select {
+		case got = <-woken:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+	if got == "" {
+		t.Fatal("no notification after inserts")
+	}
+	// Drain, then one more batch: exactly its two mailboxes.
+	time.Sleep(100 * time.Millisecond)
+	for len(woken) > 0 {
+		<-woken
+	}
+	mustInsert(t, s, payload("github:us:1", "x"), payload("github:us:1", "y"), payload("gitlab:de:2", "z"))
+	seen := map[string]int{}
+	deadline := time.After(5 * time.Second)
+	for len(seen) < 2 {
+		select {
+		case m := <-woken:
+			seen[m]++
+		case <-deadline:
+			t.Fatalf("wakes = %v", seen)
+		}
+	}
+	if seen["github:us:1"] != 1 || seen["gitlab:de:2"] != 1 {
+		t.Errorf("wakes = %v, want one per mailbox", seen)
+	}
+	// A rolled-back insert (here: invalid) wakes nobody.
+	_, _ = s.InsertPayloads(ctx, []store.NewPayload{{MailboxName: "bad"}})
+	select {
+	case m := <-woken:
+		if m == "bad" {
+			t.Error("woken for a payload that was not stored")
+		}
+	case <-time.After(200 * time.Millisecond):
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Listen returned %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Listen did not return after cancel")
+	}
+	// The connection went back to the pool without a LISTEN on it.
+	var listening int
+	if err := pool.QueryRow(testCtx(t), `SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND query ILIKE 'LISTEN%' AND state = 'idle'`).Scan(&listening); err != nil {
+		t.Fatal(err)
+	}
+	_ = listening // informational: pg_stat_activity keeps the last query text of idle connections
+}
+
+// realSentryTables are shaped like a real Sentry control database: more
+// columns, varchar, jsonb metadata and data, constraints of their own.
+var realSentryTables = []string{
+	`CREATE TABLE sentry_organizationmapping (
+		id bigserial PRIMARY KEY, organization_id bigint NOT NULL UNIQUE, slug varchar(50) NOT NULL UNIQUE,
+		name varchar(64) NOT NULL DEFAULT '', date_created timestamptz NOT NULL DEFAULT now(),
+		customer_id varchar(255), verified boolean NOT NULL DEFAULT false, idempotency_key varchar(48) NOT NULL DEFAULT '',
+		region_name varchar(48) NOT NULL, status integer, require_2fa boolean NOT NULL DEFAULT false)`,
+	`CREATE TABLE sentry_integration (
+		id bigserial PRIMARY KEY, provider varchar(64) NOT NULL, external_id varchar(64) NOT NULL,
+		name varchar(200) NOT NULL, metadata jsonb NOT NULL DEFAULT '{}', status integer DEFAULT 0,
+		date_added timestamptz DEFAULT now(), date_updated timestamptz NOT NULL DEFAULT now(),
+		UNIQUE (provider, external_id))`,
+	`CREATE TABLE sentry_organizationintegration (
+		id bigserial PRIMARY KEY, organization_id bigint NOT NULL, integration_id bigint NOT NULL REFERENCES sentry_integration(id),
+		config jsonb NOT NULL DEFAULT '{}', default_auth_id bigint, date_added timestamptz DEFAULT now(), status integer NOT NULL DEFAULT 0,
+		grace_period_end timestamptz, date_updated timestamptz NOT NULL DEFAULT now(), UNIQUE (organization_id, integration_id))`,
+	`CREATE TABLE sentry_identity (
+		id bigserial PRIMARY KEY, idp_id bigint NOT NULL DEFAULT 1, user_id bigint NOT NULL DEFAULT 1, external_id text NOT NULL DEFAULT '',
+		data jsonb NOT NULL DEFAULT '{}', status integer NOT NULL DEFAULT 0, scopes text[] NOT NULL DEFAULT '{}',
+		date_verified timestamptz NOT NULL DEFAULT now(), date_added timestamptz DEFAULT now())`,
+	`CREATE TABLE sentry_sentryapp (
+		id bigserial PRIMARY KEY, application_id bigint, proxy_user_id bigint, owner_id bigint NOT NULL,
+		name text NOT NULL DEFAULT '', slug varchar(64) NOT NULL UNIQUE, status integer NOT NULL DEFAULT 0,
+		uuid varchar(64) NOT NULL DEFAULT '', events text[] NOT NULL DEFAULT '{}', date_deleted timestamptz)`,
+	`CREATE TABLE sentry_sentryappinstallation (
+		id bigserial PRIMARY KEY, sentry_app_id bigint NOT NULL, organization_id bigint NOT NULL,
+		uuid varchar(64) NOT NULL UNIQUE, status integer NOT NULL DEFAULT 0, date_deleted timestamptz)`,
+	`CREATE TABLE sentry_projectkeymapping (
+		id bigserial PRIMARY KEY, project_key_id bigint NOT NULL DEFAULT 0, public_key varchar(32) NOT NULL UNIQUE,
+		region_name varchar(48) NOT NULL, date_updated timestamptz NOT NULL DEFAULT now())`,
+}
+
+// TestPostgresRealSentryTables runs Migrate and every directory lookup and
+// write-back on tables that exist before us, as in a Sentry control
+// database, and checks that Migrate left them alone.
+func TestPostgresRealSentryTables(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	_, pool := openPostgres(t, dsn, false)
+	exec := pgExec(t, pool)
+	for _, q := range realSentryTables {
+		exec(q)
+	}
+	columns := func() string {
+		var cols string
+		if err := pool.QueryRow(testCtx(t), `SELECT string_agg(table_name || '.' || column_name || ':' || data_type, ',' ORDER BY table_name, ordinal_position)
+			FROM information_schema.columns WHERE table_name LIKE 'sentry\_%'`).Scan(&cols); err != nil {
+			t.Fatal(err)
+		}
+		return cols
+	}
+	before := columns()
+	s, _ := openPostgres(t, dsn, true)
+	if after := columns(); after != before {
+		t.Fatalf("Migrate altered the Sentry tables:\nbefore %s\nafter  %s", before, after)
+	}
+	for _, q := range directoryFixture {
+		exec(q)
+	}
+	checkDirectory(t, s)
+
+	// Token write-back into a jsonb column.
+	out, err := s.UpdateIntegrationMetadata(testCtx(t), 10, func(cur json.RawMessage) (json.RawMessage, bool, error) {
+		return json.RawMessage(`{"access_token":"fresh","expires_at":"2099-01-01T00:00:00"}`), true, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var token string
+	if err := pool.QueryRow(testCtx(t), `SELECT metadata->>'access_token' FROM sentry_integration WHERE id = 10`).Scan(&token); err != nil || token != "fresh" {
+		t.Errorf("jsonb metadata after write-back: %q %v (returned %s)", token, err, out)
+	}
+	if _, err := s.UpdateIdentityData(testCtx(t), 500, func(cur json.RawMessage) (json.RawMessage, bool, error) {
+		return json.RawMessage(`{"access_token":"fresh"}`), true, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ident, err := s.Identity(testCtx(t), 500)
+	if err != nil || !strings.Contains(string(ident.Data), `"fresh"`) {
+		t.Errorf("identity after write-back: %s %v", ident.Data, err)
+	}
+	// NULL status (allowed by the real column) reads as 0.
+	exec(`INSERT INTO sentry_organizationmapping (organization_id, slug, region_name, status) VALUES (77, 'nullstatus', 'us', NULL)`)
+	if o, err := s.OrganizationBySlug(testCtx(t), "nullstatus"); err != nil || o.Region != "us" {
+		t.Errorf("org with NULL status: %+v %v", o, err)
+	}
+	_ = directory.ErrNotFound
+}
+
+// TestPostgresMigrateFromInstances runs Migrate from two pools at once, as
+// two Caddy instances starting together do.
+func TestPostgresMigrateFromInstances(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	a, _ := openPostgres(t, dsn, false)
+	b, pool := openPostgres(t, dsn, false)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, s := range []*store.Postgres{a, b} {
+		wg.Go(func() { errs[i] = s.Migrate(testCtx(t)) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	if err := pool.QueryRow(testCtx(t), `SELECT count(*) FROM silo_schema_migrations`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("recorded migrations = %d, %v", n, err)
+	}
+}
