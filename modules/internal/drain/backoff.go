@@ -16,7 +16,8 @@ func (c *Config) backoff(attempts int) time.Duration {
 	if d >= float64(c.BackoffCap) || math.IsInf(d, 0) || math.IsNaN(d) {
 		return c.BackoffCap
 	}
-	return time.Duration(d)
+	// Round to the millisecond: 3m * 1.4 is 4m12s, not 4m11.999999999s.
+	return time.Duration(math.Round(d/float64(time.Millisecond))) * time.Millisecond
 }
 
 // retryDelay is the delay after a charged failure: the backoff, lengthened

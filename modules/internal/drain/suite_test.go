@@ -1,0 +1,894 @@
+package drain
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/store"
+)
+
+// storeFactory gives each test a fresh, empty, migrated store.
+type storeFactory func(t *testing.T) store.Store
+
+// suite is run against every engine: the in-memory fake here, SQLite and
+// PostgreSQL in engines_test.go.
+var suite = []struct {
+	name string
+	fn   func(t *testing.T, newStore storeFactory)
+}{
+	{"DeliversInOrder", testDeliversInOrder},
+	{"StrictStopsAtFailure", testStrictStopsAtFailure},
+	{"SkipOnFailure", testSkipOnFailure},
+	{"TerminalStatuses", testTerminalStatuses},
+	{"RetryableFailures", testRetryableFailures},
+	{"AttemptsExceeded", testAttemptsExceeded},
+	{"MaxAge", testMaxAge},
+	{"ClaimSizeTurns", testClaimSizeTurns},
+	{"ReplayFidelity", testReplayFidelity},
+	{"RegionsIndependent", testRegionsIndependent},
+	{"RetryAfter", testRetryAfter},
+	{"BreakerSpendsNothing", testBreakerSpendsNothing},
+	{"PoisonTimeoutIsCharged", testPoisonTimeoutIsCharged},
+	{"Callbacks", testCallbacks},
+	{"StopIsBounded", testStopIsBounded},
+	{"KilledThenRestarted", testKilledThenRestarted},
+	{"TwoDrainersExclusive", testTwoDrainersExclusive},
+	{"WakeLatency", testWakeLatency},
+	{"PurgeDeadLetters", testPurgeDeadLetters},
+	{"Gauges", testGauges},
+	{"Admin", testAdmin},
+}
+
+func runSuite(t *testing.T, newStore storeFactory) {
+	for _, tc := range suite {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore) })
+	}
+}
+
+func TestDrainerMemory(t *testing.T) {
+	runSuite(t, func(t *testing.T) store.Store { return newMemStore(nil) })
+}
+
+// §7 case 55: due rows go in id order and are deleted.
+func testDeliversInOrder(t *testing.T, newStore storeFactory) {
+	f := newFixture(t, newStore(t))
+	f.insert("jira", "us", "1", 3)
+	f.run(f.newDrainer(f.fastConfig()))
+	waitFor(t, "3 deliveries", 5*time.Second, func() bool { return f.pending() == 0 })
+	if got, want := f.us.bodies(), []string{"1#0", "1#1", "1#2"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("delivered %v, want %v", got, want)
+	}
+	if n := f.deliveries("us", OutcomeDelivered); n != 3 {
+		t.Fatalf("delivered metric = %v", n)
+	}
+}
+
+// §7 case 56: a strict mailbox stops at its failing head, which is charged
+// one attempt and rescheduled 4.2 minutes out.
+func testStrictStopsAtFailure(t *testing.T, newStore storeFactory) {
+	f := newFixture(t, newStore(t))
+	f.us.set(func(w http.ResponseWriter, r *http.Request, body []byte) {
+		if string(body) == "1#0" {
+			w.WriteHeader(500)
+			return
+		}
+		w.WriteHeader(200)
+	})
+	ids := f.insert("jira", "us", "1", 3)
+	start := f.now()
+	f.run(f.newDrainer(f.fastConfig()))
+	name := mailboxName("jira", "us", "1")
+	waitFor(t, "head rescheduled", 5*time.Second, func() bool {
+		p, ok := f.payload(name, ids[0])
+		return ok && p.Attempts == 1
+	})
+	time.Sleep(100 * time.Millisecond) // several polls: nothing else may go out
+	if got := f.us.bodies(); len(got) != 1 || got[0] != "1#0" {
+		t.Fatalf("region saw %v, want only the head", got)
+	}
+	p, _ := f.payload(name, ids[0])
+	if d := p.ScheduleFor.Sub(start); d < 4*time.Minute+11*time.Second || d > 4*time.Minute+13*time.Second+time.Second {
+		t.Fatalf("head rescheduled %v after the failure, want 4.2 min", d)
+	}
+	if p.LastStatus != 500 {
+		t.Fatalf("last status %d", p.LastStatus)
+	}
+	if f.pending() != 3 {
+		t.Fatalf("pending = %d, want 3", f.pending())
+	}
+}
+
+// §7 case 57: a skip-on-failure mailbox moves past its failing row.
+func testSkipOnFailure(t *testing.T, newStore storeFactory) {
+	f := newFixture(t, newStore(t))
+	f.us.set(func(w http.ResponseWriter, r *http.Request, body []byte) {
+		if string(body) == "1#0" {
+			w.WriteHeader(500)
+			return
+		}
+		w.WriteHeader(200)
+	})
+	ids := f.insert("github", "us", "1", 3)
+	f.run(f.newDrainer(f.fastConfig()))
+	waitFor(t, "rows 2-3 delivered", 5*time.Second, func() bool { return f.pending() == 1 })
+	p, ok := f.payload(mailboxName("github", "us", "1"), ids[0])
+	if !ok || p.Attempts != 1 {
+		t.Fatalf("row 1 = %+v, %v; want rescheduled with 1 attempt", p, ok)
+	}
+	if got := f.us.bodies(); fmt.Sprint(got) != "[1#0 1#1 1#2]" {
+		t.Fatalf("region saw %v", got)
+	}
+}
+
+// §7 case 58, adapted: terminal statuses go to the dead letters, never
+// retried, and the mailbox goes on.
+func testTerminalStatuses(t *testing.T, newStore storeFactory) {
+	for _, code := range []int{400, 401, 403, 404, 409} {
+		t.Run(fmt.Sprint(code), func(t *testing.T) {
+			f := newFixture(t, newStore(t))
+			f.us.set(func(w http.ResponseWriter, r *http.Request, body []byte) {
+				if string(body) == "1#0" {
+					w.WriteHeader(code)
+					return
+				}
+				w.WriteHeader(200)
+			})
+			ids := f.insert("jira", "us", "1", 2)
+			f.run(f.newDrainer(f.fastConfig()))
+			waitFor(t, "mailbox empty", 5*time.Second, func() bool { return f.pending() == 0 })
+			time.Sleep(60 * time.Millisecond)
+			dls := f.deadLetters()
+			if len(dls) != 1 || dls[0].ID != ids[0] || dls[0].Reason != fmt.Sprintf("dropped_%d", code) || dls[0].LastStatus != code {
+				t.Fatalf("dead letters = %+v", dls)
+			}
+			if n := len(f.us.requests()); n != 2 {
+				t.Fatalf("region saw %d requests, want 2 (no retry)", n)
+			}
+		})
+	}
+}
+
+// §7 case 59, adapted: other statuses spend an attempt and back off;
+// timeouts and 502s from a region that answers nothing else spend none
+// (the breaker's business), but are recorded.
+func testRetryableFailures(t *testing.T, newStore storeFactory) {
+	tests := []struct {
+		name         string
+		respond      func(w http.ResponseWriter, r *http.Request)
+		wantAttempts int
+		wantStatus   int
+		wantErr      string
+	}{
+		{"429", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(429) }, 1, 429, "region answered 429"},
+		{"422", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(422) }, 1, 422, "region answered 422"},
+		{"405", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(405) }, 1, 405, "region answered 405"},
+		{"500", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }, 1, 500, "region answered 500"},
+		{"502 spends nothing", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(502) }, 0, 502, "region answered 502"},
+		{"timeout spends nothing", func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(2 * time.Second):
+			}
+		}, 0, 0, "timeout"},
+		{"reset spends nothing", func(w http.ResponseWriter, r *http.Request) {
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+		}, 0, 0, "EOF"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, newStore(t))
+			f.us.set(func(w http.ResponseWriter, r *http.Request, body []byte) { tc.respond(w, r) })
+			ids := f.insert("jira", "us", "1", 1)
+			cfg := f.fastConfig()
+			cfg.RequestTimeout = 100 * time.Millisecond
+			cfg.BreakerFailures = 1000
+			f.run(f.newDrainer(cfg))
+			name := mailboxName("jira", "us", "1")
+			waitFor(t, "failure recorded", 5*time.Second, func() bool {
+				p, ok := f.payload(name, ids[0])
+				return ok && (p.LastStatus != 0 || p.LastError != "")
+			})
+			p, _ := f.payload(name, ids[0])
+			if p.Attempts != tc.wantAttempts || p.LastStatus != tc.wantStatus || !strings.Contains(p.LastError, tc.wantErr) {
+				t.Fatalf("row = attempts %d, status %d, error %q; want %d, %d, %q",
+					p.Attempts, p.LastStatus, p.LastError, tc.wantAttempts, tc.wantStatus, tc.wantErr)
+			}
+			if tc.wantAttempts == 1 && p.ScheduleFor.Sub(f.now()) < 4*time.Minute {
+				t.Fatalf("not backed off: due %v", p.ScheduleFor)
+			}
+			if len(f.deadLetters()) != 0 {
+				t.Fatal("dead-lettered")
+			}
+		})
+	}
+}
+
+// §7 case 60, adapted: a row that used its attempts goes to the dead
+// letters without a request; the tenth failure does the same.
+func testAttemptsExceeded(t *testing.T, newStore storeFactory) {
+	f := newFixture(t, newStore(t))
+	st := f.st
+	ids := f.insert("jira", "us", "1", 2)
+	ctx := context.Background()
+	past := time.Now().Add(-time.Minute)
+	if err := st.ReschedulePayload(ctx, ids[0], 10, past, 500, "region answered 500"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.ReschedulePayload(ctx, ids[1], 9, past, 500, "region answered 500"); err != nil {
+		t.Fatal(err)
+	}
+	f.us.status(500) // the row with an attempt left fails its tenth
+	f.run(f.newDrainer(f.fastConfig()))
+	waitFor(t, "both dead-lettered", 5*time.Second, func() bool { return len(f.deadLetters()) == 2 })
+	dls := f.deadLetters()
+	for i, dl := range dls {
+		if dl.Reason != store.ReasonAttemptsExceeded || dl.LastStatus != 500 {
+			t.Fatalf("dead letter %d = %+v", i, dl)
+		}
+	}
+	if got := f.us.bodies(); fmt.Sprint(got) != "[1#1]" {
+		t.Fatalf("region saw %v, want only the row with an attempt left", got)
+	}
+}
+
+// §7 case 61, adapted: a payload past max_age goes to the dead letters
+// without a request.
+func testMaxAge(t *testing.T, newStore storeFactory) {
+	f := newFixture(t, newStore(t))
+	f.insert("jira", "us", "1", 1)
+	f.offset.Store(int64(73 * time.Hour))
+	f.run(f.newDrainer(f.fastConfig()))
+	waitFor(t, "dead-lettered", 5*time.Second, func() bool { return len(f.deadLetters()) == 1 })
+	if dl := f.deadLetters()[0]; dl.Reason != store.ReasonMaxAge {
+		t.Fatalf("reason %q", dl.Reason)
+	}
+	if n := len(f.us.requests()); n != 0 {
+		t.Fatalf("region saw %d requests", n)
+	}
+}
+
+// §7 case 62, adapted: a mailbox deeper than claim_size is drained in
+// several turns, still in order.
+func testClaimSizeTurns(t *testing.T, newStore storeFactory) {
+	f := newFixture(t, newStore(t))
+	f.insert("jira", "us", "1", 250)
+	cfg := f.fastConfig()
+	cfg.ClaimSize = 60
+	f.run(f.newDrainer(cfg))
+	waitFor(t, "250 deliveries", 10*time.Second, func() bool { return f.pending() == 0 })
+	got := f.us.bodies()
+	if len(got) != 250 {
+		t.Fatalf("delivered %d", len(got))
+	}
+	for i, b := range got {
+		if b != fmt.Sprintf("1#%d", i) {
+			t.Fatalf("delivery %d is %s", i, b)
+		}
+	}
+}
+
+// §7 case 63: the replayed request is the captured one.
+func testReplayFidelity(t *testing.T, newStore storeFactory) {
+	f := newFixture(t, newStore(t))
+	body := []byte("{\"zen\":\"ok\",\"bin\":\"\xff\xfe\x00\"}")
+	p := store.NewPayload{
+		MailboxName: mailboxName("github", "us", "77"),
+		Provider:    "github",
+		Region:      "us",
+		Method:      http.MethodPost,
+		Path:        "/extensions/github/webhook/?a=1&a=2&q=%2Fx",
+		Headers: http.Header{
+			"Content-Type":        {"application/json"},
+			"X-Hub-Signature-256": {"sha256=0123"},
+			"X-Github-Delivery":   {"d-1"},
+			"Host":                {"sentry.io"},
+			"Content-Length":      {"999"},
+			"X-Forwarded-Proto":   {"https"},
+			"Connection":          {"close"},
+			"Content-Encoding":    {"identity"},
+		},
+		Body: body,
+	}
+	if _, err := f.st.InsertPayloads(context.Background(), []store.NewPayload{p}); err != nil {
+		t.Fatal(err)
+	}
+	f.run(f.newDrainer(f.fastConfig()))
+	waitFor(t, "delivery", 5*time.Second, func() bool { return f.pending() == 0 })
+	r := f.us.requests()[0]
+	if r.Method != "POST" || r.URI != p.Path || !bytes.Equal(r.Body, body) {
+		t.Fatalf("got %s %s %q", r.Method, r.URI, r.Body)
+	}
+	if r.Host != f.us.url().Host {
+		t.Fatalf("Host = %q, want the region's", r.Host)
+	}
+	if r.Header.Get("X-Hub-Signature-256") != "sha256=0123" || r.Header.Get("X-Github-Delivery") != "d-1" ||
+		r.Header.Get("Content-Type") != "application/json" || r.Header.Get("Content-Encoding") != "identity" {
+		t.Fatalf("headers lost: %v", r.Header)
+	}
+	if r.Header.Get("X-Forwarded-Proto") != "" || r.Header.Get("Content-Length") != fmt.Sprint(len(body)) {
+		t.Fatalf("headers not cleaned: %v", r.Header)
+	}
+}
+
+// §7 case 65: a failing de copy does not block the us copy.
+func testRegionsIndependent(t *testing.T, newStore storeFactory) {
+	f := newFixture(t, newStore(t))
+	f.de.status(500)
+	f.insert("jira", "de", "1", 2)
+	f.insert("jira", "us", "1", 2)
+	f.run(f.newDrainer(f.fastConfig()))
+	waitFor(t, "us delivered", 5*time.Second, func() bool { return len(f.us.requests()) == 2 })
+	waitFor(t, "de attempted", 5*time.Second, func() bool { return len(f.de.requests()) == 1 })
+	if f.pending() != 2 {
+		t.Fatalf("pending %d, want the 2 de rows", f.pending())
+	}
+}
+
+// Retry-After on 429 (an attempt) and 503 (no attempt) lengthens the wait,
+// clamped to the cap.
+func testRetryAfter(t *testing.T, newStore storeFactory) {
+	tests := []struct {
+		name         string
+		status       int
+		retryAfter   string
+		wantAttempts int
+		wantDelay    time.Duration
+	}{
+		{"429 longer than backoff", 429, "600", 1, 10 * time.Minute},
+		{"429 shorter than backoff", 429, "5", 1, 252 * time.Second},
+		{"429 past the cap", 429, "86400", 1, time.Hour},
+		{"503 waits without an attempt", 503, "120", 0, 2 * time.Minute},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, newStore(t))
+			f.us.set(func(w http.ResponseWriter, r *http.Request, body []byte) {
+				w.Header().Set("Retry-After", tc.retryAfter)
+				w.WriteHeader(tc.status)
+			})
+			ids := f.insert("jira", "us", "1", 1)
+			start := f.now()
+			cfg := f.fastConfig()
+			cfg.BreakerFailures = 1000
+			f.run(f.newDrainer(cfg))
+			name := mailboxName("jira", "us", "1")
+			waitFor(t, "failure recorded", 5*time.Second, func() bool {
+				p, ok := f.payload(name, ids[0])
+				return ok && p.LastStatus == tc.status
+			})
+			p, _ := f.payload(name, ids[0])
+			d := p.ScheduleFor.Sub(start)
+			if p.Attempts != tc.wantAttempts || d < tc.wantDelay-time.Second || d > tc.wantDelay+2*time.Second {
+				t.Fatalf("attempts %d, due in %v; want %d, %v", p.Attempts, d, tc.wantAttempts, tc.wantDelay)
+			}
+		})
+	}
+}
+
+// A region that is down opens the breaker: its mailboxes wait, spend no
+// attempts and send nothing to the dead letters; probes find it back and
+// everything is delivered.
+func testBreakerSpendsNothing(t *testing.T, newStore storeFactory) {
+	for _, mode := range []string{"503", "connection reset"} {
+		t.Run(mode, func(t *testing.T) {
+			f := newFixture(t, newStore(t))
+			down := func(w http.ResponseWriter, r *http.Request, body []byte) {
+				if mode == "503" {
+					w.WriteHeader(503)
+					return
+				}
+				if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+					conn.Close()
+				}
+			}
+			f.de.set(down)
+			for i := 0; i < 4; i++ {
+				f.insert("jira", "de", fmt.Sprint(i), 5)
+				f.insert("github", "de", fmt.Sprint("g", i), 5)
+			}
+			f.insert("jira", "us", "x", 3)
+			cfg := f.fastConfig()
+			cfg.BreakerFailures = 3
+			cfg.MaxAttempts = 2 // would dead-letter quickly if attempts were spent
+			d := f.newDrainer(cfg)
+			f.run(d)
+			waitFor(t, "breaker open", 5*time.Second, func() bool { return d.BreakerOpen("de") })
+			waitFor(t, "probes", 5*time.Second, func() bool { return f.de.probeCount() >= 3 })
+			waitFor(t, "us delivered meanwhile", 5*time.Second, func() bool { return len(f.us.requests()) == 3 })
+			sent := len(f.de.requests())
+			time.Sleep(150 * time.Millisecond)
+			if n := len(f.de.requests()); n != sent {
+				t.Fatalf("%d payload requests while the breaker was open", n-sent)
+			}
+			if sent > 3+cfg.Workers {
+				t.Fatalf("%d payload requests to a dead region, want about the threshold", sent)
+			}
+			boxes, _ := f.st.Mailboxes(context.Background(), f.now())
+			for _, b := range boxes {
+				if b.HeadAttempts != 0 {
+					t.Fatalf("mailbox %s head spent %d attempts", b.Name, b.HeadAttempts)
+				}
+			}
+			if n := len(f.deadLetters()); n != 0 {
+				t.Fatalf("%d dead letters", n)
+			}
+			f.de.set(nil)
+			waitFor(t, "breaker closed and backlog delivered", 10*time.Second, func() bool { return f.pending() == 0 })
+			if d.BreakerOpen("de") {
+				t.Fatal("breaker still open")
+			}
+			if n := len(f.deadLetters()); n != 0 {
+				t.Fatalf("%d dead letters", n)
+			}
+			// Strict mailboxes kept their order across the outage: a row
+			// may be sent again, never one before it.
+			last := map[string]int{}
+			for _, b := range f.de.bodies() {
+				subject, n, _ := strings.Cut(b, "#")
+				if strings.HasPrefix(subject, "g") {
+					continue
+				}
+				var k int
+				fmt.Sscan(n, &k)
+				if prev, ok := last[subject]; ok && k < prev {
+					t.Fatalf("strict mailbox %s went back from %d to %d", subject, prev, k)
+				}
+				last[subject] = k
+			}
+		})
+	}
+}
+
+// A payload that always times out on a region that answers everything else
+// is the payload's failure: it spends attempts and reaches the dead
+// letters, and the breaker stays closed.
+func testPoisonTimeoutIsCharged(t *testing.T, newStore storeFactory) {
+	f := newFixture(t, newStore(t))
+	f.us.set(func(w http.ResponseWriter, r *http.Request, body []byte) {
+		if string(body) == "poison#0" {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(time.Second):
+			}
+			return
+		}
+		w.WriteHeader(200)
+	})
+	f.insert("jira", "us", "poison", 1)
+	cfg := f.fastConfig()
+	cfg.RequestTimeout = 150 * time.Millisecond
+	cfg.BackoffBase = time.Millisecond
+	cfg.BackoffCap = 5 * time.Millisecond
+	cfg.MaxAttempts = 3
+	cfg.BreakerFailures = 1000
+	d := f.newDrainer(cfg)
+	f.run(d)
+	// Healthy traffic to the same region while the poison times out.
+	stopTraffic := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stopTraffic:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			f.insert("jira", "us", fmt.Sprint("ok", i), 1)
+			d.Wake(mailboxName("jira", "us", fmt.Sprint("ok", i)))
+		}
+	}()
+	defer func() { close(stopTraffic); wg.Wait() }()
+	waitFor(t, "poison dead-lettered", 10*time.Second, func() bool { return len(f.deadLetters()) == 1 })
+	if dl := f.deadLetters()[0]; dl.Reason != store.ReasonAttemptsExceeded || dl.LastError != "timeout" {
+		t.Fatalf("dead letter %+v", dl)
+	}
+}
+
+// §3.6: callback payloads go to the region, then its answer goes to the
+// response_url (Slack as is, Discord its data); Discord's 404 is retried.
+func testCallbacks(t *testing.T, newStore storeFactory) {
+	tests := []struct {
+		provider     string
+		regionAnswer string
+		hookStatus   int
+		wantPosted   string
+		wantPending  bool
+	}{
+		{"slack", `{"text":"done"}`, 200, `{"text":"done"}`, false},
+		{"discord", `{"type":4,"data":{"content":"done"}}`, 204, `{"content":"done"}`, false},
+		{"discord", `{"type":4,"data":{"content":"done"}}`, 404, `{"content":"done"}`, true},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprint(tc.provider, tc.hookStatus), func(t *testing.T) {
+			f := newFixture(t, newStore(t))
+			f.us.set(func(w http.ResponseWriter, r *http.Request, body []byte) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(200)
+				_, _ = w.Write([]byte(tc.regionAnswer))
+			})
+			hook := newFakeRegion(t)
+			hook.status(tc.hookStatus)
+			np := newPayload(tc.provider, "us", "T1", 0)
+			np.DestinationType = store.DestinationCallback
+			np.CallbackURL = hook.srv.URL + "/hooks/abc"
+			res, err := f.st.InsertPayloads(context.Background(), []store.NewPayload{np})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.run(f.newDrainer(f.fastConfig()))
+			waitFor(t, "callback posted", 5*time.Second, func() bool { return len(hook.requests()) >= 1 })
+			got := hook.requests()[0]
+			if got.Method != "POST" || got.URI != "/hooks/abc" || string(got.Body) != tc.wantPosted || got.Header.Get("Content-Type") != "application/json" {
+				t.Fatalf("callback %s %s %q %v", got.Method, got.URI, got.Body, got.Header)
+			}
+			if tc.wantPending {
+				waitFor(t, "retry recorded", 5*time.Second, func() bool {
+					p, ok := f.payload(np.MailboxName, res[0].ID)
+					return ok && p.Attempts == 1
+				})
+				p, _ := f.payload(np.MailboxName, res[0].ID)
+				if p.LastStatus != 404 || !strings.Contains(p.LastError, "not ready") {
+					t.Fatalf("row %+v", p)
+				}
+			} else {
+				waitFor(t, "row deleted", 5*time.Second, func() bool { return f.pending() == 0 })
+			}
+		})
+	}
+}
+
+// Run returns within a bound when its ctx ends, even with a region that
+// hangs; the abandoned row is left as it was (not half-recorded).
+func testStopIsBounded(t *testing.T, newStore storeFactory) {
+	f := newFixture(t, newStore(t))
+	started := make(chan struct{}, 1)
+	f.us.set(func(w http.ResponseWriter, r *http.Request, body []byte) {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		select {
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+	})
+	ids := f.insert("jira", "us", "1", 1)
+	cfg := f.fastConfig()
+	cfg.RequestTimeout = 20 * time.Second
+	cfg.Lease = 30 * time.Second
+	stop := f.run(f.newDrainer(cfg))
+	<-started
+	t0 := time.Now()
+	stop()
+	if d := time.Since(t0); d > cfg.StopGrace+2*time.Second {
+		t.Fatalf("Run took %v to return", d)
+	}
+	p, ok := f.payload(mailboxName("jira", "us", "1"), ids[0])
+	if !ok || p.Attempts != 0 || p.LastError != "" {
+		t.Fatalf("row after stop = %+v, %v", p, ok)
+	}
+	// The lease was released: a new drainer takes over at once.
+	f.us.set(nil)
+	f.run(f.newDrainer(f.fastConfig()))
+	waitFor(t, "delivered after restart", 5*time.Second, func() bool { return f.pending() == 0 })
+}
+
+// A drainer killed mid-drain (its leases left to lapse) and a fresh one
+// deliver everything at least once, in order within each mailbox.
+func testKilledThenRestarted(t *testing.T, newStore storeFactory) {
+	f := newFixture(t, newStore(t))
+	f.us.set(func(w http.ResponseWriter, r *http.Request, body []byte) {
+		time.Sleep(2 * time.Millisecond)
+		w.WriteHeader(200)
+	})
+	const boxes, per = 10, 30
+	for i := 0; i < boxes; i++ {
+		f.insert("jira", "us", fmt.Sprint(i), per)
+	}
+	cfg := f.fastConfig()
+	cfg.Lease = 300 * time.Millisecond
+	cfg.StopGrace = time.Millisecond
+	stop := f.run(f.newDrainer(cfg))
+	waitFor(t, "some deliveries", 5*time.Second, func() bool { return len(f.us.requests()) >= 50 })
+	stop()
+	if f.pending() == 0 {
+		t.Fatal("drained before the kill; make the region slower")
+	}
+	f.run(f.newDrainer(cfg))
+	waitFor(t, "all delivered", 15*time.Second, func() bool { return f.pending() == 0 })
+	firsts := map[string]bool{}
+	last := map[string]int{}
+	for _, b := range f.us.bodies() {
+		firsts[b] = true
+		subject, n, _ := strings.Cut(b, "#")
+		var k int
+		fmt.Sscan(n, &k)
+		if prev, ok := last[subject]; ok && k < prev && !firsts[b] {
+			t.Fatalf("mailbox %s out of order: %d after %d", subject, k, prev)
+		}
+		last[subject] = k
+	}
+	if len(firsts) != boxes*per {
+		t.Fatalf("%d distinct payloads delivered, want %d", len(firsts), boxes*per)
+	}
+}
+
+// Two drainers on one store: each payload is delivered exactly once and in
+// order within its mailbox.
+func testTwoDrainersExclusive(t *testing.T, newStore storeFactory) {
+	boxes, per := 100, 20
+	if testing.Short() {
+		boxes = 20
+	}
+	exclusiveRun(t, newStore(t), boxes, per)
+}
+
+func exclusiveRun(t *testing.T, st store.Store, boxes, per int) {
+	f := newFixture(t, st)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	next := map[string]int{}
+	var dup, order []string
+	f.us.set(func(w http.ResponseWriter, r *http.Request, body []byte) {
+		b := string(body)
+		subject, n, _ := strings.Cut(b, "#")
+		var k int
+		fmt.Sscan(n, &k)
+		mu.Lock()
+		seen[b]++
+		if seen[b] > 1 {
+			dup = append(dup, b)
+		}
+		if k != next[subject] {
+			order = append(order, fmt.Sprintf("%s got %d, want %d", subject, k, next[subject]))
+		}
+		next[subject] = k + 1
+		mu.Unlock()
+		w.WriteHeader(200)
+	})
+	// Insert in rounds so both drainers are busy while captures arrive.
+	cfg := f.fastConfig()
+	cfg.Workers = 16
+	a, b := f.newDrainer(cfg), f.newDrainer(cfg)
+	f.run(a)
+	f.run(b)
+	for round := 0; round < per; round++ {
+		var ps []store.NewPayload
+		for i := 0; i < boxes; i++ {
+			ps = append(ps, newPayload("jira", "us", fmt.Sprint(i), round))
+		}
+		if _, err := f.st.InsertPayloads(context.Background(), ps); err != nil {
+			t.Fatal(err)
+		}
+		names := make([]string, 0, boxes)
+		for _, p := range ps {
+			names = append(names, p.MailboxName)
+		}
+		a.Wake(names...)
+		b.Wake(names...)
+	}
+	waitFor(t, "all delivered", 60*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == boxes*per
+	})
+	waitFor(t, "store empty", 10*time.Second, func() bool { return f.pending() == 0 })
+	time.Sleep(50 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(dup) > 0 {
+		t.Fatalf("%d duplicate deliveries, e.g. %v", len(dup), dup[0])
+	}
+	if len(order) > 0 {
+		t.Fatalf("%d out-of-order deliveries, e.g. %v", len(order), order[0])
+	}
+}
+
+// A Wake delivers at once, long before the poll.
+func testWakeLatency(t *testing.T, newStore storeFactory) {
+	f := newFixture(t, newStore(t))
+	cfg := f.fastConfig()
+	cfg.PollInterval = time.Hour
+	d := f.newDrainer(cfg)
+	f.run(d)
+	time.Sleep(50 * time.Millisecond) // past the initial scan
+	var worst time.Duration
+	for i := 0; i < 20; i++ {
+		t0 := time.Now()
+		f.insert("jira", "us", fmt.Sprint(i), 1)
+		d.Wake(mailboxName("jira", "us", fmt.Sprint(i)))
+		waitFor(t, "delivery", 5*time.Second, func() bool { return len(f.us.requests()) == i+1 })
+		worst = max(worst, time.Since(t0))
+	}
+	if worst > 500*time.Millisecond {
+		t.Fatalf("worst capture-to-delivery %v", worst)
+	}
+	t.Logf("worst capture-to-delivery over 20 wakes: %v", worst)
+}
+
+// Dead letters older than the retention are purged; newer ones stay.
+func testPurgeDeadLetters(t *testing.T, newStore storeFactory) {
+	f := newFixture(t, newStore(t))
+	ids := f.insert("jira", "us", "1", 2)
+	ctx := context.Background()
+	if err := f.st.DeadLetterPayload(ctx, ids[0], "dropped_404", 404, "", time.Now().Add(-200*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.st.DeadLetterPayload(ctx, ids[1], "dropped_404", 404, "", time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	cfg := f.fastConfig()
+	cfg.PurgeInterval = 20 * time.Millisecond
+	f.run(f.newDrainer(cfg))
+	waitFor(t, "purge", 5*time.Second, func() bool { return len(f.deadLetters()) == 1 })
+	if dl := f.deadLetters()[0]; dl.ID != ids[1] {
+		t.Fatalf("kept %d", dl.ID)
+	}
+}
+
+// Depth and age gauges follow the store.
+func testGauges(t *testing.T, newStore storeFactory) {
+	f := newFixture(t, newStore(t))
+	f.de.status(500)
+	f.insert("jira", "de", "1", 3)
+	f.run(f.newDrainer(f.fastConfig()))
+	waitFor(t, "depth gauge", 5*time.Second, func() bool {
+		mfs, _ := f.reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "caddy_sentry_mailbox_depth" {
+				for _, m := range mf.GetMetric() {
+					if m.GetLabel()[0].GetValue() == "de" && m.GetGauge().GetValue() == 3 {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	})
+}
+
+// The admin API over a store.
+func testAdmin(t *testing.T, newStore storeFactory) {
+	st := newStore(t)
+	f := newFixture(t, st)
+	ids := f.insert("jira", "us", "1", 3)
+	ctx := context.Background()
+	for _, id := range ids[:2] {
+		if err := st.DeadLetterPayload(ctx, id, "dropped_404", 404, "region answered 404", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.ReschedulePayload(ctx, ids[2], 3, time.Now().Add(time.Hour), 500, "region answered 500"); err != nil {
+		t.Fatal(err)
+	}
+	var woken []string
+	var wmu sync.Mutex
+	admin := Admin{Store: st, Wake: func(names ...string) {
+		wmu.Lock()
+		woken = append(woken, strings.Join(names, ","))
+		wmu.Unlock()
+	}}
+	do := func(method, path string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://localhost:2019"+path, nil)
+		rec := newRecorder()
+		err := admin.ServeHTTP(rec, req)
+		if err != nil {
+			he, ok := err.(*HTTPError)
+			if !ok {
+				t.Fatalf("%s %s: %v", method, path, err)
+			}
+			return he.Status, map[string]any{"error": he.Message}
+		}
+		var out map[string]any
+		if err := json.Unmarshal(rec.body.Bytes(), &out); err != nil {
+			t.Fatalf("%s %s: body %q: %v", method, path, rec.body.String(), err)
+		}
+		return rec.status, out
+	}
+
+	status, out := do("GET", "/sentry_silo/mailboxes")
+	boxes, _ := out["mailboxes"].([]any)
+	if status != 200 || len(boxes) != 1 {
+		t.Fatalf("mailboxes: %d %v", status, out)
+	}
+	mb := boxes[0].(map[string]any)
+	for _, k := range []string{"name", "region", "provider", "depth", "oldest_age_seconds", "head_attempts", "next_attempt_at"} {
+		if _, ok := mb[k]; !ok {
+			t.Fatalf("mailbox line lacks %s: %v", k, mb)
+		}
+	}
+	if mb["name"] != "jira:us:1" || mb["head_attempts"].(float64) != 3 || mb["depth"].(float64) != 1 {
+		t.Fatalf("mailbox line %v", mb)
+	}
+
+	status, out = do("GET", "/sentry_silo/dead_letters?limit=1")
+	dls, _ := out["dead_letters"].([]any)
+	if status != 200 || len(dls) != 1 || out["next"] == nil {
+		t.Fatalf("page 1: %d %v", status, out)
+	}
+	dl := dls[0].(map[string]any)
+	for _, k := range []string{"id", "mailbox", "region", "provider", "reason", "last_status", "last_error", "attempts", "date_added", "dead_at"} {
+		if _, ok := dl[k]; !ok {
+			t.Fatalf("dead letter lacks %s: %v", k, dl)
+		}
+	}
+	if dl["reason"] != "dropped_404" || dl["id"].(float64) != float64(ids[0]) {
+		t.Fatalf("dead letter %v", dl)
+	}
+	status, out = do("GET", fmt.Sprintf("/sentry_silo/dead_letters?limit=1&after=%v", out["next"]))
+	dls, _ = out["dead_letters"].([]any)
+	if status != 200 || len(dls) != 1 || dls[0].(map[string]any)["id"].(float64) != float64(ids[1]) {
+		t.Fatalf("page 2: %d %v", status, out)
+	}
+	status, out = do("GET", fmt.Sprintf("/sentry_silo/dead_letters?after=%d", ids[1]))
+	if dls, _ := out["dead_letters"].([]any); status != 200 || len(dls) != 0 || out["next"] != nil {
+		t.Fatalf("last page: %d %v", status, out)
+	}
+
+	status, out = do("POST", fmt.Sprintf("/sentry_silo/dead_letters/%d/replay", ids[0]))
+	if status != 200 || out["payload_id"] == nil {
+		t.Fatalf("replay: %d %v", status, out)
+	}
+	status, _ = do("POST", fmt.Sprintf("/sentry_silo/dead_letters/%d/replay", ids[0]))
+	if status != 404 {
+		t.Fatalf("replay twice: %d", status)
+	}
+	status, out = do("POST", "/sentry_silo/mailboxes/"+strings.ReplaceAll("jira:us:1", ":", "%3A")+"/retry")
+	if status != 200 || out["mailbox"] != "jira:us:1" {
+		t.Fatalf("retry: %d %v", status, out)
+	}
+	boxesNow, _ := st.Mailboxes(ctx, time.Now())
+	if len(boxesNow) != 1 || boxesNow[0].Depth != 2 || boxesNow[0].NextAttemptAt.After(time.Now().Add(time.Second)) {
+		t.Fatalf("after retry and replay: %+v", boxesNow)
+	}
+	wmu.Lock()
+	if len(woken) != 2 || woken[1] != "jira:us:1" {
+		t.Fatalf("wakes %q", woken)
+	}
+	wmu.Unlock()
+
+	for _, bad := range []struct {
+		method, path string
+		status       int
+	}{
+		{"GET", "/sentry_silo/dead_letters?limit=0", 400},
+		{"GET", "/sentry_silo/dead_letters?limit=abc", 400},
+		{"GET", "/sentry_silo/dead_letters?limit=100000", 400},
+		{"GET", "/sentry_silo/dead_letters?after=-1", 400},
+		{"POST", "/sentry_silo/dead_letters/abc/replay", 400},
+		{"POST", "/sentry_silo/dead_letters/999999/replay", 404},
+		{"POST", "/sentry_silo/mailboxes/jira%3Aus%3Anope/retry", 404},
+		{"GET", "/sentry_silo/dead_letters/1/replay", 405},
+		{"POST", "/sentry_silo/mailboxes", 405},
+		{"GET", "/sentry_silo/nothing", 404},
+	} {
+		if status, out := do(bad.method, bad.path); status != bad.status || out["error"] == "" {
+			t.Errorf("%s %s = %d %v, want %d", bad.method, bad.path, status, out, bad.status)
+		}
+	}
+}
+
+// recorder is a minimal http.ResponseWriter.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func newRecorder() *recorder                    { return &recorder{header: http.Header{}, status: 200} }
+func (r *recorder) Header() http.Header         { return r.header }
+func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
+func (r *recorder) WriteHeader(s int)           { r.status = s }
