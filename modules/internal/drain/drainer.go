@@ -304,25 +304,41 @@ func (d *Drainer) dispatch(ctx context.Context, work chan<- string) {
 }
 
 // scan asks the store for due mailboxes (the backstop for lost wakes,
-// retries coming due and other instances' captures).
+// retries coming due and other instances' captures). Mailboxes of a region
+// whose breaker is open are due but wait; when they fill most of a page,
+// the scan looks further so other regions' mailboxes are not starved by a
+// long outage.
 func (d *Drainer) scan(ctx context.Context) {
-	sctx, cancel := context.WithTimeout(ctx, d.opTimeout())
-	defer cancel()
-	names, err := d.st.DueMailboxes(sctx, d.cfg.Now(), d.cfg.ScanLimit, d.cfg.SkipOnFailure)
-	if err != nil {
-		if ctx.Err() == nil {
-			d.logLimited("scan", "listing due mailboxes failed", zap.Error(err))
+	limit := d.cfg.ScanLimit
+	for try := 0; try < 3 && ctx.Err() == nil; try++ {
+		sctx, cancel := context.WithTimeout(ctx, d.opTimeout())
+		names, err := d.st.DueMailboxes(sctx, d.cfg.Now(), limit, d.cfg.SkipOnFailure)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				d.logLimited("scan", "listing due mailboxes failed", zap.Error(err))
+			}
+			return
 		}
-		return
-	}
-	d.mu.Lock()
-	for _, name := range names {
-		if _, ok := d.active[name]; ok {
-			continue // its worker is on it
+		now := time.Now()
+		blocked := 0
+		d.mu.Lock()
+		for _, name := range names {
+			if _, ok := d.active[name]; ok {
+				continue // its worker is on it
+			}
+			if d.blockedLocked(name, now) {
+				blocked++
+				continue
+			}
+			d.enqueueLocked(name)
 		}
-		d.enqueueLocked(name)
+		d.mu.Unlock()
+		if len(names) < limit || blocked < len(names)/2 {
+			return
+		}
+		limit *= 4
 	}
-	d.mu.Unlock()
 }
 
 // blockedLocked reports whether a mailbox must wait: its region's breaker
