@@ -57,10 +57,13 @@ inserted AS (
 )
 SELECT id, mailbox_name, coalesce(delivery_key, ''), true FROM inserted
 UNION ALL
-SELECT p.id, p.mailbox_name, p.delivery_key, false
-FROM silo_webhook_payload p
-JOIN (SELECT DISTINCT mailbox_name, delivery_key FROM input WHERE delivery_key IS NOT NULL) k
-	ON p.mailbox_name = k.mailbox_name AND p.delivery_key = k.delivery_key`
+-- One probe of the unique index per key (a join here would be planned as a
+-- hash join over the whole backlog). Keys this statement inserted are not
+-- in its snapshot and come back NULL.
+SELECT (SELECT p.id FROM silo_webhook_payload p
+        WHERE p.mailbox_name = k.mailbox_name AND p.delivery_key = k.delivery_key),
+	k.mailbox_name, k.delivery_key, false
+FROM (SELECT DISTINCT mailbox_name, delivery_key FROM input WHERE delivery_key IS NOT NULL) k`
 
 // pgNotifyMailboxes wakes the drainers of every instance; NOTIFY is
 // delivered when the transaction commits, and never if it rolls back.
@@ -111,7 +114,11 @@ func (p *Postgres) InsertPayloads(ctx context.Context, payloads []NewPayload) ([
 		var err error
 		rows, err = pgx.CollectRows(rs, func(r pgx.CollectableRow) (insertedRow, error) {
 			var ir insertedRow
-			err := r.Scan(&ir.id, &ir.mailbox, &ir.key, &ir.inserted)
+			var id *int64
+			err := r.Scan(&id, &ir.mailbox, &ir.key, &ir.inserted)
+			if id != nil {
+				ir.id = *id
+			}
 			return ir, err
 		})
 		return err
@@ -163,7 +170,7 @@ func matchInserted(payloads []NewPayload, rows []insertedRow) ([]InsertResult, [
 			unkeyed = append(unkeyed, r.id)
 		case r.inserted:
 			newByKey[dedupKey{r.mailbox, r.key}] = r.id
-		default:
+		case r.id != 0:
 			pending[dedupKey{r.mailbox, r.key}] = r.id
 		}
 	}
