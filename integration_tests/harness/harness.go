@@ -149,7 +149,7 @@ func (c *Caddy) start(t testing.TB) {
 			t.Fatalf("caddy exited during start:\n%s", c.Logs())
 		default:
 		}
-		resp, err := http.Get("http://" + c.AdminAddr + "/config/")
+		resp, err := adminClient.Get("http://" + c.AdminAddr + "/config/")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -176,8 +176,7 @@ func (c *Caddy) TryReload(caddyfile string) error {
 	req, _ := http.NewRequest(http.MethodPost, "http://"+c.AdminAddr+"/load", strings.NewReader(caddyfile))
 	req.Header.Set("Content-Type", "text/caddyfile")
 	req.Header.Set("Cache-Control", "must-revalidate")
-	client := &http.Client{Timeout: 60 * time.Second}
-	resp, err := client.Do(req)
+	resp, err := adminClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
@@ -273,8 +272,12 @@ func (c *Caddy) AdminGet(ctx context.Context, path string) (*http.Response, erro
 	if err != nil {
 		return nil, err
 	}
-	return http.DefaultClient.Do(req)
+	return adminClient.Do(req)
 }
+
+// adminClient opens a connection per request: Caddy restarts its admin
+// server on every load, which resets kept-alive connections.
+var adminClient = &http.Client{Timeout: time.Minute, Transport: &http.Transport{DisableKeepAlives: true}}
 
 type syncBuffer struct {
 	mu  sync.Mutex

@@ -4,10 +4,13 @@
 package silo
 
 import (
+	"context"
 	"net/url"
 	"sort"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
@@ -54,12 +57,23 @@ type App struct {
 	// Drainer configures delivery of captured webhooks.
 	Drainer *DrainerConfig `json:"drainer,omitempty"`
 
-	regions   map[string]*Region
-	names     []string
-	urlPrefix *url.URL
-	secret    string
-	dir       *directory.Directory
-	store     store.Store
+	ctx          caddy.Context
+	logger       *zap.Logger
+	regions      map[string]*Region
+	names        []string
+	urlPrefix    *url.URL
+	secret       string
+	storagePath  string
+	storageDSN   string
+	directoryDSN string
+	poolKeys     []string // UsagePool references this app holds
+	shared       *sharedStorage
+	dir          *directory.Directory
+	store        store.Store
+	dirSource    directory.Source
+
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // StorageConfig selects the storage engine.
@@ -166,6 +180,29 @@ func (a *App) Store() store.Store { return a.store }
 // Wake tells the local drainer that these mailboxes have new payloads.
 func (a *App) Wake(mailboxes ...string) {}
 
+// Provision resolves and checks the config and acquires the storage. It is
+// offline: the pgx pool connects lazily and nothing is started.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	a.logger = ctx.Logger()
+	if err := a.resolve(); err != nil {
+		return err
+	}
+	if err := a.openStorage(); err != nil {
+		return err
+	}
+	static := make([]directory.Organization, 0, len(a.Organizations))
+	for _, o := range a.Organizations {
+		static = append(static, directory.Organization{ID: o.ID, Slug: o.Slug, Region: o.Region, Status: directory.StatusActive})
+	}
+	a.dir = directory.New(a.dirSource, directory.Options{
+		TTL:           time.Duration(a.DirectoryCache.TTL),
+		NegativeTTL:   time.Duration(a.DirectoryCache.NegativeTTL),
+		Organizations: static,
+	})
+	return nil
+}
+
 func sortedNames(m map[string]*Region) []string {
 	out := make([]string, 0, len(m))
 	for n := range m {
@@ -175,10 +212,85 @@ func sortedNames(m map[string]*Region) []string {
 	return out
 }
 
-// Start starts the drainer.
-func (a *App) Start() error { return nil }
+// stopTimeout bounds Stop: it runs inside admin-API reloads, and a hung
+// Stop would hang every later reload.
+const stopTimeout = 10 * time.Second
 
-// Stop stops the drainer within a bound.
-func (a *App) Stop() error { return nil }
+// Start logs the mode and starts the background work (migrations, then the
+// drainer) without waiting for the database: a database that is down at
+// boot must not fail the boot or a reload.
+func (a *App) Start() error {
+	a.logger.Info("sentry_silo starting",
+		zap.String("mode", a.Mode),
+		zap.String("storage", a.Storage.Engine),
+		zap.Strings("regions", a.names),
+		zap.String("default_region", a.DefaultRegion))
+	if !a.Control() {
+		return nil
+	}
+	runCtx, cancel := context.WithCancel(a.ctx)
+	a.cancel = cancel
+	a.done = make(chan struct{})
+	go func() {
+		defer close(a.done)
+		a.run(runCtx)
+	}()
+	return nil
+}
 
-var _ caddy.App = (*App)(nil)
+// run migrates the storage, retrying with backoff until it works or the
+// app stops.
+func (a *App) run(ctx context.Context) {
+	if *a.Migrate && !a.shared.migrated.Load() {
+		backoff := 500 * time.Millisecond
+		for {
+			mctx, cancel := context.WithTimeout(ctx, time.Minute)
+			err := a.store.Migrate(mctx)
+			cancel()
+			if err == nil {
+				a.shared.migrated.Store(true)
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			a.logger.Error("migrating storage failed; retrying", zap.Error(err), zap.Duration("retry_in", backoff))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 30*time.Second)
+		}
+	}
+}
+
+// Stop stops the background work, waiting at most stopTimeout.
+func (a *App) Stop() error {
+	if a.cancel == nil {
+		return nil
+	}
+	a.cancel()
+	select {
+	case <-a.done:
+	case <-time.After(stopTimeout):
+		a.logger.Warn("sentry_silo background work did not stop in time; its leases will expire", zap.Duration("waited", stopTimeout))
+	}
+	return nil
+}
+
+// Cleanup releases the storage references taken in Provision. It is also
+// called after a failed Provision, so it handles a half-built app.
+func (a *App) Cleanup() error {
+	if a.cancel != nil {
+		a.cancel()
+	}
+	a.releaseStorage()
+	return nil
+}
+
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

@@ -1,0 +1,298 @@
+package silo
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// Storage engines.
+const (
+	EngineSQLite   = "sqlite"
+	EnginePostgres = "postgres"
+)
+
+// Defaults of DESIGN.md.
+const (
+	defaultURLPrefix      = "https://sentry.io"
+	defaultCacheTTL       = 30 * time.Second
+	defaultNegativeTTL    = 5 * time.Second
+	defaultPollInterval   = time.Second
+	defaultWorkers        = 32
+	defaultClaimSize      = 300
+	defaultMaxAttempts    = 10
+	defaultBackoffBase    = 3 * time.Minute
+	defaultBackoffRate    = 1.4
+	defaultBackoffCap     = 60 * time.Minute
+	defaultMaxAge         = 72 * time.Hour
+	defaultRequestTimeout = 12 * time.Second
+	defaultBreakerFails   = 5
+	defaultProbeInterval  = 10 * time.Second
+	defaultLease          = 15 * time.Second
+	defaultRetention      = 168 * time.Hour
+)
+
+// DefaultSkipOnFailure are the providers whose mailboxes move past a failed
+// payload (Sentry's 2026 skip_on_failure_providers).
+var DefaultSkipOnFailure = []string{"github", "github_enterprise", "bitbucket", "bitbucket_server", "gitlab"}
+
+// DefaultSQLitePath is the embedded database file under Caddy's data
+// directory.
+func DefaultSQLitePath() string {
+	return filepath.Join(caddy.AppDataDir(), "sentry_silo", "silo.db")
+}
+
+// resolve fills defaults, resolves {env.*}/{file.*} placeholders in the
+// values that may hold secrets, and checks everything, so that a JSON
+// config gets the same errors as a Caddyfile one. Each error names the
+// offending value.
+func (a *App) resolve() error {
+	repl := caddy.NewReplacer()
+	secret := func(what, v string) (string, error) {
+		if v == "" {
+			return "", nil
+		}
+		out, err := repl.ReplaceOrErr(v, true, true)
+		if err != nil {
+			// The error names the placeholder, never its value.
+			return "", fmt.Errorf("%s: %v (is the variable set, or the file readable?)", what, err)
+		}
+		return out, nil
+	}
+
+	switch a.Mode {
+	case "":
+		a.Mode = ModeControl
+	case ModeControl, ModeMonolith:
+	default:
+		return fmt.Errorf("mode %q: must be control or monolith", a.Mode)
+	}
+
+	// Regions.
+	if len(a.Regions) == 0 && a.Mode == ModeControl {
+		return errors.New("no region configured: add at least one `region <name> <address>` line to the sentry_silo global option")
+	}
+	a.regions = make(map[string]*Region, len(a.Regions))
+	for i, rc := range a.Regions {
+		if rc.Name == "" {
+			return fmt.Errorf("regions[%d]: empty name", i)
+		}
+		if _, dup := a.regions[rc.Name]; dup {
+			return fmt.Errorf("region %q is defined twice", rc.Name)
+		}
+		addr, err := parseBaseURL(rc.Address)
+		if err != nil {
+			return fmt.Errorf("region %s: address %q: %v", rc.Name, rc.Address, err)
+		}
+		r := &Region{Name: rc.Name, Address: addr, Gateway: addr}
+		if rc.GatewayAddress != "" {
+			if r.Gateway, err = parseBaseURL(rc.GatewayAddress); err != nil {
+				return fmt.Errorf("region %s: gateway_address %q: %v", rc.Name, rc.GatewayAddress, err)
+			}
+		}
+		a.regions[rc.Name] = r
+	}
+	a.names = sortedNames(a.regions)
+	if a.DefaultRegion == "" && len(a.Regions) > 0 {
+		a.DefaultRegion = a.Regions[0].Name
+	}
+	if a.DefaultRegion != "" {
+		if _, ok := a.regions[a.DefaultRegion]; !ok {
+			return fmt.Errorf("default_region %q is not a configured region (configured: %s)", a.DefaultRegion, strings.Join(a.names, ", "))
+		}
+	}
+
+	if a.URLPrefix == "" {
+		a.URLPrefix = defaultURLPrefix
+	}
+	u, err := parseBaseURL(a.URLPrefix)
+	if err != nil {
+		return fmt.Errorf("url_prefix %q: %v", a.URLPrefix, err)
+	}
+	a.urlPrefix = u
+
+	if a.secret, err = secret("subnet_secret", a.SubnetSecret); err != nil {
+		return err
+	}
+
+	// Static organizations.
+	ids := map[int64]bool{}
+	slugs := map[string]bool{}
+	for _, o := range a.Organizations {
+		line := fmt.Sprintf("organization %d %s %s", o.ID, o.Slug, o.Region)
+		switch {
+		case o.ID <= 0:
+			return fmt.Errorf("%s: id must be a positive integer", line)
+		case o.Slug == "":
+			return fmt.Errorf("%s: empty slug", line)
+		case ids[o.ID]:
+			return fmt.Errorf("%s: organization id %d is listed twice", line, o.ID)
+		case slugs[o.Slug]:
+			return fmt.Errorf("%s: organization slug %q is listed twice", line, o.Slug)
+		}
+		if _, ok := a.regions[o.Region]; !ok {
+			return fmt.Errorf("%s: region %q is not a configured region (configured: %s)", line, o.Region, strings.Join(a.names, ", "))
+		}
+		ids[o.ID], slugs[o.Slug] = true, true
+	}
+
+	if a.DirectoryCache == nil {
+		a.DirectoryCache = new(DirectoryCacheConfig)
+	}
+	if a.DirectoryCache.TTL < 0 || a.DirectoryCache.NegativeTTL < 0 {
+		return errors.New("directory_cache: durations must not be negative")
+	}
+	if a.DirectoryCache.TTL == 0 {
+		a.DirectoryCache.TTL = caddy.Duration(defaultCacheTTL)
+	}
+	if a.DirectoryCache.NegativeTTL == 0 {
+		a.DirectoryCache.NegativeTTL = caddy.Duration(defaultNegativeTTL)
+	}
+
+	// Storage.
+	if a.Storage == nil {
+		a.Storage = &StorageConfig{Engine: EngineSQLite}
+	}
+	switch a.Storage.Engine {
+	case EngineSQLite:
+		if a.Storage.DSN != "" {
+			return errors.New("storage sqlite takes a path, not a dsn")
+		}
+		if a.storagePath, err = secret("storage sqlite path", a.Storage.Path); err != nil {
+			return err
+		}
+		if a.storagePath == "" {
+			a.storagePath = DefaultSQLitePath()
+		}
+	case EnginePostgres:
+		if a.Storage.DSN == "" {
+			return errors.New("storage postgres needs a dsn, e.g. storage postgres {env.SILO_DATABASE_URL}")
+		}
+		if a.storageDSN, err = secret("storage postgres dsn", a.Storage.DSN); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("storage engine %q: use sqlite or postgres", a.Storage.Engine)
+	}
+	if a.directoryDSN, err = secret("directory_dsn", a.DirectoryDSN); err != nil {
+		return err
+	}
+	if a.Migrate == nil {
+		a.Migrate = boolPtr(true)
+	}
+
+	if a.Drainer == nil {
+		a.Drainer = new(DrainerConfig)
+	}
+	return a.Drainer.resolve()
+}
+
+func (c *DrainerConfig) resolve() error {
+	setDur := func(p *caddy.Duration, def time.Duration, name string) error {
+		if *p < 0 {
+			return fmt.Errorf("drainer %s: must not be negative", name)
+		}
+		if *p == 0 {
+			*p = caddy.Duration(def)
+		}
+		return nil
+	}
+	setInt := func(p *int, def int, name string) error {
+		if *p < 0 {
+			return fmt.Errorf("drainer %s: must not be negative", name)
+		}
+		if *p == 0 {
+			*p = def
+		}
+		return nil
+	}
+	if c.Backoff == nil {
+		c.Backoff = new(BackoffConfig)
+	}
+	if c.RegionBreaker == nil {
+		c.RegionBreaker = new(BreakerConfig)
+	}
+	if c.Backoff.Rate == 0 {
+		c.Backoff.Rate = defaultBackoffRate
+	}
+	if c.Backoff.Rate < 1 {
+		return fmt.Errorf("drainer backoff rate %v: must be ≥ 1", c.Backoff.Rate)
+	}
+	for _, e := range []error{
+		setDur(&c.PollInterval, defaultPollInterval, "poll_interval"),
+		setInt(&c.Workers, defaultWorkers, "workers"),
+		setInt(&c.ClaimSize, defaultClaimSize, "claim_size"),
+		setInt(&c.MaxAttempts, defaultMaxAttempts, "max_attempts"),
+		setDur(&c.Backoff.Base, defaultBackoffBase, "backoff base"),
+		setDur(&c.Backoff.Cap, defaultBackoffCap, "backoff cap"),
+		setDur(&c.MaxAge, defaultMaxAge, "max_age"),
+		setDur(&c.RequestTimeout, defaultRequestTimeout, "request_timeout"),
+		setInt(&c.RegionBreaker.Failures, defaultBreakerFails, "region_breaker failures"),
+		setDur(&c.RegionBreaker.ProbeInterval, defaultProbeInterval, "region_breaker probe_interval"),
+		setDur(&c.Lease, defaultLease, "lease"),
+		setDur(&c.DeadLetterRetention, defaultRetention, "dead_letter_retention"),
+	} {
+		if e != nil {
+			return e
+		}
+	}
+	if c.Backoff.Cap < c.Backoff.Base {
+		return fmt.Errorf("drainer backoff: cap %s is below base %s", time.Duration(c.Backoff.Cap), time.Duration(c.Backoff.Base))
+	}
+	if c.SkipOnFailure == nil {
+		def := append([]string(nil), DefaultSkipOnFailure...)
+		c.SkipOnFailure = &def
+	}
+	// A lease shorter than a delivery could lapse while the delivery runs,
+	// letting a second drainer into the mailbox.
+	if time.Duration(c.Lease) < 2*time.Second {
+		return fmt.Errorf("drainer lease %s: must be at least 2s", time.Duration(c.Lease))
+	}
+	return nil
+}
+
+// parseBaseURL accepts an absolute http(s) URL with a host and no query or
+// fragment; a trailing slash is dropped so paths can be appended.
+func parseBaseURL(s string) (*url.URL, error) {
+	if err := checkURL(s); err != nil {
+		return nil, err
+	}
+	u, _ := url.Parse(s)
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	u.RawPath = ""
+	return u, nil
+}
+
+// checkURL explains what is wrong with an address, for Caddyfile and JSON
+// errors alike. Placeholders are not allowed in addresses.
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("not a URL: %v", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return errors.New("must start with http:// or https://")
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return errors.New("has no host")
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return errors.New("must not have a query or fragment")
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,257 @@
+package silo
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/jackc/pgx/v5"
+
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/pgtest"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// config builds a whole Caddy JSON config with one respond site and the
+// sentry_silo app; generation changes the site body so that every reload
+// is a real change.
+func config(admin, site string, storage map[string]any, generation int) []byte {
+	cfg := map[string]any{
+		"admin": map[string]any{"listen": admin, "config": map[string]any{"persist": false}},
+		"apps": map[string]any{
+			"http": map[string]any{
+				"grace_period": 1,
+				"servers": map[string]any{"srv0": map[string]any{
+					"listen": []string{site},
+					"routes": []any{map[string]any{"handle": []any{map[string]any{
+						"handler": "static_response", "body": fmt.Sprintf("generation %d", generation),
+					}}}},
+				}},
+			},
+			"sentry_silo": map[string]any{
+				"storage": storage,
+				"regions": []any{map[string]any{"name": "us", "address": "http://127.0.0.1:1"}},
+				"drainer": map[string]any{"poll_interval": int64(50 * time.Millisecond)},
+			},
+		},
+	}
+	b, _ := json.Marshal(cfg)
+	return b
+}
+
+// adminClient opens a connection per request: Caddy restarts its admin
+// server on every load, which resets kept-alive connections.
+var adminClient = &http.Client{Timeout: time.Minute, Transport: &http.Transport{DisableKeepAlives: true}}
+
+func loadThroughAdmin(t *testing.T, admin string, cfg []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+admin+"/load", strings.NewReader(string(cfg)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Cache-Control", "must-revalidate") // provision even if unchanged
+	resp, err := adminClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("reload: %s", resp.Status)
+	}
+}
+
+// settledGoroutines waits for goroutines of stopped configs to exit and
+// returns the count.
+func settledGoroutines(limit int) int {
+	deadline := time.Now().Add(5 * time.Second)
+	n := runtime.NumGoroutine()
+	for n > limit && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		n = runtime.NumGoroutine()
+	}
+	return n
+}
+
+// TestReloadsLeakNothing reloads the config through the admin API 20 times,
+// on PostgreSQL and on SQLite, and checks that goroutines, database
+// connections and the storage's reference count stay where they were.
+func TestReloadsLeakNothing(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	for _, tc := range []struct {
+		name    string
+		storage map[string]any
+	}{
+		{"postgres", map[string]any{"engine": "postgres", "dsn": dsn}},
+		{"sqlite", map[string]any{"engine": "sqlite", "path": filepath.Join(t.TempDir(), "silo.db")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			admin, site := freeAddr(t), freeAddr(t)
+			if err := caddy.Load(config(admin, site, tc.storage, 0), true); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = caddy.Stop() })
+			waitMigrated(t, tc.name, dsn)
+
+			// Warm up: one reload, so lazily started runtime goroutines
+			// (HTTP keep-alives, pool health checks) are counted in the
+			// baseline.
+			loadThroughAdmin(t, admin, config(admin, site, tc.storage, 1))
+			baseGoroutines := settledGoroutines(0)
+			baseRefs := storageReferences()
+			baseConns := pgConnections(t, tc.name, dsn)
+
+			for i := 2; i < 22; i++ {
+				loadThroughAdmin(t, admin, config(admin, site, tc.storage, i))
+			}
+			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			resp, err := client.Get("http://" + site + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+
+			if got := settledGoroutines(baseGoroutines + 5); got > baseGoroutines+5 {
+				t.Errorf("goroutines grew from %d to %d over 20 reloads", baseGoroutines, got)
+			}
+			if got := storageReferences(); fmt.Sprint(got) != fmt.Sprint(baseRefs) {
+				t.Errorf("storage references changed over 20 reloads: %v → %v", baseRefs, got)
+			}
+			for k, n := range storageReferences() {
+				if n != 1 {
+					t.Errorf("storage %s has %d references with one config running", k, n)
+				}
+			}
+			// A pool per reload would add a connection per reload; the
+			// shared pool may only warm up to a few.
+			if got := pgConnections(t, tc.name, dsn); got > baseConns+4 {
+				t.Errorf("PostgreSQL connections grew from %d to %d over 20 reloads", baseConns, got)
+			}
+		})
+	}
+}
+
+// pgConnections counts the server connections to the test database (0 for
+// SQLite).
+func pgConnections(t *testing.T, engine, dsn string) int {
+	t.Helper()
+	if engine != "postgres" {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func waitMigrated(t *testing.T, engine, dsn string) {
+	t.Helper()
+	if engine != "postgres" {
+		time.Sleep(200 * time.Millisecond)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		conn, err := pgx.Connect(ctx, dsn)
+		if err == nil {
+			var ok bool
+			err = conn.QueryRow(ctx, "SELECT to_regclass('silo_webhook_payload') IS NOT NULL").Scan(&ok)
+			conn.Close(ctx)
+			if err == nil && ok {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("migrations did not run within 30s")
+}
+
+// TestStartDoesNotWaitForTheDatabase: a database that is down must not
+// fail or delay the boot; Provision is offline.
+func TestStartDoesNotWaitForTheDatabase(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Caddy in-process; left out under -short")
+	}
+	dead := freeAddr(t) // nothing listens there
+	admin, site := freeAddr(t), freeAddr(t)
+	storage := map[string]any{"engine": "postgres", "dsn": "postgres://silo@" + dead + "/silo?sslmode=disable&connect_timeout=30"}
+	start := time.Now()
+	if err := caddy.Load(config(admin, site, storage, 0), true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("boot took %s with the database down", d)
+	}
+	start = time.Now()
+	loadThroughAdmin(t, admin, config(admin, site, storage, 1))
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("reload took %s with the database down", d)
+	}
+}
+
+// TestFailedProvisionKeepsTheRunningConfig: a bad reload is refused with a
+// clear error and does not drop the running config's storage reference.
+func TestFailedProvisionKeepsTheRunningConfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Caddy in-process; left out under -short")
+	}
+	admin, site := freeAddr(t), freeAddr(t)
+	storage := map[string]any{"engine": "sqlite", "path": filepath.Join(t.TempDir(), "silo.db")}
+	if err := caddy.Load(config(admin, site, storage, 0), true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+	before := storageReferences()
+
+	var bad map[string]any
+	_ = json.Unmarshal(config(admin, site, storage, 1), &bad)
+	bad["apps"].(map[string]any)["sentry_silo"].(map[string]any)["default_region"] = "eu"
+	b, _ := json.Marshal(bad)
+	req, _ := http.NewRequest(http.MethodPost, "http://"+admin+"/load", strings.NewReader(string(b)))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := adminClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body strings.Builder
+	buf := make([]byte, 4096)
+	n, _ := resp.Body.Read(buf)
+	body.Write(buf[:n])
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body.String(), `default_region \"eu\" is not a configured region`) {
+		t.Fatalf("bad reload answered %s: %s", resp.Status, body.String())
+	}
+	if after := storageReferences(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("a failed reload changed storage references: %v → %v", before, after)
+	}
+	r, err := http.Get("http://" + site + "/")
+	if err != nil {
+		t.Fatalf("the running config stopped serving: %v", err)
+	}
+	r.Body.Close()
+}
