@@ -17,7 +17,7 @@ import (
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
-	"github.com/sentrysilo/caddy-silo/modules/internal/pgtest"
+	"github.com/sentrysilo/caddy-silo/integration_tests/pgtest"
 )
 
 func freeAddr(t *testing.T) string {
