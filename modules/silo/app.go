@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
+	"github.com/sentrysilo/caddy-silo/modules/internal/drain"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 )
 
@@ -71,6 +72,8 @@ type App struct {
 	dir          *directory.Directory
 	store        store.Store
 	dirSource    directory.Source
+
+	drainer *drain.Drainer // nil when this instance does not deliver
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -177,8 +180,13 @@ func (a *App) Directory() *directory.Directory { return a.dir }
 // Store returns the payload store.
 func (a *App) Store() store.Store { return a.store }
 
-// Wake tells the local drainer that these mailboxes have new payloads.
-func (a *App) Wake(mailboxes ...string) {}
+// Wake tells the local drainer that these mailboxes have new payloads; other
+// instances hear of them through the store (LISTEN/NOTIFY).
+func (a *App) Wake(mailboxes ...string) {
+	if a.drainer != nil {
+		a.drainer.Wake(mailboxes...)
+	}
+}
 
 // Provision resolves and checks the config and acquires the storage. It is
 // offline: the pgx pool connects lazily and nothing is started.
@@ -200,7 +208,20 @@ func (a *App) Provision(ctx caddy.Context) error {
 		NegativeTTL:   time.Duration(a.DirectoryCache.NegativeTTL),
 		Organizations: static,
 	})
+	if a.Control() && !a.Drainer.Off {
+		a.drainer = drain.New(a.Drainer.config(), a.store, a.regionAddress,
+			a.logger.Named("drainer"), drain.NewMetrics(ctx.GetMetricsRegistry()))
+	}
 	return nil
+}
+
+// regionAddress is where the drainer delivers a region's payloads.
+func (a *App) regionAddress(name string) (*url.URL, bool) {
+	r, ok := a.regions[name]
+	if !ok {
+		return nil, false
+	}
+	return r.Address, true
 }
 
 func sortedNames(m map[string]*Region) []string {
@@ -224,7 +245,9 @@ func (a *App) Start() error {
 		zap.String("mode", a.Mode),
 		zap.String("storage", a.Storage.Engine),
 		zap.Strings("regions", a.names),
-		zap.String("default_region", a.DefaultRegion))
+		zap.String("default_region", a.DefaultRegion),
+		zap.Bool("drainer", a.drainer != nil))
+	setActive(a)
 	if !a.Control() {
 		return nil
 	}
@@ -239,7 +262,7 @@ func (a *App) Start() error {
 }
 
 // run migrates the storage, retrying with backoff until it works or the
-// app stops.
+// app stops, then drains mailboxes until the app stops.
 func (a *App) run(ctx context.Context) {
 	if *a.Migrate && !a.shared.migrated.Load() {
 		backoff := 500 * time.Millisecond
@@ -263,10 +286,14 @@ func (a *App) run(ctx context.Context) {
 			backoff = min(backoff*2, 30*time.Second)
 		}
 	}
+	if a.drainer != nil {
+		a.drainer.Run(ctx)
+	}
 }
 
 // Stop stops the background work, waiting at most stopTimeout.
 func (a *App) Stop() error {
+	clearActive(a)
 	if a.cancel == nil {
 		return nil
 	}

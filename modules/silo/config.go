@@ -1,15 +1,20 @@
 package silo
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/drain"
 )
 
 // Storage engines.
@@ -18,29 +23,14 @@ const (
 	EnginePostgres = "postgres"
 )
 
-// Defaults of DESIGN.md.
-const (
-	defaultURLPrefix      = "https://sentry.io"
-	defaultCacheTTL       = 30 * time.Second
-	defaultNegativeTTL    = 5 * time.Second
-	defaultPollInterval   = time.Second
-	defaultWorkers        = 32
-	defaultClaimSize      = 300
-	defaultMaxAttempts    = 10
-	defaultBackoffBase    = 3 * time.Minute
-	defaultBackoffRate    = 1.4
-	defaultBackoffCap     = 60 * time.Minute
-	defaultMaxAge         = 72 * time.Hour
-	defaultRequestTimeout = 12 * time.Second
-	defaultBreakerFails   = 5
-	defaultProbeInterval  = 10 * time.Second
-	defaultLease          = 15 * time.Second
-	defaultRetention      = 168 * time.Hour
-)
+// defaultURLPrefix is Sentry's SaaS system.url-prefix.
+const defaultURLPrefix = "https://sentry.io"
 
-// DefaultSkipOnFailure are the providers whose mailboxes move past a failed
-// payload (Sentry's 2026 skip_on_failure_providers).
-var DefaultSkipOnFailure = []string{"github", "github_enterprise", "bitbucket", "bitbucket_server", "gitlab"}
+// Directory cache lifetimes [30s 5s].
+const (
+	defaultCacheTTL    = 30 * time.Second
+	defaultNegativeTTL = 5 * time.Second
+)
 
 // DefaultSQLitePath is the embedded database file under Caddy's data
 // directory.
@@ -219,24 +209,24 @@ func (c *DrainerConfig) resolve() error {
 		c.RegionBreaker = new(BreakerConfig)
 	}
 	if c.Backoff.Rate == 0 {
-		c.Backoff.Rate = defaultBackoffRate
+		c.Backoff.Rate = drain.DefaultBackoffRate
 	}
 	if c.Backoff.Rate < 1 {
 		return fmt.Errorf("drainer backoff rate %v: must be ≥ 1", c.Backoff.Rate)
 	}
 	for _, e := range []error{
-		setDur(&c.PollInterval, defaultPollInterval, "poll_interval"),
-		setInt(&c.Workers, defaultWorkers, "workers"),
-		setInt(&c.ClaimSize, defaultClaimSize, "claim_size"),
-		setInt(&c.MaxAttempts, defaultMaxAttempts, "max_attempts"),
-		setDur(&c.Backoff.Base, defaultBackoffBase, "backoff base"),
-		setDur(&c.Backoff.Cap, defaultBackoffCap, "backoff cap"),
-		setDur(&c.MaxAge, defaultMaxAge, "max_age"),
-		setDur(&c.RequestTimeout, defaultRequestTimeout, "request_timeout"),
-		setInt(&c.RegionBreaker.Failures, defaultBreakerFails, "region_breaker failures"),
-		setDur(&c.RegionBreaker.ProbeInterval, defaultProbeInterval, "region_breaker probe_interval"),
-		setDur(&c.Lease, defaultLease, "lease"),
-		setDur(&c.DeadLetterRetention, defaultRetention, "dead_letter_retention"),
+		setDur(&c.PollInterval, drain.DefaultPollInterval, "poll_interval"),
+		setInt(&c.Workers, drain.DefaultWorkers, "workers"),
+		setInt(&c.ClaimSize, drain.DefaultClaimSize, "claim_size"),
+		setInt(&c.MaxAttempts, drain.DefaultMaxAttempts, "max_attempts"),
+		setDur(&c.Backoff.Base, drain.DefaultBackoffBase, "backoff base"),
+		setDur(&c.Backoff.Cap, drain.DefaultBackoffCap, "backoff cap"),
+		setDur(&c.MaxAge, drain.DefaultMaxAge, "max_age"),
+		setDur(&c.RequestTimeout, drain.DefaultRequestTimeout, "request_timeout"),
+		setInt(&c.RegionBreaker.Failures, drain.DefaultBreakerFailures, "region_breaker failures"),
+		setDur(&c.RegionBreaker.ProbeInterval, drain.DefaultBreakerProbeInterval, "region_breaker probe_interval"),
+		setDur(&c.Lease, drain.DefaultLease, "lease"),
+		setDur(&c.DeadLetterRetention, drain.DefaultDeadLetterRetention, "dead_letter_retention"),
 	} {
 		if e != nil {
 			return e
@@ -246,7 +236,7 @@ func (c *DrainerConfig) resolve() error {
 		return fmt.Errorf("drainer backoff: cap %s is below base %s", time.Duration(c.Backoff.Cap), time.Duration(c.Backoff.Base))
 	}
 	if c.SkipOnFailure == nil {
-		def := append([]string(nil), DefaultSkipOnFailure...)
+		def := drain.DefaultSkipOnFailure()
 		c.SkipOnFailure = &def
 	}
 	// A lease shorter than a delivery could lapse while the delivery runs,
@@ -295,4 +285,37 @@ func sortedKeys(m map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// config is the resolved drainer block for the drain package. Each app gets
+// its own lease owner: during a reload the old and the new drainer run side
+// by side and must not share leases.
+func (c *DrainerConfig) config() drain.Config {
+	return drain.Config{
+		Owner:                leaseOwner(),
+		PollInterval:         time.Duration(c.PollInterval),
+		Workers:              c.Workers,
+		ClaimSize:            c.ClaimSize,
+		MaxAttempts:          c.MaxAttempts,
+		BackoffBase:          time.Duration(c.Backoff.Base),
+		BackoffRate:          c.Backoff.Rate,
+		BackoffCap:           time.Duration(c.Backoff.Cap),
+		MaxAge:               time.Duration(c.MaxAge),
+		RequestTimeout:       time.Duration(c.RequestTimeout),
+		SkipOnFailure:        *c.SkipOnFailure,
+		BreakerFailures:      c.RegionBreaker.Failures,
+		BreakerProbeInterval: time.Duration(c.RegionBreaker.ProbeInterval),
+		Lease:                time.Duration(c.Lease),
+		DeadLetterRetention:  time.Duration(c.DeadLetterRetention),
+	}
+}
+
+// leaseOwner names a drainer in mailbox leases: host and pid tell an
+// operator which instance holds a mailbox, the random part tells apart the
+// two configs of one process during a reload.
+func leaseOwner() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
