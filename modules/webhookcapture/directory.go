@@ -6,7 +6,6 @@ import (
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
 	"github.com/sentrysilo/caddy-silo/modules/internal/webhooks"
-	"github.com/sentrysilo/caddy-silo/modules/silo"
 )
 
 // errNoDirectory is answered 503: without a directory nothing can be
@@ -14,45 +13,26 @@ import (
 var errNoDirectory = errors.New("webhook capture: no directory configured")
 
 // newDirectory returns the lookups the parsers use: the app's cached
-// directory when it offers integration lookups, else the organization
-// lookups of the directory and the integration lookups of the store (the
-// same SQL, uncached).
-func newDirectory(app *silo.App) webhooks.Directory {
-	dir := app.Directory()
-	if d, ok := any(dir).(webhooks.Directory); ok && dir != nil {
-		return d
+// directory (static organizations, then the cache, then SQL).
+func newDirectory(dir *directory.Directory) webhooks.Directory {
+	if dir == nil {
+		return noDirectory{}
 	}
-	return &splitDirectory{app: app}
+	return dir
 }
 
-type splitDirectory struct{ app *silo.App }
+type noDirectory struct{}
 
-func (s *splitDirectory) source() directory.Source {
-	if st := s.app.Store(); st != nil {
-		return st
-	}
-	return nil
-}
-
-func (s *splitDirectory) Organization(ctx context.Context, idOrSlug string) (directory.Organization, error) {
-	if d := s.app.Directory(); d != nil {
-		return d.Organization(ctx, idOrSlug)
-	}
+func (noDirectory) Organization(context.Context, string) (directory.Organization, error) {
 	return directory.Organization{}, errNoDirectory
 }
 
-func (s *splitDirectory) IntegrationByExternalID(ctx context.Context, provider, externalID string) (directory.Integration, error) {
-	src := s.source()
-	if src == nil {
-		return directory.Integration{}, errNoDirectory
-	}
-	return src.IntegrationByExternalID(ctx, provider, externalID)
+func (noDirectory) IntegrationByExternalID(context.Context, string, string) (directory.Integration, error) {
+	return directory.Integration{}, errNoDirectory
 }
 
-func (s *splitDirectory) IntegrationByID(ctx context.Context, id int64) (directory.Integration, error) {
-	src := s.source()
-	if src == nil {
-		return directory.Integration{}, errNoDirectory
-	}
-	return src.IntegrationByID(ctx, id)
+func (noDirectory) IntegrationByID(context.Context, int64) (directory.Integration, error) {
+	return directory.Integration{}, errNoDirectory
 }
+
+var _ webhooks.Directory = (*directory.Directory)(nil)

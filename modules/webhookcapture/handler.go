@@ -9,6 +9,7 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -114,10 +115,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		env.DiscordPublicKey = ed25519.PublicKey(key)
 	}
-	env.Dir = newDirectory(app)
+	env.Dir = newDirectory(app.Directory())
 	h.env = env
 	h.bucketer = mailbox.NewBucketer(h.BucketThreshold, nil)
-	h.proxy = newRegionProxy(app)
+	h.proxy = newRegionProxy(func(name string) (*url.URL, bool) {
+		r, ok := app.Region(name)
+		if !ok || r == nil {
+			return nil, false
+		}
+		return r.Address, r.Address != nil
+	})
 	if st := app.Store(); st != nil {
 		flushers := 4
 		if st.Engine() == "sqlite" {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/webhooks"
-	"github.com/sentrysilo/caddy-silo/modules/silo"
 )
 
 // syncTimeout is Sentry's budget for a synchronous region answer (§3.2).
@@ -51,10 +50,12 @@ var hopHeaders = []string{
 // regionProxy answers the synchronous interactions (Slack and Discord
 // without a response_url) with the region's own answer.
 type regionProxy struct {
-	app *silo.App
+	address func(region string) (*url.URL, bool)
 }
 
-func newRegionProxy(app *silo.App) *regionProxy { return &regionProxy{app: app} }
+func newRegionProxy(address func(region string) (*url.URL, bool)) *regionProxy {
+	return &regionProxy{address: address}
+}
 
 type regionAnswer struct {
 	region string
@@ -109,13 +110,13 @@ func (p *regionProxy) serve(w http.ResponseWriter, r *http.Request, res *webhook
 
 func (p *regionProxy) call(ctx context.Context, r *http.Request, name string, body []byte) regionAnswer {
 	a := regionAnswer{region: name}
-	region, ok := p.app.Region(name)
-	if !ok || region.Address == nil {
+	base, ok := p.address(name)
+	if !ok {
 		a.err = errors.New("unknown region")
 		return a
 	}
-	target := *region.Address
-	target.Path, target.RawPath = joinPath(region.Address, r.URL)
+	target := *base
+	target.Path, target.RawPath = joinPath(base, r.URL)
 	target.RawQuery = r.URL.RawQuery
 	a.url = (&url.URL{Scheme: target.Scheme, Host: target.Host, Path: target.Path, RawPath: target.RawPath}).String()
 	out, err := http.NewRequestWithContext(ctx, r.Method, target.String(), bytes.NewReader(body))
