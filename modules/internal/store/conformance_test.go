@@ -90,6 +90,7 @@ func runConformance(t *testing.T, e engine) {
 		{"Dedup", testDedup},
 		{"FIFO", testFIFO},
 		{"DueMailboxes", testDueMailboxes},
+		{"DueMailboxesAtScale", testDueMailboxesAtScale},
 		{"Lease", testLease},
 		{"LeaseConcurrentClaim", testLeaseConcurrentClaim},
 		{"DeadLetterReplayPurge", testDeadLetterReplayPurge},
@@ -916,5 +917,95 @@ func testConcurrentInserts(t *testing.T, s store.Store, _ func(string)) {
 	}
 	if total != 2*writers*perWriter {
 		t.Fatalf("stored %d rows, want %d", total, 2*writers*perWriter)
+	}
+}
+
+// referenceDue computes DueMailboxes from every row, the slow obvious way.
+func referenceDue(t *testing.T, s store.Store, at time.Time, limit int, skip []string) []string {
+	ms, err := s.Mailboxes(testCtx(t), at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type due struct {
+		name string
+		id   int64
+	}
+	var dues []due
+	for _, m := range ms {
+		rows := next(t, s, m.Name, at, false)
+		for i, r := range rows {
+			if r.ScheduleFor.After(at) {
+				if i == 0 && !slices.Contains(skip, r.Provider) {
+					break
+				}
+				continue
+			}
+			dues = append(dues, due{m.Name, r.ID})
+			break
+		}
+	}
+	slices.SortFunc(dues, func(a, b due) int { return int(a.id - b.id) })
+	var out []string
+	for i := 0; i < len(dues) && i < limit; i++ {
+		out = append(out, dues[i].name)
+	}
+	return out
+}
+
+// testDueMailboxesAtScale drives each of DueMailboxes' strategies (few
+// mailboxes; many shallow mailboxes; many mailboxes behind a deep stuck
+// one) and compares with referenceDue.
+func testDueMailboxesAtScale(t *testing.T, s store.Store, _ func(string)) {
+	ctx := testCtx(t)
+	at := now()
+	skip := []string{"github"}
+	fill := func(prefix, provider string, mailboxes, rowsEach int) []store.InsertResult {
+		var ps []store.NewPayload
+		for r := range rowsEach {
+			for m := range mailboxes {
+				p := payload(fmt.Sprintf("%s:us:%d", prefix, m), fmt.Sprint(r))
+				p.Provider = provider
+				ps = append(ps, p)
+			}
+		}
+		return mustInsert(t, s, ps...)
+	}
+	backoff := func(id int64) {
+		if err := s.ReschedulePayload(ctx, id, 1, at.Add(time.Hour), 500, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(name string, limit int) {
+		t.Helper()
+		got, err := s.DueMailboxes(ctx, at, limit, skip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := referenceDue(t, s, at, limit, skip); !slices.Equal(got, want) {
+			t.Errorf("%s: DueMailboxes(limit %d) = %v, want %v", name, limit, got, want)
+		}
+	}
+	// A deep strict mailbox stuck behind a backed-off head holds the
+	// oldest rows, and a skip-on-failure one with its head in backoff.
+	stuck := fill("jira-stuck", "jira", 1, 300)
+	backoff(stuck[0].ID)
+	gh := fill("github-skip", "github", 1, 3)
+	backoff(gh[0].ID)
+	check("few mailboxes", 1)
+	check("few mailboxes", 5)
+	// Then 150 shallow mailboxes, some in backoff.
+	shallow := fill("gitlab", "gitlab", 150, 1)
+	for i := 0; i < len(shallow); i += 7 {
+		backoff(shallow[i].ID)
+	}
+	for _, limit := range []int{1, 2, 3, 10, 40, 1000} {
+		check("behind a stuck mailbox", limit)
+	}
+	// Unstick it: now the window of oldest rows answers.
+	if err := s.RetryMailbox(ctx, "jira-stuck:us:0", at); err != nil {
+		t.Fatal(err)
+	}
+	for _, limit := range []int{1, 2, 3, 10, 40, 1000} {
+		check("many shallow mailboxes", limit)
 	}
 }

@@ -7,21 +7,25 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// pgDueMailboxes finds due mailboxes without a GROUP BY over the backlog:
-// a loose index scan on (mailbox_name, id) jumps from each mailbox's head
-// to the next mailbox's head, one index probe per mailbox however many
-// rows wait behind the heads. A skip-on-failure mailbox whose head is in
-// backoff then looks for its first due row, walking its own rows in id
-// order from the head.
-const pgDueMailboxes = `
+// DueMailboxes has two ways to find the oldest due rows of mailboxes, each
+// cheap where the other is not; see dueMailboxes.
+//
+// pgDueHeads is a loose index scan on (mailbox_name, id): it jumps from
+// each mailbox's head to the next mailbox's head, one index probe per
+// mailbox however many rows wait behind the heads, visiting at most $4
+// mailboxes. A skip-on-failure mailbox whose head is in backoff then looks
+// for its first due row, walking its own rows in id order. The last row
+// (NULL name) carries how many mailboxes were visited.
+const pgDueHeads = `
 WITH RECURSIVE heads AS (
-	(SELECT mailbox_name, id, schedule_for, provider
+	(SELECT mailbox_name, id, schedule_for, provider, 1 AS n
 	 FROM silo_webhook_payload ORDER BY mailbox_name, id LIMIT 1)
 	UNION ALL
-	SELECT n.mailbox_name, n.id, n.schedule_for, n.provider
+	SELECT n.mailbox_name, n.id, n.schedule_for, n.provider, h.n + 1
 	FROM heads h CROSS JOIN LATERAL (
 		SELECT mailbox_name, id, schedule_for, provider FROM silo_webhook_payload p
 		WHERE p.mailbox_name > h.mailbox_name ORDER BY mailbox_name, id LIMIT 1) n
+	WHERE h.n < $4
 ),
 due AS (
 	SELECT h.mailbox_name, CASE
@@ -33,10 +37,30 @@ due AS (
 	END AS due_id
 	FROM heads h
 )
-SELECT d.mailbox_name FROM due d
-WHERE d.due_id IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM silo_mailbox_lease l WHERE l.mailbox_name = d.mailbox_name AND l.lease_until > $1)
-ORDER BY d.due_id
+(SELECT d.mailbox_name, d.due_id FROM due d
+ WHERE d.due_id IS NOT NULL
+   AND NOT EXISTS (SELECT 1 FROM silo_mailbox_lease l WHERE l.mailbox_name = d.mailbox_name AND l.lease_until > $1)
+ ORDER BY d.due_id
+ LIMIT $2)
+UNION ALL
+SELECT NULL, count(*) FROM heads`
+
+// pgDueWindow reads the $4 oldest rows in id order and keeps those that
+// are the due row of their mailbox: a due head, or for a skip-on-failure
+// mailbox its first due row. The per-row checks are scalar min()
+// subqueries so that they stay index probes (an EXISTS would be planned
+// as an anti-join over the whole backlog).
+const pgDueWindow = `
+SELECT w.mailbox_name FROM (
+	SELECT id, mailbox_name, schedule_for, provider FROM silo_webhook_payload ORDER BY id LIMIT $4
+) w
+WHERE w.schedule_for <= $1
+  AND ((SELECT min(e.id) FROM silo_webhook_payload e WHERE e.mailbox_name = w.mailbox_name AND e.id < w.id) IS NULL
+       OR (coalesce(w.provider, '') = ANY($3::text[])
+           AND (SELECT min(e.id) FROM silo_webhook_payload e
+                WHERE e.mailbox_name = w.mailbox_name AND e.id < w.id AND e.schedule_for <= $1) IS NULL))
+  AND NOT EXISTS (SELECT 1 FROM silo_mailbox_lease l WHERE l.mailbox_name = w.mailbox_name AND l.lease_until > $1)
+ORDER BY w.id
 LIMIT $2`
 
 // DueMailboxes implements Store.
@@ -44,11 +68,36 @@ func (p *Postgres) DueMailboxes(ctx context.Context, now time.Time, limit int, s
 	if skipOnFailure == nil {
 		skipOnFailure = []string{}
 	}
-	rows, err := p.pool.Query(ctx, pgDueMailboxes, now, limit, skipOnFailure)
-	if err != nil {
-		return nil, pgErr("postgres due mailboxes", err)
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	names, err := dueMailboxes(limit,
+		func(visit int) ([]string, int, error) {
+			rows, err := p.pool.Query(ctx, pgDueHeads, now, limit, skipOnFailure, visit)
+			if err != nil {
+				return nil, 0, err
+			}
+			var names []string
+			visited := 0
+			for rows.Next() {
+				var name *string
+				var n int64
+				if err := rows.Scan(&name, &n); err != nil {
+					rows.Close()
+					return nil, 0, err
+				}
+				if name == nil {
+					visited = int(n)
+				} else {
+					names = append(names, *name)
+				}
+			}
+			return names, visited, rows.Err()
+		},
+		func(window int) ([]string, error) {
+			rows, err := p.pool.Query(ctx, pgDueWindow, now, limit, skipOnFailure, window)
+			if err != nil {
+				return nil, err
+			}
+			return pgx.CollectRows(rows, pgx.RowTo[string])
+		})
 	return names, pgErr("postgres due mailboxes", err)
 }
 

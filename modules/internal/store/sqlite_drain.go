@@ -7,15 +7,15 @@ import (
 	"time"
 )
 
-// sqliteDueMailboxes is pgDueMailboxes for SQLite, which has no LATERAL:
-// the loose index scan steps through mailbox names with min(name > prev)
-// (one index probe each), then reads each head by its id.
-const sqliteDueMailboxes = `
-WITH RECURSIVE names(name) AS (
-	SELECT min(mailbox_name) FROM silo_webhook_payload
+// sqliteDueHeads is pgDueHeads for SQLite, which has no LATERAL: the
+// loose index scan steps through mailbox names with min(name > prev) (one
+// index probe each), then reads each head by its id.
+const sqliteDueHeads = `
+WITH RECURSIVE names(name, n) AS (
+	SELECT min(mailbox_name), 1 FROM silo_webhook_payload
 	UNION ALL
-	SELECT (SELECT min(mailbox_name) FROM silo_webhook_payload WHERE mailbox_name > names.name)
-	FROM names WHERE names.name IS NOT NULL
+	SELECT (SELECT min(mailbox_name) FROM silo_webhook_payload WHERE mailbox_name > names.name), names.n + 1
+	FROM names WHERE names.name IS NOT NULL AND names.n < ?4
 ),
 heads(name, head_id) AS (
 	SELECT n.name, (SELECT p.id FROM silo_webhook_payload p WHERE p.mailbox_name = n.name ORDER BY p.id LIMIT 1)
@@ -30,10 +30,27 @@ due(name, due_id) AS (
 	END
 	FROM heads h JOIN silo_webhook_payload p ON p.id = h.head_id
 )
-SELECT d.name FROM due d
-WHERE d.due_id IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM silo_mailbox_lease l WHERE l.mailbox_name = d.name AND l.lease_until > ?1)
-ORDER BY d.due_id
+SELECT * FROM (
+	SELECT d.name, d.due_id FROM due d
+	WHERE d.due_id IS NOT NULL
+	  AND NOT EXISTS (SELECT 1 FROM silo_mailbox_lease l WHERE l.mailbox_name = d.name AND l.lease_until > ?1)
+	ORDER BY d.due_id
+	LIMIT ?2)
+UNION ALL
+SELECT NULL, count(*) FROM heads`
+
+// sqliteDueWindow is pgDueWindow for SQLite.
+const sqliteDueWindow = `
+SELECT w.mailbox_name FROM (
+	SELECT id, mailbox_name, schedule_for, provider FROM silo_webhook_payload ORDER BY id LIMIT ?4
+) w
+WHERE w.schedule_for <= ?1
+  AND ((SELECT min(e.id) FROM silo_webhook_payload e WHERE e.mailbox_name = w.mailbox_name AND e.id < w.id) IS NULL
+       OR (coalesce(w.provider, '') IN (SELECT value FROM json_each(?3))
+           AND (SELECT min(e.id) FROM silo_webhook_payload e
+                WHERE e.mailbox_name = w.mailbox_name AND e.id < w.id AND e.schedule_for <= ?1) IS NULL))
+  AND NOT EXISTS (SELECT 1 FROM silo_mailbox_lease l WHERE l.mailbox_name = w.mailbox_name AND l.lease_until > ?1)
+ORDER BY w.id
 LIMIT ?2`
 
 // DueMailboxes implements Store.
@@ -42,20 +59,46 @@ func (s *SQLite) DueMailboxes(ctx context.Context, now time.Time, limit int, ski
 		skipOnFailure = []string{}
 	}
 	skip, _ := json.Marshal(skipOnFailure)
-	rows, err := s.reader.QueryContext(ctx, sqliteDueMailboxes, micros(now), limit, string(skip))
-	if err != nil {
-		return nil, sqliteErr("sqlite due mailboxes", err)
-	}
-	defer rows.Close()
-	var names []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return nil, sqliteErr("sqlite due mailboxes", err)
-		}
-		names = append(names, n)
-	}
-	return names, sqliteErr("sqlite due mailboxes", rows.Err())
+	names, err := dueMailboxes(limit,
+		func(visit int) ([]string, int, error) {
+			rows, err := s.reader.QueryContext(ctx, sqliteDueHeads, micros(now), limit, string(skip), visit)
+			if err != nil {
+				return nil, 0, err
+			}
+			defer rows.Close()
+			var names []string
+			visited := 0
+			for rows.Next() {
+				var name sql.NullString
+				var n int64
+				if err := rows.Scan(&name, &n); err != nil {
+					return nil, 0, err
+				}
+				if name.Valid {
+					names = append(names, name.String)
+				} else {
+					visited = int(n)
+				}
+			}
+			return names, visited, rows.Err()
+		},
+		func(window int) ([]string, error) {
+			rows, err := s.reader.QueryContext(ctx, sqliteDueWindow, micros(now), limit, string(skip), window)
+			if err != nil {
+				return nil, err
+			}
+			defer rows.Close()
+			var names []string
+			for rows.Next() {
+				var n string
+				if err := rows.Scan(&n); err != nil {
+					return nil, err
+				}
+				names = append(names, n)
+			}
+			return names, rows.Err()
+		})
+	return names, sqliteErr("sqlite due mailboxes", err)
 }
 
 // ClaimMailbox implements Store, in one statement as in PostgreSQL.
