@@ -286,3 +286,73 @@ func TestPostgresMigrateFromInstances(t *testing.T) {
 		t.Fatalf("recorded migrations = %d, %v", n, err)
 	}
 }
+
+// TestPostgresOutage stops the server under a store and a listener: every
+// call fails with ErrUnavailable while it is down, and after it is back
+// the store works again and Listen reconnects by itself, reporting the gap
+// with fn("").
+func TestPostgresOutage(t *testing.T) {
+	c := pgtest.NewCluster(t, pgtest.Options{})
+	s, _ := openPostgres(t, c.DSN(t), true)
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	woken := make(chan string, 256)
+	done := make(chan error, 1)
+	go func() { done <- s.Listen(ctx, func(m string) { woken <- m }) }()
+	waitWake := func(want string) {
+		t.Helper()
+		for i := 0; i < 50; i++ {
+			mustInsert(t, s, payload(want, "x"))
+			timer := time.NewTimer(200 * time.Millisecond)
+			select {
+			case m := <-woken:
+				timer.Stop()
+				if m == want {
+					return
+				}
+			case <-timer.C:
+			}
+		}
+		t.Fatalf("no wake for %s", want)
+	}
+	waitWake("github:us:before")
+
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	octx, ocancel := context.WithTimeout(ctx, 15*time.Second)
+	_, err := s.InsertPayloads(octx, []store.NewPayload{payload("github:us:1", "x")})
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("insert while down: %v, want ErrUnavailable", err)
+	}
+	if _, err := s.DueMailboxes(octx, now(), 10, nil); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("due mailboxes while down: %v, want ErrUnavailable", err)
+	}
+	if _, err := s.IntegrationByID(octx, 1); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("directory while down: %v, want ErrUnavailable", err)
+	}
+	ocancel()
+
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	gap := false
+	for deadline := time.After(30 * time.Second); !gap; {
+		select {
+		case m := <-woken:
+			gap = m == ""
+		case <-deadline:
+			t.Fatal(`Listen did not report the reconnect with fn("")`)
+		}
+	}
+	waitWake("github:us:after")
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Listen returned %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Listen did not return")
+	}
+}
