@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
@@ -354,5 +355,25 @@ func TestPostgresOutage(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Listen did not return")
+	}
+}
+
+// TestPostgresBatchIsOneTransaction pins the pgx behaviour InsertPayloads
+// relies on: a pgx.Batch without BEGIN runs as one implicit transaction,
+// so the INSERT and the NOTIFY commit together or not at all.
+func TestPostgresBatchIsOneTransaction(t *testing.T) {
+	_, pool := openPostgres(t, pgtest.DSN(t), false)
+	pgExec(t, pool)(`CREATE TABLE batch_probe (a int)`)
+	for range 3 { // the first run also prepares the statements
+		b := &pgx.Batch{}
+		b.Queue(`INSERT INTO batch_probe VALUES ($1)`, 1)
+		b.Queue(`SELECT 1 / $1::int`, 0)
+		if err := pool.SendBatch(testCtx(t), b).Close(); err == nil {
+			t.Fatal("division by zero did not fail the batch")
+		}
+	}
+	var n int
+	if err := pool.QueryRow(testCtx(t), `SELECT count(*) FROM batch_probe`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("rows left by failed batches = %d, %v", n, err)
 	}
 }
