@@ -1,0 +1,73 @@
+package credproxy
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// allowList holds the allow_host entries: hosts (names or IP literals)
+// that any integration may name in Base-URL and that may be dialled even
+// when they resolve to a loopback or link-local address. An entry without
+// a port allows every port of the host.
+type allowList struct {
+	anyPort map[string]struct{}
+	ports   map[string]struct{} // "host|port"
+}
+
+func parseAllowList(entries []string) (allowList, error) {
+	a := allowList{anyPort: map[string]struct{}{}, ports: map[string]struct{}{}}
+	for _, e := range entries {
+		host, port, err := splitAllowEntry(e)
+		if err != nil {
+			return allowList{}, err
+		}
+		if port == "" {
+			a.anyPort[host] = struct{}{}
+		} else {
+			a.ports[host+"|"+port] = struct{}{}
+		}
+	}
+	return a, nil
+}
+
+func splitAllowEntry(e string) (host, port string, err error) {
+	e = strings.TrimSpace(e)
+	if e == "" || strings.Contains(e, "/") || strings.Contains(e, "@") {
+		return "", "", fmt.Errorf("allow_host %q: want host or host:port", e)
+	}
+	if h, p, splitErr := net.SplitHostPort(e); splitErr == nil {
+		n, convErr := strconv.Atoi(p)
+		if convErr != nil || n < 1 || n > 65535 || h == "" {
+			return "", "", fmt.Errorf("allow_host %q: bad port", e)
+		}
+		return normalHost(h), strconv.Itoa(n), nil
+	}
+	h := strings.TrimSuffix(strings.TrimPrefix(e, "["), "]")
+	if strings.Contains(h, ":") && net.ParseIP(h) == nil {
+		return "", "", fmt.Errorf("allow_host %q: want host or host:port", e)
+	}
+	return normalHost(h), "", nil
+}
+
+// allows reports whether host (a name or an IP literal, unbracketed) and
+// port are named by allow_host.
+func (a allowList) allows(host, port string) bool {
+	host = normalHost(host)
+	if _, ok := a.anyPort[host]; ok {
+		return true
+	}
+	_, ok := a.ports[host+"|"+port]
+	return ok
+}
+
+func (a allowList) empty() bool { return len(a.anyPort) == 0 && len(a.ports) == 0 }
+
+func normalHost(h string) string {
+	h = strings.TrimSuffix(strings.ToLower(h), ".")
+	if ip := net.ParseIP(h); ip != nil {
+		return ip.String()
+	}
+	return h
+}

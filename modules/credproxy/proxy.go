@@ -1,0 +1,385 @@
+package credproxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/credentials"
+	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
+	"github.com/sentrysilo/caddy-silo/modules/subnet"
+)
+
+// Lookups is the part of the store the proxy reads on every call. Rows
+// are read from the database each time, never from the directory cache:
+// a disabled integration or a refreshed token takes effect at once.
+type Lookups interface {
+	OrganizationIntegration(ctx context.Context, id int64) (directory.OrganizationIntegration, error)
+	IntegrationByID(ctx context.Context, id int64) (directory.Integration, error)
+	credentials.Store
+}
+
+// DefaultMaxBodySize bounds the request body, which is buffered for the
+// signature check and for the replay after a 401.
+const DefaultMaxBodySize = 16 << 20
+
+// proxy is the credential proxy without Caddy: validation, credentials,
+// forwarding.
+type proxy struct {
+	secret         func() string
+	lookups        func() Lookups
+	creds          *credentials.Manager
+	client         *http.Client
+	allow          allowList
+	connectTimeout time.Duration
+	readTimeout    time.Duration
+	maxBodySize    int64
+	logger         *zap.Logger
+	metrics        *metrics
+}
+
+// rejection reasons, named after Sentry's failure_type where one exists.
+const (
+	reasonNoSecret       = "no_subnet_secret"
+	reasonSenderHeaders  = "invalid_sender_headers"
+	reasonSignature      = "invalid_sender_signature"
+	reasonOIHeader       = "invalid_org_integration_headers"
+	reasonOI             = "invalid_org_integration"
+	reasonIntegration    = "invalid_integration"
+	reasonClient         = "invalid_client"
+	reasonTarget         = "invalid_target"
+	reasonHost           = "host_not_allowed"
+	reasonCredentials    = "invalid_credentials"
+	reasonBodyUnreadable = "unreadable_body"
+)
+
+func (p *proxy) serve(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	provider := ""
+	reject := func(reason string) {
+		p.fail(w, http.StatusBadRequest, provider, "rejected")
+		if c := p.logger.Check(zap.DebugLevel, "integration proxy request rejected"); c != nil {
+			c.Write(zap.String("reason", reason), zap.String("provider", provider),
+				zap.String("org_integration", r.Header.Get(subnet.HeaderOrganizationIntegration)))
+		}
+	}
+
+	// 1. The mode was checked by the caller; without a secret nothing can
+	// be verified, so everything is refused.
+	secret := p.secret()
+	if secret == "" {
+		reject(reasonNoSecret)
+		return
+	}
+	// 2. Sender headers present, then the signature, before any database
+	// work.
+	sig := r.Header.Get(subnet.HeaderSignature)
+	oiRaw := r.Header.Get(subnet.HeaderOrganizationIntegration)
+	baseRaw := r.Header.Get(subnet.HeaderBaseURL)
+	pathRaw := r.Header.Get(subnet.HeaderPath)
+	if sig == "" || oiRaw == "" || baseRaw == "" {
+		reject(reasonSenderHeaders)
+		return
+	}
+	body, err := readBody(w, r, p.maxBodySize)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			p.fail(w, http.StatusRequestEntityTooLarge, provider, "too_large")
+			return
+		}
+		reject(reasonBodyUnreadable)
+		return
+	}
+	if !subnet.Verify(secret, baseRaw, pathRaw, oiRaw, body, sig) {
+		reject(reasonSignature)
+		return
+	}
+	// 3. The organization integration id is a decimal.
+	oiID, ok := parseDecimal(oiRaw)
+	if !ok {
+		reject(reasonOIHeader)
+		return
+	}
+	// Not an open proxy: the target must stay under Base-URL.
+	tgt, err := buildTarget(baseRaw, pathRaw)
+	if err != nil {
+		reject(reasonTarget)
+		return
+	}
+	st := p.lookups()
+	if st == nil {
+		p.fail(w, http.StatusServiceUnavailable, provider, "store_unavailable")
+		return
+	}
+	oi, err := st.OrganizationIntegration(ctx, oiID)
+	if errors.Is(err, directory.ErrNotFound) || (err == nil && oi.Status != directory.StatusActive) {
+		reject(reasonOI)
+		return
+	}
+	if err != nil {
+		p.storeError(w, err)
+		return
+	}
+	// 4. The integration is active.
+	integ, err := st.IntegrationByID(ctx, oi.IntegrationID)
+	if errors.Is(err, directory.ErrNotFound) || (err == nil && integ.Status != directory.StatusActive) {
+		reject(reasonIntegration)
+		return
+	}
+	if err != nil {
+		p.storeError(w, err)
+		return
+	}
+	provider = integ.Provider
+	// 5. The provider has a proxy client.
+	if !credentials.Supports(provider) {
+		reject(reasonClient)
+		return
+	}
+	// The host of Base-URL belongs to this integration.
+	if !p.allow.allows(tgt.base.Hostname(), effectivePort(tgt.base)) && !credentials.OwnsHost(provider, integ.Metadata, tgt.base) {
+		reject(reasonHost)
+		return
+	}
+	p.forward(w, r, body, tgt, credentials.Target{Integration: integ, OrgIntegration: oi, BaseURL: tgt.base.String()})
+}
+
+// forward sends the call with the integration's credentials, retries once
+// after a 401 with a forced refresh, and streams the answer back.
+func (p *proxy) forward(w http.ResponseWriter, r *http.Request, body []byte, tgt target, ct credentials.Target) {
+	provider := ct.Integration.Provider
+	connect, read := p.connectTimeout, p.readTimeout
+	if c, rd, ok := subnet.ParseTimeout(r.Header.Get(subnet.HeaderTimeout)); ok {
+		connect, read = c, rd
+	}
+	header := outboundHeaders(r.Header)
+
+	ctx, cancel := context.WithCancelCause(withConnectTimeout(r.Context(), connect))
+	defer cancel(nil)
+
+	newRequest := func() *http.Request {
+		out := &http.Request{
+			Method:        r.Method,
+			URL:           tgt.url,
+			Proto:         "HTTP/1.1",
+			ProtoMajor:    1,
+			ProtoMinor:    1,
+			Header:        header.Clone(),
+			Host:          tgt.url.Host,
+			ContentLength: int64(len(body)),
+			Body:          http.NoBody,
+		}
+		if len(body) > 0 {
+			out.Body = io.NopCloser(bytes.NewReader(body))
+			out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		}
+		return out.WithContext(ctx)
+	}
+
+	// Credentials first: a refresh has its own timeout, so the read
+	// timeout starts when the call to the third party does.
+	out := newRequest()
+	grant, err := p.creds.Authorize(r.Context(), ct, out)
+	if err != nil {
+		p.credentialError(w, provider, ct, err)
+		return
+	}
+	wd := newWatchdog(connect+read, read, cancel)
+	defer wd.stop()
+	ctx = httptrace.WithClientTrace(ctx, wd.trace)
+	out = out.WithContext(ctx)
+	resp, err := p.client.Do(out)
+	if err == nil && resp.StatusCode == http.StatusUnauthorized {
+		retry := newRequest().WithContext(ctx)
+		wd.stop()
+		if _, ok, rerr := p.creds.Reauthorize(r.Context(), ct, retry, grant); rerr != nil {
+			drain(resp)
+			p.credentialError(w, provider, ct, rerr)
+			return
+		} else if ok {
+			drain(resp)
+			wd.reset(connect + read)
+			resp, err = p.client.Do(retry)
+		} else {
+			wd.reset(read)
+		}
+	}
+	if err != nil {
+		p.transportError(w, r, provider, ct, err, context.Cause(ctx))
+		return
+	}
+	defer resp.Body.Close()
+	wd.reset(read)
+
+	h := w.Header()
+	copyResponseHeaders(h, resp.Header)
+	h.Set(subnet.HeaderInternalProxyFailure, "false")
+	w.WriteHeader(resp.StatusCode)
+	p.metrics.request(provider, "forwarded")
+	if err := p.stream(w, resp, wd); err != nil {
+		// The status is sent: all that is left is to cut the response
+		// short so the caller sees it incomplete.
+		if c := p.logger.Check(zap.DebugLevel, "third-party response cut short"); c != nil {
+			c.Write(zap.String("provider", provider), zap.Int64("integration_id", ct.Integration.ID), zap.Error(scrubURL(err)))
+		}
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func drain(resp *http.Response) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+}
+
+// stream copies the body, flushing each chunk when the length is unknown
+// (event streams, long polls), and restarts the read timeout on each
+// chunk.
+func (p *proxy) stream(w http.ResponseWriter, resp *http.Response, wd *watchdog) error {
+	bufp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bufp)
+	buf := *bufp
+	flush := resp.ContentLength < 0
+	rc := http.NewResponseController(w)
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			wd.reset(wd.read)
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if flush {
+				_ = rc.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// fail answers a failure of the proxy itself: an empty body and
+// X-Sentry-Internal-Proxy-Failure: true.
+func (p *proxy) fail(w http.ResponseWriter, status int, provider, outcome string) {
+	h := w.Header()
+	h.Set(subnet.HeaderInternalProxyFailure, "true")
+	h.Set("Content-Length", "0")
+	w.WriteHeader(status)
+	p.metrics.request(provider, outcome)
+}
+
+func (p *proxy) storeError(w http.ResponseWriter, err error) {
+	p.logger.Error("integration proxy: directory lookup failed", zap.Error(err))
+	p.fail(w, http.StatusServiceUnavailable, "", "store_unavailable")
+}
+
+// credentialError maps a credentials failure: credentials that cannot be
+// had or were refused get 400 (Sentry's IdentityNotValid), a token
+// endpoint that failed otherwise 502.
+func (p *proxy) credentialError(w http.ResponseWriter, provider string, ct credentials.Target, err error) {
+	fields := []zap.Field{zap.String("provider", provider), zap.Int64("integration_id", ct.Integration.ID),
+		zap.Int64("org_integration_id", ct.OrgIntegration.ID), zap.Error(err)}
+	switch {
+	case errors.Is(err, credentials.ErrInvalid), errors.Is(err, credentials.ErrUnsupported):
+		p.logger.Warn("integration proxy: no valid credentials", fields...)
+		p.fail(w, http.StatusBadRequest, provider, "credentials_invalid")
+	case errors.Is(err, context.Canceled):
+		p.fail(w, 499, provider, "canceled")
+	default:
+		p.logger.Error("integration proxy: token refresh failed", fields...)
+		p.fail(w, http.StatusBadGateway, provider, "refresh_failed")
+	}
+}
+
+// transportError maps a failed call like Sentry's client: not connected
+// 503, timed out once connected 504, client gone 499, anything else 502.
+func (p *proxy) transportError(w http.ResponseWriter, r *http.Request, provider string, ct credentials.Target, err, cause error) {
+	status, outcome := http.StatusBadGateway, "error"
+	var de *dialError
+	var ne net.Error
+	switch {
+	case errors.Is(cause, errReadTimeout):
+		status, outcome = http.StatusGatewayTimeout, "timeout"
+	case r.Context().Err() != nil:
+		status, outcome = 499, "canceled"
+	case errors.As(err, &de):
+		status, outcome = http.StatusServiceUnavailable, "unreachable"
+	case errors.As(err, &ne) && ne.Timeout():
+		status, outcome = http.StatusGatewayTimeout, "timeout"
+	}
+	if status != 499 {
+		p.logger.Warn("integration proxy: third party call failed",
+			zap.String("provider", provider), zap.Int64("integration_id", ct.Integration.ID),
+			zap.String("host", ct.BaseURL), zap.Int("status", status), zap.Error(scrubURL(err)))
+	}
+	p.fail(w, status, provider, outcome)
+}
+
+// scrubURL drops the URL from a client error: its query may carry data
+// the caller considers private.
+func scrubURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	if r.ContentLength > max {
+		return nil, &http.MaxBytesError{Limit: max}
+	}
+	rd := http.MaxBytesReader(w, r.Body, max)
+	if r.ContentLength > 0 {
+		buf := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(rd, buf); err != nil {
+			return nil, err
+		}
+		// A body longer than announced is an error of its own.
+		if n, _ := rd.Read(make([]byte, 1)); n > 0 {
+			return nil, errors.New("body longer than Content-Length")
+		}
+		return buf, nil
+	}
+	return io.ReadAll(rd)
+}
+
+// parseDecimal accepts what Python's str.isdecimal() accepts among ASCII:
+// digits only, no sign, fitting an int64.
+func parseDecimal(s string) (int64, bool) {
+	if s == "" || len(s) > 19 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
+}
+
+func effectivePort(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if u.Scheme == "http" {
+		return "80"
+	}
+	return "443"
+}
