@@ -78,7 +78,10 @@ const (
 )
 
 type node struct {
-	literal map[string]*node
+	// literal children: a short list scanned in order (comparing strings
+	// of different lengths costs nothing), or a map once there are many.
+	literals []literalChild
+	literal  map[string]*node
 	key     *node // {key}
 	any     *node // *
 	digits  *node // #
@@ -87,7 +90,47 @@ type node struct {
 	min     int32 // lowest row anywhere below (pruning)
 }
 
+type literalChild struct {
+	seg  string
+	node *node
+}
+
+// maxLiteralList is where a node switches from a list to a map.
+const maxLiteralList = 8
+
 func newNode() *node { return &node{end: -1, rest: -1, min: noRow} }
+
+func (n *node) child(seg string) *node {
+	if n.literal != nil {
+		return n.literal[seg]
+	}
+	for i := range n.literals {
+		if n.literals[i].seg == seg {
+			return n.literals[i].node
+		}
+	}
+	return nil
+}
+
+func (n *node) addChild(seg string) *node {
+	if c := n.child(seg); c != nil {
+		return c
+	}
+	c := newNode()
+	if n.literal != nil {
+		n.literal[seg] = c
+		return c
+	}
+	n.literals = append(n.literals, literalChild{seg, c})
+	if len(n.literals) > maxLiteralList {
+		n.literal = make(map[string]*node, len(n.literals))
+		for _, l := range n.literals {
+			n.literal[l.seg] = l.node
+		}
+		n.literals = nil
+	}
+	return c
+}
 
 const noRow = int32(1<<31 - 1)
 
@@ -199,15 +242,7 @@ func (c *Compiled) add(row int32, r Route) error {
 			}
 			return nil
 		case segLiteral:
-			if n.literal == nil {
-				n.literal = make(map[string]*node)
-			}
-			next := n.literal[s.lit]
-			if next == nil {
-				next = newNode()
-				n.literal[s.lit] = next
-			}
-			n = next
+			n = n.addChild(s.lit)
 		case segKey:
 			if n.key == nil {
 				n.key = newNode()
@@ -278,10 +313,8 @@ func walk(n *node, rest string, done bool, best int32, bestKey, key string) (int
 	}
 	seg, after, more := strings.Cut(rest, "/")
 	last := !more
-	if n.literal != nil {
-		if child := n.literal[seg]; child != nil {
-			best, bestKey = walk(child, after, last, best, bestKey, key)
-		}
+	if child := n.child(seg); child != nil {
+		best, bestKey = walk(child, after, last, best, bestKey, key)
 	}
 	if seg == "" {
 		return best, bestKey

@@ -1,0 +1,300 @@
+package regionroute
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"syscall"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
+	"github.com/sentrysilo/caddy-silo/modules/internal/routes"
+)
+
+func TestClassify(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	dialTimeout := &net.OpError{Op: "dial", Net: "tcp", Err: timeoutErr{}}
+	tests := []struct {
+		err    error
+		want   outcome
+		status int
+	}{
+		{caddyhttp.Error(502, reverseproxy.NewDialError(errors.New("dial tcp: lookup de.internal: no such host"))), outcomeUnavailable, 503},
+		{caddyhttp.Error(502, reverseproxy.NewDialError(refused)), outcomeUnavailable, 503},
+		{caddyhttp.Error(502, reverseproxy.NewDialError(dialTimeout)), outcomeTimeout, 504},
+		{caddyhttp.Error(504, timeoutErr{}), outcomeTimeout, 504},
+		{caddyhttp.Error(502, fmt.Errorf("reading: %w", context.DeadlineExceeded)), outcomeTimeout, 504},
+		{caddyhttp.Error(499, context.Canceled), outcomeCanceled, 0},
+		{caddyhttp.Error(502, errors.New("net/http: HTTP/1.x transport connection broken: malformed HTTP response")), outcomeError, 502},
+	}
+	for _, tt := range tests {
+		got, apiErr := classify(tt.err)
+		status := 0
+		if apiErr != nil {
+			status = apiErr.status
+		}
+		if got != tt.want || status != tt.status {
+			t.Errorf("classify(%v) = %s %d, want %s %d", tt.err, got, status, tt.want, tt.status)
+		}
+	}
+}
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+func TestGatewayWriter(t *testing.T) {
+	rec := httptest.NewRecorder()
+	g := getWriter(rec, "http://de.internal/api/0/organizations/beta/")
+	h := g.Header()
+	h.Set("X-Sentry-Subnet-Signature", "v0=abc")
+	h.Set("x-sentry-subnet-base-url", "https://x") // non-canonical key
+	h.Set("X-Sentry-Proxy-URL", "http://spoofed/")
+	h.Set("Test", "header")
+	g.Write([]byte("body"))
+	if g.status != http.StatusOK {
+		t.Fatalf("status %d after an implicit 200", g.status)
+	}
+	res := rec.Result()
+	for k := range res.Header {
+		if len(k) >= 16 && http.CanonicalHeaderKey(k[:16]) == "X-Sentry-Subnet-" {
+			t.Errorf("%s kept", k)
+		}
+	}
+	if got := res.Header.Values("X-Sentry-Proxy-URL"); len(got) != 1 || got[0] != "http://de.internal/api/0/organizations/beta/" {
+		t.Errorf("X-Sentry-Proxy-URL %q", got)
+	}
+	if res.Header.Get("Test") != "header" {
+		t.Error("other headers lost")
+	}
+	putWriter(g)
+}
+
+func TestGatewayWriterInformational(t *testing.T) {
+	w := &codeWriter{h: http.Header{}}
+	g := getWriter(w, "http://us.internal/x")
+	g.WriteHeader(http.StatusEarlyHints)
+	g.WriteHeader(http.StatusOK)
+	g.WriteHeader(http.StatusTeapot) // superfluous, passed on as is
+	if g.status != http.StatusOK || fmt.Sprint(w.codes) != "[103 200 418]" {
+		t.Fatalf("status %d, codes %v", g.status, w.codes)
+	}
+	putWriter(g)
+}
+
+type codeWriter struct {
+	h     http.Header
+	codes []int
+}
+
+func (c *codeWriter) Header() http.Header         { return c.h }
+func (c *codeWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (c *codeWriter) WriteHeader(code int)        { c.codes = append(c.codes, code) }
+
+func TestDialAddress(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://10.0.0.5:8010":     "10.0.0.5:8010",
+		"http://us.internal":       "us.internal:80",
+		"https://de.internal/":     "de.internal:443",
+		"http://[::1]:9000/prefix": "[::1]:9000",
+	} {
+		u, _ := url.Parse(in)
+		if got, err := dialAddress(u); err != nil || got != want {
+			t.Errorf("dialAddress(%s) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"ftp://x", "http://"} {
+		u, _ := url.Parse(in)
+		if _, err := dialAddress(u); err == nil {
+			t.Errorf("dialAddress(%s) accepted", in)
+		}
+	}
+}
+
+// fakeProxy stands in for a region's reverse_proxy.
+type fakeProxy struct {
+	region string
+	status int
+	err    error
+	seen   *http.Request // a copy, as reverse_proxy clones it
+	quiet  bool          // record nothing (benchmarks)
+}
+
+func (f *fakeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if !f.quiet {
+		f.seen = r.Clone(r.Context())
+	}
+	if f.err != nil {
+		return f.err
+	}
+	w.WriteHeader(f.status)
+	return nil
+}
+
+// cacheSource answers organization lookups (the directory caches them).
+type cacheSource struct {
+	directory.Source
+	orgs map[string]directory.Organization
+}
+
+func (s cacheSource) OrganizationBySlug(_ context.Context, slug string) (directory.Organization, error) {
+	if o, ok := s.orgs[slug]; ok {
+		return o, nil
+	}
+	return directory.Organization{}, directory.ErrNotFound
+}
+
+func testHandler(t testing.TB, proxies map[string]*fakeProxy) *Handler {
+	t.Helper()
+	m := newMetrics(nil)
+	h := &Handler{
+		table:      routes.MustCompile(routes.Table),
+		regions:    map[string]*region{},
+		defaultReg: "us",
+		appHost:    "sentry.io",
+		dir: directory.New(cacheSource{orgs: map[string]directory.Organization{
+			"acme": {ID: 1, Slug: "acme", Region: "us"},
+			"beta": {ID: 2, Slug: "beta", Region: "de"},
+			"gone": {ID: 3, Slug: "gone", Region: "zz"},
+		}}, directory.Options{}),
+		none:   m.series("none"),
+		logger: zap.NewNop(),
+	}
+	for name, p := range proxies {
+		r := &region{name: name, host: name + ".internal", base: "http://" + name + ".internal", proxy: p, upload: p, m: m.series(name)}
+		r.limit.max = 2
+		r.breaker.max = 1
+		r.breaker.window = int64(60e9)
+		h.regions[name] = r
+	}
+	return h
+}
+
+var nextHandler = caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+	w.WriteHeader(299)
+	return nil
+})
+
+func serve(h *Handler, method, target string) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(method, target, nil)
+	req.RemoteAddr = "2.2.2.2:1234"
+	_ = h.ServeHTTP(rec, req, nextHandler)
+	return rec
+}
+
+func TestServeHTTP(t *testing.T) {
+	us, de := &fakeProxy{region: "us", status: 200}, &fakeProxy{region: "de", status: 200}
+	h := testHandler(t, map[string]*fakeProxy{"us": us, "de": de})
+	tests := []struct {
+		path   string
+		status int
+		to     *fakeProxy
+		body   string
+	}{
+		{"/api/0/organizations/beta/issues/", 200, de, ""},
+		{"/api/0/organizations/acme/issues/", 200, us, ""},
+		{"/api/0/organizations/nope/issues/", 404, nil, `{"error":"apigateway","detail":"Not found"}`},
+		{"/api/0/organizations/gone/issues/", 404, nil, `{"error":"apigateway","detail":"Not found"}`},
+		{"/api/0/organizations/acme/integrations/", 299, nil, ""},
+		{"/api/0/users/me/", 299, nil, ""},
+		{"/api/0/relays/", 200, us, ""},
+		{"/api/embed/error-page/?dsn=https://k@o1.ingest.de.sentry.io/1", 200, de, ""},
+		{"/api/embed/error-page/", 400, nil, `{"error":"apigateway","detail":"Invalid request"}`},
+	}
+	for _, tt := range tests {
+		us.seen, de.seen = nil, nil
+		rec := serve(h, http.MethodGet, tt.path)
+		if rec.Code != tt.status || (tt.body != "" && rec.Body.String() != tt.body) {
+			t.Errorf("%s: %d %s", tt.path, rec.Code, rec.Body)
+			continue
+		}
+		for _, p := range []*fakeProxy{us, de} {
+			if (p == tt.to) != (p.seen != nil) {
+				t.Errorf("%s: region %s called=%v", tt.path, p.region, p.seen != nil)
+			}
+		}
+		if tt.to != nil {
+			if tt.to.seen.Host != tt.to.region+".internal" || tt.to.seen.Header.Get("X-Apigateway") != "true" {
+				t.Errorf("%s: Host %q X-Apigateway %q", tt.path, tt.to.seen.Host, tt.to.seen.Header.Get("X-Apigateway"))
+			}
+			if v, ok := tt.to.seen.Header["X-Forwarded-Proto"]; !ok || v != nil {
+				t.Errorf("%s: X-Forwarded-Proto %v, want an omitted (nil) value", tt.path, v)
+			}
+		}
+	}
+}
+
+func TestServeHTTPFailures(t *testing.T) {
+	refused := &fakeProxy{region: "de", err: caddyhttp.Error(502, reverseproxy.NewDialError(errors.New("connection refused")))}
+	h := testHandler(t, map[string]*fakeProxy{"de": refused})
+	rec := serve(h, http.MethodGet, "/api/0/organizations/beta/")
+	if rec.Code != 503 || rec.Body.String() != `{"error":"apigateway","detail":"Downstream service unavailable"}` {
+		t.Fatalf("refused: %d %s", rec.Code, rec.Body)
+	}
+	// breaker max 1: a second failure opens it, then no call at all.
+	serve(h, http.MethodGet, "/api/0/organizations/beta/")
+	refused.seen = nil
+	rec = serve(h, http.MethodGet, "/api/0/organizations/beta/")
+	if rec.Code != 503 || refused.seen != nil {
+		t.Fatalf("breaker: %d, called=%v", rec.Code, refused.seen != nil)
+	}
+	// Concurrency cap: with both slots taken, 429.
+	de := &fakeProxy{region: "de", status: 200}
+	h = testHandler(t, map[string]*fakeProxy{"de": de})
+	h.regions["de"].limit.inflight.Store(2)
+	rec = serve(h, http.MethodGet, "/api/0/organizations/beta/")
+	if rec.Code != 429 || rec.Body.String() != `{"error":"apigateway","detail":"Too many requests"}` || de.seen != nil {
+		t.Fatalf("cap: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// The request is given back as the client sent it, for the access log.
+func TestRequestRestored(t *testing.T) {
+	us := &fakeProxy{region: "us", status: 200}
+	h := testHandler(t, map[string]*fakeProxy{"us": us})
+	req := httptest.NewRequest(http.MethodGet, "/api/0/organizations/acme/", nil)
+	req.Header.Set("X-Forwarded-Proto", "https")
+	host := req.Host
+	_ = h.ServeHTTP(httptest.NewRecorder(), req, nextHandler)
+	if req.Host != host || req.Header.Get("X-Forwarded-Proto") != "https" || req.Header.Get("X-Apigateway") != "" {
+		t.Fatalf("request left modified: Host %q, headers %v", req.Host, req.Header)
+	}
+	if _, ok := req.Header["X-Forwarded-Host"]; ok {
+		t.Fatal("X-Forwarded-Host left behind")
+	}
+}
+
+// BenchmarkServeHTTP measures what the gateway adds to reverse_proxy:
+// route, directory cache hit, limits, header rules, metrics. The region's
+// proxy is a stub, so this is the gateway's own cost per request.
+func BenchmarkServeHTTP(b *testing.B) {
+	us := &fakeProxy{region: "us", status: 200, quiet: true}
+	h := testHandler(b, map[string]*fakeProxy{"us": us})
+	h.regions["us"].limit.max = 1 << 30
+	req := httptest.NewRequest(http.MethodGet, "/api/0/organizations/acme/issues/?query=is%3Aunresolved", nil)
+	w := &discardWriter{h: http.Header{}}
+	_ = h.ServeHTTP(w, req, nextHandler) // fills the directory cache
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		_ = h.ServeHTTP(w, req, nextHandler)
+	}
+}
+
+type discardWriter struct{ h http.Header }
+
+func (d *discardWriter) Header() http.Header         { return d.h }
+func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discardWriter) WriteHeader(int)             {}
