@@ -82,12 +82,12 @@ type node struct {
 	// of different lengths costs nothing), or a map once there are many.
 	literals []literalChild
 	literal  map[string]*node
-	key     *node // {key}
-	any     *node // *
-	digits  *node // #
-	end     int32 // row ending here, or -1
-	rest    int32 // row whose ** starts here, or -1
-	min     int32 // lowest row anywhere below (pruning)
+	key      *node // {key}
+	any      *node // *
+	digits   *node // #
+	end      int32 // row ending here, or -1
+	rest     int32 // row whose ** starts here, or -1
+	min      int32 // lowest row anywhere below (pruning)
 }
 
 type literalChild struct {
