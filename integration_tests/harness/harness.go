@@ -85,9 +85,12 @@ func FreePort(t testing.TB) int {
 }
 
 // GlobalOptions returns the global option lines every test instance needs.
-// Put them inside the Caddyfile's global block.
+// Put them inside the Caddyfile's global block. The grace period is real
+// (2s), not the 1ns of Caddy's own tests: with 1ns, a connection the old
+// server accepted during a reload is cut, and reload tests would see
+// failures that production (eternal grace by default) does not have.
 func GlobalOptions(adminAddr string) string {
-	return fmt.Sprintf("\tadmin %s\n\tauto_https off\n\tgrace_period 1ns\n\tpersist_config off\n\tskip_install_trust\n", adminAddr)
+	return fmt.Sprintf("\tadmin %s\n\tauto_https off\n\tgrace_period 2s\n\tpersist_config off\n\tskip_install_trust\n", adminAddr)
 }
 
 // Caddy is one running instance of the binary.

@@ -251,6 +251,12 @@ func (a *App) Start() error {
 	if !a.Control() {
 		return nil
 	}
+	// The embedded database is a local file: migrate it before serving
+	// (briefly bounded), so the first requests after a boot find their
+	// tables. PostgreSQL is migrated in the background only.
+	if a.Storage.Engine == EngineSQLite {
+		a.migrateOnce(a.ctx, 5*time.Second)
+	}
 	runCtx, cancel := context.WithCancel(a.ctx)
 	a.cancel = cancel
 	a.done = make(chan struct{})
@@ -264,14 +270,11 @@ func (a *App) Start() error {
 // run migrates the storage, retrying with backoff until it works or the
 // app stops, then drains mailboxes until the app stops.
 func (a *App) run(ctx context.Context) {
-	if *a.Migrate && !a.shared.migrated.Load() {
+	if *a.Migrate {
 		backoff := 500 * time.Millisecond
 		for {
-			mctx, cancel := context.WithTimeout(ctx, time.Minute)
-			err := a.store.Migrate(mctx)
-			cancel()
+			err := a.migrateOnce(ctx, time.Minute)
 			if err == nil {
-				a.shared.migrated.Store(true)
 				break
 			}
 			if ctx.Err() != nil {
@@ -289,6 +292,21 @@ func (a *App) run(ctx context.Context) {
 	if a.drainer != nil {
 		a.drainer.Run(ctx)
 	}
+}
+
+// migrateOnce runs the migrations unless they already succeeded on this
+// database (reloads share it).
+func (a *App) migrateOnce(ctx context.Context, timeout time.Duration) error {
+	if !*a.Migrate || a.shared.migrated.Load() {
+		return nil
+	}
+	mctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := a.store.Migrate(mctx); err != nil {
+		return err
+	}
+	a.shared.migrated.Store(true)
+	return nil
 }
 
 // Stop stops the background work, waiting at most stopTimeout.
