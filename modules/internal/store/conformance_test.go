@@ -88,6 +88,7 @@ func runConformance(t *testing.T, e engine) {
 		{"InsertReadBack", testInsertReadBack},
 		{"InsertInvalid", testInsertInvalid},
 		{"Dedup", testDedup},
+		{"DedupLargeBatch", testDedupLargeBatch},
 		{"FIFO", testFIFO},
 		{"DueMailboxes", testDueMailboxes},
 		{"DueMailboxesAtScale", testDueMailboxesAtScale},
@@ -1007,5 +1008,86 @@ func testDueMailboxesAtScale(t *testing.T, s store.Store, _ func(string)) {
 	}
 	for _, limit := range []int{1, 2, 3, 10, 40, 1000} {
 		check("many shallow mailboxes", limit)
+	}
+}
+
+// testDedupLargeBatch is testDedup at the batch sizes of a loaded group
+// commit (engines may switch to a bulk path for those).
+func testDedupLargeBatch(t *testing.T, s store.Store, _ func(string)) {
+	keyed := func(mailbox, key string) store.NewPayload {
+		p := payload(mailbox, key)
+		p.DeliveryKey = key
+		return p
+	}
+	var pendingBatch []store.NewPayload
+	for i := range 100 {
+		pendingBatch = append(pendingBatch, keyed(fmt.Sprint("github:us:", i%3), fmt.Sprint("p", i)))
+	}
+	pending := mustInsert(t, s, pendingBatch...)
+	for i, r := range pending {
+		if r.Duplicate || (i > 0 && r.ID <= pending[i-1].ID) {
+			t.Fatalf("first batch result %d = %+v", i, r)
+		}
+	}
+	// 300 payloads: unkeyed, new keys (some twice), and redeliveries of
+	// pending rows, interleaved over mailboxes.
+	var batch []store.NewPayload
+	type want struct {
+		dupOf int // index in batch of the first occurrence, or -1
+		dupID int64
+	}
+	var wants []want
+	firstOf := map[string]int{}
+	for i := range 300 {
+		mb := fmt.Sprint("github:us:", i%3)
+		switch i % 4 {
+		case 0:
+			batch = append(batch, payload(mb, fmt.Sprint("plain", i)))
+			wants = append(wants, want{dupOf: -1})
+		case 1, 2:
+			key := fmt.Sprint("n", i/8) // repeats inside the batch
+			mb = "github:us:0"
+			batch = append(batch, keyed(mb, key))
+			if j, ok := firstOf[key]; ok {
+				wants = append(wants, want{dupOf: j})
+			} else {
+				firstOf[key] = i
+				wants = append(wants, want{dupOf: -1})
+			}
+		case 3:
+			j := i % 100
+			batch = append(batch, keyed(pendingBatch[j].MailboxName, pendingBatch[j].DeliveryKey))
+			wants = append(wants, want{dupOf: -1, dupID: pending[j].ID})
+		}
+	}
+	res := mustInsert(t, s, batch...)
+	last := pending[len(pending)-1].ID
+	for i, r := range res {
+		w := wants[i]
+		switch {
+		case w.dupID != 0:
+			if r != (store.InsertResult{ID: w.dupID, Duplicate: true}) {
+				t.Errorf("redelivery %d = %+v, want duplicate of %d", i, r, w.dupID)
+			}
+		case w.dupOf >= 0:
+			if r != (store.InsertResult{ID: res[w.dupOf].ID, Duplicate: true}) {
+				t.Errorf("in-batch repeat %d = %+v, want duplicate of %+v", i, r, res[w.dupOf])
+			}
+		default:
+			if r.Duplicate || r.ID <= last {
+				t.Errorf("new payload %d = %+v, want a new id after %d", i, r, last)
+			}
+			last = r.ID
+		}
+	}
+	// The stored bodies are where the ids say.
+	for _, mb := range []string{"github:us:0", "github:us:1", "github:us:2"} {
+		for _, p := range next(t, s, mb, now(), false) {
+			for i, r := range res {
+				if r.ID == p.ID && !r.Duplicate && string(p.Body) != string(batch[i].Body) {
+					t.Errorf("row %d holds %q, want %q", p.ID, p.Body, batch[i].Body)
+				}
+			}
+		}
 	}
 }

@@ -41,7 +41,8 @@ func scanPGPayload(row pgx.Row, extra ...any) (Payload, error) {
 // the rows the earlier ones inserted (so a key repeated inside a batch is
 // a duplicate too). Measured against one multi-row INSERT from unnest'ed
 // arrays and against COPY into a temporary table, this was the fastest at
-// the batch sizes group commit produces (BenchmarkInsertPayloadsPostgres).
+// the batch sizes group commit mostly produces; from pgCopyThreshold rows
+// COPY wins and insertCopy takes over (BenchmarkInsertPayloadsPostgres).
 const pgInsertPayload = `
 WITH ins AS (
 	INSERT INTO silo_webhook_payload (mailbox_name, provider, destination_type, region_name, integration_id,
@@ -67,16 +68,26 @@ func (p *Postgres) InsertPayloads(ctx context.Context, payloads []NewPayload) ([
 	if err := validateAll(payloads); err != nil {
 		return nil, err
 	}
-	res := make([]InsertResult, len(payloads))
-	var missing []int
+	headers := make([]string, len(payloads))
 	var mailboxes []string
-	batch := &pgx.Batch{}
 	for i := range payloads {
-		pl := &payloads[i]
-		h, err := encodeHeaders(pl.Headers)
+		h, err := encodeHeaders(payloads[i].Headers)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidPayload, err)
 		}
+		headers[i] = h
+		if !slices.Contains(mailboxes, payloads[i].MailboxName) {
+			mailboxes = append(mailboxes, payloads[i].MailboxName)
+		}
+	}
+	if len(payloads) >= pgCopyThreshold {
+		return p.insertCopy(ctx, payloads, headers, mailboxes)
+	}
+	res := make([]InsertResult, len(payloads))
+	var missing []int
+	batch := &pgx.Batch{}
+	for i := range payloads {
+		pl := &payloads[i]
 		body := pl.Body
 		if body == nil {
 			body = []byte{}
@@ -86,7 +97,7 @@ func (p *Postgres) InsertPayloads(ctx context.Context, payloads []NewPayload) ([
 			integration = &pl.IntegrationID
 		}
 		batch.Queue(pgInsertPayload, pl.MailboxName, nullString(pl.Provider), destinationOf(pl), pl.Region,
-			integration, nullString(pl.CallbackURL), pl.Method, pl.Path, h, body, nullString(pl.DeliveryKey),
+			integration, nullString(pl.CallbackURL), pl.Method, pl.Path, headers[i], body, nullString(pl.DeliveryKey),
 		).Query(func(rows pgx.Rows) error {
 			found := false
 			for rows.Next() {
@@ -103,9 +114,6 @@ func (p *Postgres) InsertPayloads(ctx context.Context, payloads []NewPayload) ([
 			}
 			return rows.Err()
 		})
-		if !slices.Contains(mailboxes, pl.MailboxName) {
-			mailboxes = append(mailboxes, pl.MailboxName)
-		}
 	}
 	batch.Queue(pgNotifyMailboxes, mailboxes)
 	if err := p.pool.SendBatch(ctx, batch).Close(); err != nil {
