@@ -47,6 +47,7 @@ type Drainer struct {
 	busy    int
 	scanAll bool
 	parked  map[string]time.Time // mailboxes set aside until then (real time)
+	held    map[string]*heldLease // leases this drainer owns
 
 	bmu      sync.Mutex
 	breakers map[string]*breaker
@@ -91,6 +92,7 @@ func New(cfg Config, st store.Store, regions func(name string) (*url.URL, bool),
 		queued:         make(map[string]struct{}),
 		active:         make(map[string]bool),
 		parked:         make(map[string]time.Time),
+		held:           make(map[string]*heldLease),
 		breakers:       make(map[string]*breaker),
 		lastLog:        make(map[string]time.Time),
 	}
@@ -202,7 +204,7 @@ func (d *Drainer) Run(ctx context.Context) {
 			d.worker(ctx, work)
 		}()
 	}
-	background := []func(context.Context){d.probeLoop, d.gaugeLoop, d.purgeLoop}
+	background := []func(context.Context){d.probeLoop, d.gaugeLoop, d.purgeLoop, d.leaseLoop}
 	if w, ok := d.st.(store.Waker); ok {
 		background = append(background, func(ctx context.Context) { d.listen(ctx, w) })
 	}
@@ -230,6 +232,11 @@ func (d *Drainer) Run(ctx context.Context) {
 	}
 	close(work)
 	wg.Wait()
+	// Hand back the leases held between turns, so that the next drainer
+	// (a reload's, or this instance restarted) need not wait for them.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	d.releaseIdle(rctx, 0, 0)
+	cancel()
 	d.log.Info("mailbox drainer stopped", zap.String("owner", d.cfg.Owner))
 }
 

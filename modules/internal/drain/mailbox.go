@@ -38,19 +38,9 @@ func (d *Drainer) currentHardCtx() context.Context {
 // because the claim was used up (the mailbox should get another turn).
 func (d *Drainer) drainMailbox(ctx context.Context, name string) (more bool) {
 	hard := d.currentHardCtx()
-	lease := d.cfg.Lease
-	cctx, cancel := context.WithTimeout(hard, d.opTimeout())
-	now := d.cfg.Now()
-	ok, err := d.st.ClaimMailbox(cctx, name, d.cfg.Owner, now, now.Add(lease))
-	cancel()
-	if err != nil {
-		if ctx.Err() == nil {
-			d.logLimited("claim", "claiming a mailbox failed", zap.String("mailbox", name), zap.Error(err))
-		}
-		return false
-	}
+	h, ok := d.acquire(ctx, hard, name)
 	if !ok {
-		return false // another drainer holds it; it was woken too
+		return false // another drainer holds it (it was woken too), or the store failed
 	}
 
 	// The lease is renewed in the background while rows are delivered;
@@ -60,20 +50,16 @@ func (d *Drainer) drainMailbox(ctx context.Context, name string) (more bool) {
 	renewDone := make(chan struct{})
 	go func() {
 		defer close(renewDone)
-		d.renewLease(leaseCtx, name, &lost, cancelLease)
+		d.renewLease(leaseCtx, name, h, &lost, cancelLease)
 	}()
+	// keep is set when the turn ends with the mailbox drained (or its
+	// claim used up): the lease is then held a little longer, so the next
+	// capture for this mailbox costs no claim and no release.
+	keep := false
 	defer func() {
 		cancelLease()
 		<-renewDone
-		if lost.Load() {
-			return
-		}
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(hard), time.Second)
-		defer cancel()
-		if err := d.st.ReleaseMailbox(rctx, name, d.cfg.Owner); err != nil {
-			d.logLimited("release", "releasing a mailbox lease failed; it lapses by itself",
-				zap.String("mailbox", name), zap.Error(err))
-		}
+		d.endTurn(hard, name, h, lost.Load(), keep && ctx.Err() == nil)
 	}()
 
 	skip := d.skip[providerOf(name)]
@@ -93,9 +79,6 @@ func (d *Drainer) drainMailbox(ctx context.Context, name string) (more bool) {
 			}
 			return false
 		}
-		if len(rows) == 0 {
-			return false
-		}
 		for i := range rows {
 			if ctx.Err() != nil || leaseCtx.Err() != nil {
 				return false
@@ -107,7 +90,14 @@ func (d *Drainer) drainMailbox(ctx context.Context, name string) (more bool) {
 				return false
 			}
 		}
+		if len(rows) < limit {
+			// Drained. Rows stored after the query come with a wake,
+			// which marks this mailbox for another turn.
+			keep = true
+			return false
+		}
 	}
+	keep = true
 	return true
 }
 
@@ -115,11 +105,10 @@ func (d *Drainer) drainMailbox(ctx context.Context, name string) (more bool) {
 // says the lease is gone, or it cannot be renewed before it would lapse,
 // it cancels the drain so that two drainers never deliver one mailbox at
 // once for longer than a request already in flight.
-func (d *Drainer) renewLease(ctx context.Context, name string, lost *atomic.Bool, cancel context.CancelFunc) {
+func (d *Drainer) renewLease(ctx context.Context, name string, h *heldLease, lost *atomic.Bool, cancel context.CancelFunc) {
 	lease := d.cfg.Lease
 	t := time.NewTicker(lease / 3)
 	defer t.Stop()
-	validUntil := time.Now().Add(lease)
 	for {
 		select {
 		case <-ctx.Done():
@@ -127,11 +116,14 @@ func (d *Drainer) renewLease(ctx context.Context, name string, lost *atomic.Bool
 		case <-t.C:
 		}
 		rctx, rcancel := context.WithTimeout(ctx, lease/3)
+		started := time.Now()
 		ok, err := d.st.RenewLease(rctx, name, d.cfg.Owner, d.cfg.Now().Add(lease))
 		rcancel()
 		switch {
 		case err == nil && ok:
-			validUntil = time.Now().Add(lease)
+			d.mu.Lock()
+			h.renewedAt = started
+			d.mu.Unlock()
 		case err == nil && !ok:
 			d.log.Warn("mailbox lease lost; abandoning its drain", zap.String("mailbox", name))
 			lost.Store(true)
@@ -141,7 +133,10 @@ func (d *Drainer) renewLease(ctx context.Context, name string, lost *atomic.Bool
 			if ctx.Err() != nil {
 				return
 			}
-			if time.Until(validUntil) < lease/3 {
+			d.mu.Lock()
+			left := lease - time.Since(h.renewedAt)
+			d.mu.Unlock()
+			if left < lease/3 {
 				d.logLimited("renew", "cannot renew a mailbox lease; abandoning its drain",
 					zap.String("mailbox", name), zap.Error(err))
 				lost.Store(true)

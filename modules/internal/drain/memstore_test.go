@@ -24,6 +24,7 @@ type memStore struct {
 	leases map[string]memLease
 	// failOps makes every drain write fail with this error when set.
 	failOps error
+	claims, releases int
 }
 
 type memLease struct {
@@ -146,6 +147,7 @@ func (m *memStore) DueMailboxes(ctx context.Context, now time.Time, limit int, s
 func (m *memStore) ClaimMailbox(ctx context.Context, mailbox, owner string, now, until time.Time) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.claims++
 	if l, ok := m.leases[mailbox]; ok && l.owner != owner && l.until.After(now) {
 		return false, nil
 	}
@@ -166,6 +168,7 @@ func (m *memStore) RenewLease(ctx context.Context, mailbox, owner string, until 
 func (m *memStore) ReleaseMailbox(ctx context.Context, mailbox, owner string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.releases++
 	if l, ok := m.leases[mailbox]; ok && l.owner == owner {
 		delete(m.leases, mailbox)
 	}
@@ -349,4 +352,10 @@ func (m *memStore) counts() (pending, dead int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return len(m.rows), len(m.dead)
+}
+
+func (m *memStore) leaseCounts() (claims, releases, live int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.claims, m.releases, len(m.leases)
 }

@@ -195,3 +195,32 @@ func TestBreaker(t *testing.T) {
 		t.Fatal("answeredSince")
 	}
 }
+
+// A drained mailbox keeps its lease for a moment: a burst of captures costs
+// one claim, not a claim and a release each; then the lease is handed back.
+func TestHeldLease(t *testing.T) {
+	st := newMemStore(nil)
+	f := newFixture(t, st)
+	cfg := f.fastConfig()
+	cfg.PollInterval = 200 * time.Millisecond // idleHold 1s
+	d := f.newDrainer(cfg)
+	stop := f.run(d)
+	name := mailboxName("jira", "us", "1")
+	for i := 0; i < 10; i++ {
+		f.insert("jira", "us", "1", 1)
+		d.Wake(name)
+		waitFor(t, "delivery", 5*time.Second, func() bool { return len(f.us.requests()) == i+1 })
+	}
+	claims, releases, live := st.leaseCounts()
+	if claims != 1 || releases != 0 || live != 1 {
+		t.Fatalf("claims %d, releases %d, live %d; want one claim held", claims, releases, live)
+	}
+	waitFor(t, "idle lease released", 5*time.Second, func() bool { _, r, l := st.leaseCounts(); return r == 1 && l == 0 })
+	f.insert("jira", "us", "1", 1)
+	d.Wake(name)
+	waitFor(t, "delivery", 5*time.Second, func() bool { return len(f.us.requests()) == 11 })
+	stop()
+	if _, _, live := st.leaseCounts(); live != 0 {
+		t.Fatalf("%d leases left after stop", live)
+	}
+}
