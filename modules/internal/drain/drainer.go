@@ -46,7 +46,7 @@ type Drainer struct {
 	active  map[string]bool // mailboxes being drained here -> woken again meanwhile
 	busy    int
 	scanAll bool
-	parked  map[string]time.Time // mailboxes set aside until then (real time)
+	parked  map[string]time.Time  // mailboxes set aside until then (real time)
 	held    map[string]*heldLease // leases this drainer owns
 
 	bmu      sync.Mutex

@@ -23,7 +23,7 @@ type memStore struct {
 	dead   map[int64]*store.DeadLetter
 	leases map[string]memLease
 	// failOps makes every drain write fail with this error when set.
-	failOps error
+	failOps          error
 	claims, releases int
 }
 
