@@ -126,9 +126,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return r.Address, r.Address != nil
 	})
 	if st := app.Store(); st != nil {
-		flushers := 4
+		// Few flushers with big batches beat many with small ones:
+		// PostgreSQL serialises the commits of transactions that NOTIFY
+		// (as each capture batch does), and SQLite has one writer.
+		flushers := 2
 		if st.Engine() == "sqlite" {
-			// One writer at a time anyway; more flushers only contend.
 			flushers = 1
 		}
 		h.batcher = mailbox.NewBatcher(st.InsertPayloads, mailbox.BatcherOptions{

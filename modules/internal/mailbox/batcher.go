@@ -17,10 +17,13 @@ type InsertFunc func(ctx context.Context, rows []store.NewPayload) ([]store.Inse
 type BatcherOptions struct {
 	// MaxRows caps the rows of one batch [512].
 	MaxRows int
-	// Linger is how long a flusher waits for more requests once the
-	// queue is empty and its batch is not full [200µs].
+	// Linger is the longest a flusher waits for more requests once the
+	// queue is empty [1ms]. It waits only while its batch is smaller
+	// than its previous one: under load the clients of the last batch are
+	// about to send again, and one commit for all of them beats several;
+	// at low load (batches of one) it never waits.
 	Linger time.Duration
-	// Flushers is how many batches may commit at once [4]; use 1 for
+	// Flushers is how many batches may commit at once [2]; use 1 for
 	// SQLite, which has one writer anyway.
 	Flushers int
 	// CommitTimeout bounds one InsertPayloads call [5s].
@@ -73,10 +76,10 @@ func NewBatcher(insert InsertFunc, opts BatcherOptions) *Batcher {
 	if opts.Linger < 0 {
 		opts.Linger = 0
 	} else if opts.Linger == 0 {
-		opts.Linger = 200 * time.Microsecond
+		opts.Linger = time.Millisecond
 	}
 	if opts.Flushers <= 0 {
-		opts.Flushers = 4
+		opts.Flushers = 2
 	}
 	if opts.CommitTimeout <= 0 {
 		opts.CommitTimeout = 5 * time.Second
@@ -155,6 +158,7 @@ func (b *Batcher) flusher() {
 	var (
 		jobs []*job
 		rows = make([]store.NewPayload, 0, b.opts.MaxRows)
+		last int // rows in the previous batch
 	)
 	for {
 		b.idle.Add(1)
@@ -174,7 +178,8 @@ func (b *Batcher) flusher() {
 		}
 		jobs = append(jobs[:0], first)
 		rows = append(rows[:0], first.rows...)
-		rows, jobs = b.collect(rows, jobs, linger)
+		rows, jobs = b.collect(rows, jobs, linger, last)
+		last = len(rows)
 		b.commit(rows, jobs)
 		clear(rows)
 		clear(jobs)
@@ -200,9 +205,11 @@ func (b *Batcher) leave() bool {
 	}
 }
 
-// collect adds queued jobs to the batch: all that are waiting, then what
-// arrives within Linger, up to MaxRows.
-func (b *Batcher) collect(rows []store.NewPayload, jobs []*job, linger *time.Timer) ([]store.NewPayload, []*job) {
+// collect adds queued jobs to the batch: all that are waiting, then, while
+// the batch is smaller than the previous one (want), what arrives within
+// Linger; never more than MaxRows.
+func (b *Batcher) collect(rows []store.NewPayload, jobs []*job, linger *time.Timer, want int) ([]store.NewPayload, []*job) {
+	want = min(want, b.opts.MaxRows)
 	lingering := false
 	defer func() {
 		if lingering {
@@ -217,8 +224,11 @@ func (b *Batcher) collect(rows []store.NewPayload, jobs []*job, linger *time.Tim
 			continue
 		default:
 		}
+		if len(rows) >= want {
+			return rows, jobs
+		}
 		if lingering {
-			// Linger already spent: wait only on the timer.
+			// Linger already started: wait only on the timer.
 			select {
 			case j := <-b.queue:
 				jobs = append(jobs, j)
