@@ -271,6 +271,8 @@ http://127.0.0.1:%d {
 	tw.Flush()
 	fmt.Fprintf(env.Out, "capture-to-region at %.0f/s: p50 %s ms (target <= 50), p99 %s ms (target <= 250); all delivered: %v\n",
 		rate, ms(quantile(lat, .5)), ms(quantile(lat, .99)), drainedErr == nil && len(lat) == steady.sent-steady.errors)
+	fmt.Fprintf(env.Out, "capture answers (202) meanwhile: p50 %s ms, p99 %s ms, p99.9 %s ms\n",
+		ms(quantile(steady.latencies, .5)), ms(quantile(steady.latencies, .99)), ms(quantile(steady.latencies, .999)))
 	fmt.Fprintf(env.Out, "backlog: %d webhooks stored while the region was down (%d capture errors); drained in %s = %.0f deliveries/s after it came back\n",
 		backlog, backlogErrs.Load(), drainTime.Round(time.Millisecond), float64(len(backLat))/drainTime.Seconds())
 	fmt.Fprintf(env.Out, "caddy RSS: %d MiB idle, %d MiB with the backlog stored, %d MiB peak while draining\n",
@@ -281,6 +283,7 @@ http://127.0.0.1:%d {
 type postResult struct {
 	sent, errors int
 	elapsed      time.Duration
+	latencies    []time.Duration // of the answers, sorted
 }
 
 func (r postResult) rps() float64 { return float64(r.sent) / r.elapsed.Seconds() }
@@ -293,6 +296,8 @@ func openLoopPost(ctx context.Context, concurrency int, rate float64, d time.Dur
 	sem := make(chan struct{}, concurrency*4)
 	var wg sync.WaitGroup
 	var sent, errs atomic.Int64
+	var lmu sync.Mutex
+	var lat []time.Duration
 	interval := time.Duration(float64(time.Second) / rate)
 	start := time.Now()
 	for i := 0; ; i++ {
@@ -321,10 +326,15 @@ func openLoopPost(ctx context.Context, concurrency int, rate float64, d time.Dur
 			if send(context.WithoutCancel(ctx)) != nil {
 				errs.Add(1)
 			}
+			d := time.Since(next)
+			lmu.Lock()
+			lat = append(lat, d)
+			lmu.Unlock()
 		}()
 	}
 	wg.Wait()
-	return postResult{sent: int(sent.Load()), errors: int(errs.Load()), elapsed: time.Since(start)}
+	slices.Sort(lat)
+	return postResult{sent: int(sent.Load()), errors: int(errs.Load()), elapsed: time.Since(start), latencies: lat}
 }
 
 // seedGitHub waits for the migrations, then installs GitHub integrations
