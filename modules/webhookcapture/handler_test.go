@@ -371,9 +371,17 @@ func TestSynchronousProxy(t *testing.T) {
 	if w.Header().Get("X-Sentry-Proxy-URL") != de.URL+"/extensions/slack/action/" {
 		t.Errorf("proxy url %q", w.Header().Get("X-Sentry-Proxy-URL"))
 	}
+	deadline := time.Now().Add(5 * time.Second)
 	for _, n := range []string{"us", "de"} {
-		if b, ok := hits.Load(n); !ok || b != payload {
-			t.Errorf("region %s got %v", n, b)
+		for {
+			b, ok := hits.Load(n)
+			if ok && b == payload {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("region %s got %v", n, b)
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
 	}
 

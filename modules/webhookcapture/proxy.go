@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/webhooks"
@@ -74,12 +75,26 @@ func (p *regionProxy) serve(w http.ResponseWriter, r *http.Request, res *webhook
 	if res.Action == webhooks.ProxyFirst && len(regions) > 1 {
 		regions = regions[:1]
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), syncTimeout)
-	defer cancel()
-	answers := make(chan regionAnswer, len(regions))
-	for _, name := range regions {
-		go func() { answers <- p.call(ctx, r, name, body) }()
+	// Every region gets the request even after one has answered (as
+	// Sentry's thread pool does), so the calls are not cancelled when this
+	// returns; the timeout still bounds them.
+	// The calls may outlive this request, whose body buffer is pooled:
+	// they get copies.
+	out := outbound{method: r.Method, url: *r.URL, header: r.Header.Clone(), body: bytes.Clone(body)}
+	for _, k := range hopHeaders {
+		out.header.Del(k)
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), syncTimeout)
+	answers := make(chan regionAnswer, len(regions))
+	var pending sync.WaitGroup
+	for _, name := range regions {
+		pending.Add(1)
+		go func() {
+			defer pending.Done()
+			answers <- p.call(ctx, &out, name)
+		}()
+	}
+	go func() { pending.Wait(); cancel() }()
 	// The first 2xx wins; failing that, the first HTTP answer; failing
 	// that, every region's error.
 	var firstHTTP *regionAnswer
@@ -108,7 +123,16 @@ func (p *regionProxy) serve(w http.ResponseWriter, r *http.Request, res *webhook
 	return outcomeProxyFailed
 }
 
-func (p *regionProxy) call(ctx context.Context, r *http.Request, name string, body []byte) regionAnswer {
+// outbound is what every region's copy of a synchronous request is
+// built from.
+type outbound struct {
+	method string
+	url    url.URL
+	header http.Header
+	body   []byte
+}
+
+func (p *regionProxy) call(ctx context.Context, o *outbound, name string) regionAnswer {
 	a := regionAnswer{region: name}
 	base, ok := p.address(name)
 	if !ok {
@@ -116,19 +140,16 @@ func (p *regionProxy) call(ctx context.Context, r *http.Request, name string, bo
 		return a
 	}
 	target := *base
-	target.Path, target.RawPath = joinPath(base, r.URL)
-	target.RawQuery = r.URL.RawQuery
+	target.Path, target.RawPath = joinPath(base, &o.url)
+	target.RawQuery = o.url.RawQuery
 	a.url = (&url.URL{Scheme: target.Scheme, Host: target.Host, Path: target.Path, RawPath: target.RawPath}).String()
-	out, err := http.NewRequestWithContext(ctx, r.Method, target.String(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, o.method, target.String(), bytes.NewReader(o.body))
 	if err != nil {
 		a.err = err
 		return a
 	}
-	out.Header = r.Header.Clone()
-	for _, k := range hopHeaders {
-		out.Header.Del(k)
-	}
-	resp, err := syncClient.Do(out)
+	req.Header = o.header.Clone()
+	resp, err := syncClient.Do(req)
 	if err != nil {
 		a.err = err
 		return a
