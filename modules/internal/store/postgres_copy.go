@@ -2,18 +2,17 @@ package store
 
 import (
 	"context"
-	"fmt"
-	"slices"
 
 	"github.com/jackc/pgx/v5"
 )
 
 // pgCopyThreshold is the batch size from which InsertPayloads goes through
-// COPY: below it one statement per row in a pgx.Batch is faster, above it
-// COPY's bulk transfer wins (BenchmarkInsertPayloadsPostgres).
-const pgCopyThreshold = 64
+// COPY: its extra round trips (BEGIN, the staging table, COPY, INSERT,
+// NOTIFY, COMMIT) pay off only for large batches
+// (BenchmarkInsertPayloadsPostgresInterleaved).
+const pgCopyThreshold = 256
 
-// pgCopyColumns are the columns COPY fills in silo_payload_in.
+// pgCopyColumns are the columns COPY fills in silo_payload_stage_v1.
 var pgCopyColumns = []string{"ord", "mailbox_name", "provider", "destination_type", "region_name", "integration_id",
 	"callback_url", "request_method", "request_path", "request_headers", "request_body", "delivery_key"}
 
@@ -24,7 +23,7 @@ INSERT INTO silo_webhook_payload (mailbox_name, provider, destination_type, regi
 	callback_url, request_method, request_path, request_headers, request_body, delivery_key)
 SELECT mailbox_name, provider, destination_type, region_name, integration_id,
 	callback_url, request_method, request_path, request_headers, request_body, delivery_key
-FROM silo_payload_in ORDER BY ord
+FROM silo_payload_stage_v1 ORDER BY ord
 ON CONFLICT (mailbox_name, delivery_key) WHERE delivery_key IS NOT NULL DO NOTHING
 RETURNING id, mailbox_name, coalesce(delivery_key, '')`
 
@@ -55,14 +54,16 @@ func (p *Postgres) insertCopy(ctx context.Context, payloads []NewPayload, header
 	var res []InsertResult
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		// ON COMMIT DELETE ROWS empties it for the connection's next batch;
-		// the table lives as long as the pooled connection.
-		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS silo_payload_in (
+		// the table lives as long as the pooled connection, so its name
+		// carries a version: a later release with other columns must not
+		// meet this shape on a long-lived session.
+		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS silo_payload_stage_v1 (
 			ord integer, mailbox_name text, provider text, destination_type text, region_name text,
 			integration_id bigint, callback_url text, request_method text, request_path text,
 			request_headers text, request_body bytea, delivery_key text) ON COMMIT DELETE ROWS`); err != nil {
 			return err
 		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"silo_payload_in"}, pgCopyColumns, pgx.CopyFromRows(rows)); err != nil {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"silo_payload_stage_v1"}, pgCopyColumns, pgx.CopyFromRows(rows)); err != nil {
 			return err
 		}
 		r, err := tx.Query(ctx, pgCopyInsert)
@@ -113,59 +114,4 @@ func (p *Postgres) insertCopy(ctx context.Context, payloads []NewPayload, header
 		return nil, pgErr("postgres insert payloads", err)
 	}
 	return res, nil
-}
-
-// insertedRow is one row of an insert's answer: a new row (inserted) or a
-// pending row a keyed payload duplicates.
-type insertedRow struct {
-	id       int64
-	mailbox  string
-	key      string
-	inserted bool
-}
-
-// matchInserted maps an insert's answer back to the batch. New rows got
-// ids in batch order, so the unkeyed ones pair with the unkeyed payloads
-// in id order; keyed payloads are matched by (mailbox, key), the first
-// payload of a key being the one inserted. It returns the indexes of
-// duplicates whose pending row's id is not known yet.
-func matchInserted(payloads []NewPayload, rows []insertedRow) ([]InsertResult, []int, error) {
-	newByKey := map[dedupKey]int64{}
-	pending := map[dedupKey]int64{}
-	var unkeyed []int64
-	for _, r := range rows {
-		switch {
-		case r.inserted && r.key == "":
-			unkeyed = append(unkeyed, r.id)
-		case r.inserted:
-			newByKey[dedupKey{r.mailbox, r.key}] = r.id
-		case r.id != 0:
-			pending[dedupKey{r.mailbox, r.key}] = r.id
-		}
-	}
-	slices.Sort(unkeyed)
-	res := make([]InsertResult, len(payloads))
-	taken := map[dedupKey]bool{}
-	var missing []int
-	for i := range payloads {
-		pl := &payloads[i]
-		if pl.DeliveryKey == "" {
-			if len(unkeyed) == 0 {
-				return nil, nil, fmt.Errorf("insert payloads: fewer rows inserted than payloads without delivery key")
-			}
-			res[i].ID, unkeyed = unkeyed[0], unkeyed[1:]
-			continue
-		}
-		k := dedupKey{pl.MailboxName, pl.DeliveryKey}
-		if id, ok := newByKey[k]; ok {
-			res[i] = InsertResult{ID: id, Duplicate: taken[k]}
-			taken[k] = true
-			continue
-		}
-		res[i] = InsertResult{ID: pending[k], Duplicate: true}
-		if res[i].ID == 0 {
-			missing = append(missing, i)
-		}
-	}
-	return res, missing, nil
 }
