@@ -39,7 +39,7 @@ func runGateway(ctx context.Context, env *Env) error {
 	defer upstream.Close()
 	up := upstream.Addr().String()
 
-	ports := make([]int, 3)
+	ports := make([]int, 4)
 	for i := range ports {
 		if ports[i], err = FreePort(); err != nil {
 			return err
@@ -48,6 +48,10 @@ func runGateway(ctx context.Context, env *Env) error {
 	admin := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	plain := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
 	gw := fmt.Sprintf("http://127.0.0.1:%d", ports[2])
+	// The same reverse_proxy with the transport the gateway builds for
+	// each region (timeouts, XFF append): tells what the gateway's own
+	// logic costs apart from its proxy settings.
+	tuned := fmt.Sprintf("http://127.0.0.1:%d", ports[3])
 	dir, err := env.TempDir()
 	if err != nil {
 		return err
@@ -79,7 +83,21 @@ func runGateway(ctx context.Context, env *Env) error {
 	sentry_region_route
 	reverse_proxy %s
 }
-`, GlobalOptions(admin), dbPath, up, plain, up, gw, up)
+%s {
+	reverse_proxy %s {
+		flush_interval -1
+		trusted_proxies 0.0.0.0/0 ::/0
+		transport http {
+			dial_timeout 5s
+			response_header_timeout 60s
+			read_timeout 90s
+			write_timeout 60s
+			keepalive 30s
+			keepalive_idle_conns_per_host 512
+		}
+	}
+}
+`, GlobalOptions(admin), dbPath, up, plain, up, gw, up, tuned, up)
 	inst, err := env.Start(admin, caddyfile)
 	if err != nil {
 		return err
@@ -128,6 +146,7 @@ func runGateway(ctx context.Context, env *Env) error {
 	small := []*target{
 		{name: "reverse_proxy (plain)", urls: urls(plain, smallDirectory)},
 		{name: fmt.Sprintf("sentry_region_route, %d orgs", smallDirectory), urls: urls(gw, smallDirectory)},
+		{name: "reverse_proxy (gateway's transport)", urls: urls(tuned, smallDirectory)},
 	}
 	rate := m.run(ctx, small, env.Rate)
 
