@@ -310,6 +310,10 @@ func TestDrainRegionDownThenUp(t *testing.T) {
 		a.capture(t, 1+i%3, fmt.Sprint("down-", i))
 	}
 	time.Sleep(2 * time.Second) // many probe intervals and polls
+	if status, out := a.admin(t, "GET", "/sentry_silo/regions"); status != 200 ||
+		fmt.Sprint(out["regions"]) != "[map[breaker_open:true name:us]]" {
+		t.Fatalf("regions while us is down: %d %v", status, out)
+	}
 	status, out := a.admin(t, "GET", "/sentry_silo/mailboxes")
 	boxes, _ := out["mailboxes"].([]any)
 	if status != 200 || len(boxes) != 3 {
@@ -329,6 +333,9 @@ func TestDrainRegionDownThenUp(t *testing.T) {
 	waitUntil(t, "mailboxes empty", 10*time.Second, func() bool { return s.pending(t) == 0 })
 	if _, out := a.admin(t, "GET", "/sentry_silo/dead_letters"); len(out["dead_letters"].([]any)) != 0 {
 		t.Fatalf("dead letters: %v", out)
+	}
+	if _, out := a.admin(t, "GET", "/sentry_silo/regions"); fmt.Sprint(out["regions"]) != "[map[breaker_open:false name:us]]" {
+		t.Fatalf("regions after recovery: %v", out)
 	}
 }
 

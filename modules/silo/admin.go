@@ -60,7 +60,16 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 			Message:    "no sentry_silo app with a store is running",
 		}
 	}
-	admin := drain.Admin{Store: app.Store(), Wake: app.Wake}
+	admin := drain.Admin{Store: app.Store(), Wake: app.Wake, Regions: func() []drain.RegionView {
+		if app.drainer == nil {
+			out := make([]drain.RegionView, 0, len(app.RegionNames()))
+			for _, n := range app.RegionNames() {
+				out = append(out, drain.RegionView{Name: n})
+			}
+			return out
+		}
+		return app.drainer.RegionViews(app.RegionNames())
+	}}
 	err := admin.ServeHTTP(w, r)
 	var he *drain.HTTPError
 	if errors.As(err, &he) {

@@ -31,6 +31,17 @@ type Admin struct {
 	Wake func(mailboxes ...string)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Regions, when set, serves GET /sentry_silo/regions: each region
+	// and whether this instance's drainer has paused it.
+	Regions func() []RegionView
+}
+
+// RegionView is one line of GET /sentry_silo/regions.
+type RegionView struct {
+	Name string `json:"name"`
+	// BreakerOpen is true while this instance's drainer pauses deliveries
+	// to the region (it looked unreachable; probes run).
+	BreakerOpen bool `json:"breaker_open"`
 }
 
 // HTTPError is an admin API failure: the status to answer and a message
@@ -95,6 +106,15 @@ func (a Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		return a.mailboxes(w, r)
+	case rest == "regions" && a.Regions != nil:
+		if err := allow(r, http.MethodGet); err != nil {
+			return err
+		}
+		regions := a.Regions()
+		if regions == nil {
+			regions = []RegionView{}
+		}
+		return writeJSON(w, http.StatusOK, map[string]any{"regions": regions})
 	case rest == "dead_letters":
 		if err := allow(r, http.MethodGet); err != nil {
 			return err
@@ -240,4 +260,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 // after a replay or a retry.
 func (d *Drainer) Admin() Admin {
 	return Admin{Store: d.st, Wake: d.Wake, Now: d.cfg.Now}
+}
+
+// RegionViews reports the breaker state of each named region.
+func (d *Drainer) RegionViews(names []string) []RegionView {
+	out := make([]RegionView, 0, len(names))
+	for _, n := range names {
+		out = append(out, RegionView{Name: n, BreakerOpen: d.BreakerOpen(n)})
+	}
+	return out
 }

@@ -407,6 +407,7 @@ func (d *Drainer) breaker(region string) *breaker {
 	if !ok {
 		b = newBreaker(d.cfg.BreakerFailures)
 		d.breakers[region] = b
+		d.m.BreakerOpen.WithLabelValues(region).Set(0)
 	}
 	return b
 }

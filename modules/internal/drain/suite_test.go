@@ -785,7 +785,7 @@ func testAdmin(t *testing.T, newStore storeFactory) {
 		wmu.Lock()
 		woken = append(woken, strings.Join(names, ","))
 		wmu.Unlock()
-	}}
+	}, Regions: func() []RegionView { return []RegionView{{Name: "de", BreakerOpen: true}, {Name: "us"}} }}
 	do := func(method, path string) (int, map[string]any) {
 		t.Helper()
 		req, _ := http.NewRequest(method, "http://localhost:2019"+path, nil)
@@ -805,7 +805,11 @@ func testAdmin(t *testing.T, newStore storeFactory) {
 		return rec.status, out
 	}
 
-	status, out := do("GET", "/sentry_silo/mailboxes")
+	status, out := do("GET", "/sentry_silo/regions")
+	if regions, _ := out["regions"].([]any); status != 200 || len(regions) != 2 || regions[0].(map[string]any)["breaker_open"] != true {
+		t.Fatalf("regions: %d %v", status, out)
+	}
+	status, out = do("GET", "/sentry_silo/mailboxes")
 	boxes, _ := out["mailboxes"].([]any)
 	if status != 200 || len(boxes) != 1 {
 		t.Fatalf("mailboxes: %d %v", status, out)
