@@ -251,6 +251,7 @@ func newCredSetup(t *testing.T, opts credOptions) *credSetup {
 %s	sentry_silo {
 %s%s		storage %s
 		region us http://127.0.0.1:%d
+		directory_cache 1s 1s
 		drainer {
 			off
 		}
@@ -289,6 +290,7 @@ const (
 	oiSlack          = 110
 	oiGitHub         = 120
 	oiGitLab         = 130
+	oiGitLabExpired  = 131 // identity 302, expired
 	oiMSTeams        = 140
 	oiDiscord        = 150
 	oiSlackDisabled  = 160 // its integration is disabled
@@ -326,6 +328,7 @@ func (s *credSetup) seed(t *testing.T) {
 		{10, oiSlack, "slack", "T1", `{"access_token":"` + credSlackToken + `"}`, 0, 0, 0},
 		{20, oiGitHub, "github", "555", `{"access_token":"` + credExpiredGitHub + `","expires_at":"2020-01-01T00:00:00","sender":{"id":1,"login":"octo"}}`, 0, 0, 0},
 		{30, oiGitLab, "gitlab", "gitlab.example:grp", `{"base_url":"` + s.tp.URL() + `","domain_name":"gitlab.example/grp"}`, 0, 0, 300},
+		{31, oiGitLabExpired, "gitlab", "gitlab.example:grp2", `{"base_url":"` + s.tp.URL() + `"}`, 0, 0, 302},
 		{40, oiMSTeams, "msteams", "team-1", `{"service_url":"` + s.tp.URL() + `/teams/","access_token":"teams_old","expires_at":1}`, 0, 0, 0},
 		{50, oiDiscord, "discord", "G1", `{}`, 0, 0, 0},
 		{60, oiSlackDisabled, "slack", "T2", `{"access_token":"x"}`, 1, 0, 0},
@@ -344,7 +347,7 @@ func (s *credSetup) seed(t *testing.T) {
 		mustExec(t, s.db, fmt.Sprintf(`INSERT INTO sentry_organizationintegration (id, organization_id, integration_id, status, default_auth_id) VALUES (%d, 1, %d, %d, %s)`,
 			r.oi, r.id, r.oiStatus, auth))
 	}
-	mustExec(t, s.db, fmt.Sprintf(`INSERT INTO sentry_identity (id, data) VALUES (300, '{"access_token":"glat_expired","refresh_token":"%s","expires":1,"scopes":["api"]}'), (301, '{"access_token":"glat_fine","expires":9999999999}')`, credGitLabRefresh))
+	mustExec(t, s.db, fmt.Sprintf(`INSERT INTO sentry_identity (id, data) VALUES (300, '{"access_token":"glat_expired","refresh_token":"%s","expires":1,"scopes":["api"]}'), (301, '{"access_token":"glat_fine","expires":9999999999}'), (302, '{"access_token":"glat_expired2","refresh_token":"glrt_2","expires":1}')`, credGitLabRefresh))
 }
 
 // call sends a signed proxy request to instance i, through the exported

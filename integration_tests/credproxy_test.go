@@ -244,12 +244,37 @@ func TestCredProxyUnauthorizedRetry(t *testing.T) {
 		t.Fatalf("identity after refresh: %v", data)
 	}
 	// An expired identity token is refreshed before the call.
-	mustExec(t, s.db, `UPDATE sentry_identity SET data = '{"access_token":"glat_minted_1","refresh_token":"glrt_minted_1","expires":1}' WHERE id = 300`)
-	resp, got = s.call(t, 0, http.MethodGet, tp+"/api/v4/projects", tp+"/api/v4", oiGitLab, "", nil)
+	resp, got = s.call(t, 0, http.MethodGet, tp+"/api/v4/projects", tp+"/api/v4", oiGitLabExpired, "", nil)
 	if resp.StatusCode != 200 || !strings.Contains(string(got), "glat_minted_2") || s.tp.gitlabMint.Load() != 2 {
 		t.Fatalf("%d %s", resp.StatusCode, got)
 	}
+	if data := s.identityOf(t, 302); data["access_token"] != "glat_minted_2" || data["refresh_token"] != "glrt_minted_2" {
+		t.Fatalf("identity 302 after refresh: %v", data)
+	}
 	assertNoSecretsLogged(t, s.logs())
+}
+
+// Disabling an organization integration or an integration takes effect
+// within directory_cache (1s here).
+func TestCredProxyDisableTakesEffect(t *testing.T) {
+	s := newCredSetup(t, credOptions{})
+	tp := s.tp.URL()
+	if resp, got := s.call(t, 0, http.MethodGet, tp+"/api/auth.test", tp+"/api", oiSlack, "", nil); resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, got)
+	}
+	mustExec(t, s.db, `UPDATE sentry_organizationintegration SET status = 1 WHERE id = 110`)
+	time.Sleep(1100 * time.Millisecond)
+	before := s.tp.count()
+	resp, got := s.call(t, 0, http.MethodGet, tp+"/api/auth.test", tp+"/api", oiSlack, "", nil)
+	wantProxyFailure(t, resp, got, 400)
+	mustExec(t, s.db, `UPDATE sentry_organizationintegration SET status = 0 WHERE id = 110`)
+	mustExec(t, s.db, `UPDATE sentry_integration SET status = 1 WHERE id = 10`)
+	time.Sleep(1100 * time.Millisecond)
+	resp, got = s.call(t, 0, http.MethodGet, tp+"/api/auth.test", tp+"/api", oiSlack, "", nil)
+	wantProxyFailure(t, resp, got, 400)
+	if s.tp.count() != before {
+		t.Fatal("a call for a disabled integration went out")
+	}
 }
 
 // A refresh that fails is the proxy's failure, with a log line that says

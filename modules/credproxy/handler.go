@@ -233,8 +233,8 @@ func isProxyPath(p string) bool {
 }
 
 func (h *Handler) lookups() Lookups {
-	if s := h.app.Store(); s != nil {
-		return s
+	if d := h.app.Directory(); d != nil {
+		return d
 	}
 	return nil
 }

@@ -19,13 +19,13 @@ import (
 	"github.com/sentrysilo/caddy-silo/modules/subnet"
 )
 
-// Lookups is the part of the store the proxy reads on every call. Rows
-// are read from the database each time, never from the directory cache:
-// a disabled integration or a refreshed token takes effect at once.
+// Lookups finds the organization integration and its integration of a
+// call: the directory (cached for directory_cache, single-flighted). The
+// tokens themselves are never taken from it: credentials reads them from
+// the store.
 type Lookups interface {
 	OrganizationIntegration(ctx context.Context, id int64) (directory.OrganizationIntegration, error)
 	IntegrationByID(ctx context.Context, id int64) (directory.Integration, error)
-	credentials.Store
 }
 
 // DefaultMaxBodySize bounds the request body, which is buffered for the

@@ -80,6 +80,7 @@ func (e *RefreshError) Is(target error) bool {
 // (never from a cache), and the row-locked write-back of both token
 // documents.
 type Store interface {
+	IntegrationByID(ctx context.Context, id int64) (directory.Integration, error)
 	Identity(ctx context.Context, id int64) (directory.Identity, error)
 	directory.Writer
 }
@@ -112,6 +113,9 @@ type Config struct {
 	Margin time.Duration
 	// RefreshTimeout bounds one refresh, lock wait included [30s].
 	RefreshTimeout time.Duration
+	// CacheFor is how long a token read from the store is used from
+	// memory before the store is read again [5s]; negative disables.
+	CacheFor time.Duration
 	// Now is the clock [time.Now].
 	Now func() time.Time
 	// Observe is told the outcome of every refresh attempt: "ok",
@@ -124,6 +128,7 @@ type Manager struct {
 	cfg    Config
 	store  func() Store
 	flight singleflight.Group
+	tokens tokenCache
 }
 
 // New returns a Manager. store is called on each use, so the store may be
@@ -140,6 +145,9 @@ func New(cfg Config, store func() Store) *Manager {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.CacheFor == 0 {
+		cfg.CacheFor = DefaultCacheFor
 	}
 	if cfg.MSTeams.TokenURL == "" {
 		cfg.MSTeams.TokenURL = DefaultMSTeamsTokenURL
@@ -202,7 +210,7 @@ func (m *Manager) authorize(ctx context.Context, t Target, req *http.Request, fa
 	case GitLab, VSTS:
 		return m.oauthIdentity(ctx, t, req, failed)
 	case Slack:
-		return slackToken(t, req)
+		return m.slackToken(ctx, t, req)
 	case Discord:
 		return m.discordToken(req)
 	}

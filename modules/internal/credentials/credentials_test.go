@@ -169,6 +169,7 @@ func TestGitHubAppPathsUseTheJWT(t *testing.T) {
 func TestGitHubAccept(t *testing.T) {
 	st := newMemStore()
 	md := `{"access_token":"ghs_ok","expires_at":"2026-11-22T13:00:00"}`
+	st.metadata[7] = json.RawMessage(md)
 	m := newManager(st, Config{})
 	for ct, want := range map[string]string{
 		"":                               "application/vnd.github+json",
@@ -394,7 +395,8 @@ func TestCredentialErrors(t *testing.T) {
 }
 
 func TestStaticCredentials(t *testing.T) {
-	m := newManager(newMemStore(), Config{DiscordBotToken: "disco"})
+	st := newMemStore()
+	m := newManager(st, Config{DiscordBotToken: "disco"})
 	cases := []struct {
 		provider, md, want string
 	}{
@@ -402,12 +404,48 @@ func TestStaticCredentials(t *testing.T) {
 		{Slack, `{"access_token":"xoxb-1"}`, "Bearer xoxb-1"},
 		{Discord, `{}`, "Bot disco"},
 	}
-	for _, c := range cases {
+	for i, c := range cases {
+		id := int64(100 + i)
+		st.metadata[id] = json.RawMessage(c.md)
 		req := outbound(t, "https://slack.com/api/chat.postMessage")
-		g, err := m.Authorize(context.Background(), Target{Integration: directory.Integration{Provider: c.provider, Metadata: json.RawMessage(c.md)}}, req)
+		g, err := m.Authorize(context.Background(), Target{Integration: directory.Integration{ID: id, Provider: c.provider, Metadata: json.RawMessage(c.md)}}, req)
 		if err != nil || req.Header.Get("Authorization") != c.want || g.refreshable {
 			t.Errorf("%s %s: %v %q", c.provider, c.md, err, req.Header.Get("Authorization"))
 		}
+	}
+}
+
+// A token read from the store is used from memory for CacheFor at most,
+// never past its expiry margin, and a 401 evicts it.
+func TestTokenCache(t *testing.T) {
+	clock := now
+	st := newMemStore()
+	st.metadata[7] = json.RawMessage(`{"access_token":"ghs_a","expires_at":"2026-11-22T13:00:00"}`)
+	ts := githubTokenServer(t, nil)
+	m := New(Config{GitHubAppID: "1", GitHubPrivateKey: rsaKey(t), HTTPClient: ts.Client(), Now: func() time.Time { return clock }}, func() Store { return st })
+	auth := func() string {
+		req := outbound(t, ts.URL+"/repos/o/r")
+		if _, err := m.Authorize(context.Background(), githubTarget(ts.URL, `{}`), req); err != nil {
+			t.Fatal(err)
+		}
+		return req.Header.Get("Authorization")
+	}
+	if got := auth(); got != "Bearer ghs_a" {
+		t.Fatal(got)
+	}
+	st.metadata[7] = json.RawMessage(`{"access_token":"ghs_b","expires_at":"2026-11-22T13:00:00"}`)
+	if got := auth(); got != "Bearer ghs_a" {
+		t.Fatalf("within CacheFor: %s", got)
+	}
+	clock = clock.Add(DefaultCacheFor)
+	if got := auth(); got != "Bearer ghs_b" {
+		t.Fatalf("after CacheFor: %s", got)
+	}
+	// Close to expiry the cached token is not used: the row is read again,
+	// found expiring and refreshed.
+	clock = time.Date(2026, 11, 22, 12, 59, 30, 0, time.UTC)
+	if got := auth(); got != "Bearer ghs_new1" || ts.calls.Load() != 1 {
+		t.Fatalf("at expiry: %s after %d refreshes", got, ts.calls.Load())
 	}
 }
 

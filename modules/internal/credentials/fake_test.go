@@ -45,6 +45,16 @@ func (s *memStore) Identity(_ context.Context, id int64) (directory.Identity, er
 	return directory.Identity{ID: id, Data: d}, nil
 }
 
+func (s *memStore) IntegrationByID(_ context.Context, id int64) (directory.Integration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	md, ok := s.metadata[id]
+	if !ok {
+		return directory.Integration{}, directory.ErrNotFound
+	}
+	return directory.Integration{ID: id, Metadata: md}, nil
+}
+
 func (s *memStore) update(table map[int64]json.RawMessage, kind string, id int64, fn func(json.RawMessage) (json.RawMessage, bool, error)) (json.RawMessage, error) {
 	l := s.rowLock(kind + string(rune(id)))
 	l.Lock()

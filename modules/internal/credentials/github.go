@@ -32,14 +32,7 @@ func (m *Manager) github(ctx context.Context, t Target, req *http.Request, faile
 	}
 	slot := githubSlot
 	slot.provider = t.Integration.Provider
-	doc := parseDocument(t.Integration.Metadata)
-	if failed == nil {
-		if tok, ok := m.usable(doc, slot, nil); ok {
-			bearer(req, tok)
-			return Grant{token: tok, refreshable: true}, nil
-		}
-	}
-	tok, err := m.refresh(ctx, "integration", t.Integration.ID, slot, failed, func(ctx context.Context, _ document) (string, map[string]any, error) {
+	tok, err := m.documentToken(ctx, kindIntegration, t.Integration.ID, slot, failed, func(ctx context.Context, _ document) (string, map[string]any, error) {
 		return m.githubInstallationToken(ctx, t)
 	})
 	if err != nil {

@@ -18,14 +18,7 @@ var msteamsSlot = tokenSlot{provider: MSTeams, expiryKey: "expires_at", expiryRe
 // msteams authorises a Bot Framework call with the bot's client-credentials
 // token, kept in metadata.{access_token, expires_at (Unix seconds)}.
 func (m *Manager) msteams(ctx context.Context, t Target, req *http.Request, failed *Grant) (Grant, error) {
-	doc := parseDocument(t.Integration.Metadata)
-	if failed == nil {
-		if tok, ok := m.usable(doc, msteamsSlot, nil); ok {
-			bearer(req, tok)
-			return Grant{token: tok, refreshable: true}, nil
-		}
-	}
-	tok, err := m.refresh(ctx, "integration", t.Integration.ID, msteamsSlot, failed, m.msteamsToken)
+	tok, err := m.documentToken(ctx, kindIntegration, t.Integration.ID, msteamsSlot, failed, m.msteamsToken)
 	if err != nil {
 		return Grant{}, err
 	}

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
-
-	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
 )
 
 // oauthIdentity authorises a GitLab or Azure DevOps call with the OAuth
@@ -23,25 +21,8 @@ func (m *Manager) oauthIdentity(ctx context.Context, t Target, req *http.Request
 	if authID == nil {
 		return Grant{}, fmt.Errorf("%w: organization integration has no default identity", ErrInvalid)
 	}
-	st := m.store()
-	if st == nil {
-		return Grant{}, errors.New("credentials: no store")
-	}
 	slot := tokenSlot{provider: provider, expiryKey: "expires"}
-	if failed == nil {
-		ident, err := st.Identity(ctx, *authID)
-		if errors.Is(err, directory.ErrNotFound) {
-			return Grant{}, fmt.Errorf("%w: identity not found", ErrInvalid)
-		}
-		if err != nil {
-			return Grant{}, err
-		}
-		if tok, ok := m.usable(parseDocument(ident.Data), slot, nil); ok {
-			bearer(req, tok)
-			return Grant{token: tok, refreshable: true}, nil
-		}
-	}
-	tok, err := m.refresh(ctx, "identity", *authID, slot, failed, func(ctx context.Context, cur document) (string, map[string]any, error) {
+	tok, err := m.documentToken(ctx, kindIdentity, *authID, slot, failed, func(ctx context.Context, cur document) (string, map[string]any, error) {
 		return m.oauthRefresh(ctx, t, cur)
 	})
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strconv"
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
 )
@@ -43,7 +42,7 @@ type fetchFunc func(ctx context.Context, cur document) (token string, set map[st
 // refreshed it meanwhile. The refresh is detached from the caller's
 // context: it is shared, and a token fetched must be stored.
 func (m *Manager) refresh(ctx context.Context, kind string, id int64, slot tokenSlot, failed *Grant, fetch fetchFunc) (string, error) {
-	key := kind + ":" + strconv.FormatInt(id, 10)
+	key := rowKey(kind, id)
 	if failed != nil {
 		key += "|" + failed.token
 	}
@@ -56,13 +55,14 @@ func (m *Manager) refresh(ctx context.Context, kind string, id int64, slot token
 		}
 		var token, outcome string
 		update := st.UpdateIntegrationMetadata
-		if kind == "identity" {
+		if kind == kindIdentity {
 			update = st.UpdateIdentityData
 		}
 		_, err := update(ctx, id, func(current json.RawMessage) (json.RawMessage, bool, error) {
 			doc := parseDocument(current)
 			if tok, ok := m.usable(doc, slot, failed); ok {
 				token, outcome = tok, "reused"
+				m.remember(rowKey(kind, id), tok, doc, slot)
 				return nil, false, nil
 			}
 			tok, set, err := fetch(ctx, doc)
@@ -75,6 +75,7 @@ func (m *Manager) refresh(ctx context.Context, kind string, id int64, slot token
 				return nil, false, err
 			}
 			token, outcome = tok, "ok"
+			m.remember(rowKey(kind, id), tok, parseDocument(next), slot)
 			return next, true, nil
 		})
 		if err != nil {
