@@ -207,9 +207,10 @@ type Store interface {
 // payloads are stored (PostgreSQL LISTEN/NOTIFY). InsertPayloads already
 // notifies in its transaction; Listen blocks on a dedicated connection
 // and calls fn with each notified mailbox name until ctx ends, then
-// returns ctx.Err(). When the connection is lost, Listen reconnects with
-// backoff and then calls fn("") once: wakes may have been missed, so the
-// caller should look at every mailbox.
+// returns ctx.Err(). fn runs on the listening goroutine and must not
+// block. When the connection is lost, Listen reconnects with backoff and
+// then calls fn("") once: wakes may have been missed, so the caller should
+// look at every mailbox.
 type Waker interface {
 	Listen(ctx context.Context, fn func(mailbox string)) error
 }
