@@ -51,6 +51,9 @@ const pgDeadLetterColumns = `id, mailbox_name, coalesce(provider, ''), destinati
 
 // DeadLetters implements Store.
 func (p *Postgres) DeadLetters(ctx context.Context, limit int, after int64) ([]DeadLetter, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
 	rows, err := p.pool.Query(ctx, `SELECT `+pgDeadLetterColumns+` FROM silo_dead_letter
 		WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
 	if err != nil {
@@ -122,6 +125,9 @@ func (p *Postgres) RetryMailbox(ctx context.Context, mailbox string, now time.Ti
 // PurgeDeadLetters implements Store. Rows another purger is deleting are
 // skipped rather than waited for.
 func (p *Postgres) PurgeDeadLetters(ctx context.Context, before time.Time, batch int) (int, error) {
+	if batch <= 0 {
+		return 0, nil
+	}
 	tag, err := p.pool.Exec(ctx, `DELETE FROM silo_dead_letter WHERE id IN (
 		SELECT id FROM silo_dead_letter WHERE dead_at < $1 ORDER BY dead_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
 		before, batch)

@@ -137,6 +137,9 @@ func (p *Postgres) ReleaseMailbox(ctx context.Context, mailbox, owner string) er
 
 // NextPayloads implements Store.
 func (p *Postgres) NextPayloads(ctx context.Context, mailbox string, afterID int64, now time.Time, dueOnly bool, limit int) ([]Payload, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
 	rows, err := p.pool.Query(ctx, `SELECT `+pgPayloadColumns+` FROM silo_webhook_payload
 		WHERE mailbox_name = $1 AND id > $2 AND (NOT $3 OR schedule_for <= $4)
 		ORDER BY id LIMIT $5`, mailbox, afterID, dueOnly, now, limit)

@@ -37,6 +37,9 @@ const sqliteDeadLetterColumns = sqlitePayloadColumns + `, reason, dead_at`
 
 // DeadLetters implements Store.
 func (s *SQLite) DeadLetters(ctx context.Context, limit int, after int64) ([]DeadLetter, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
 	rows, err := s.reader.QueryContext(ctx, `SELECT `+sqliteDeadLetterColumns+` FROM silo_dead_letter
 		WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
 	if err != nil {
@@ -104,6 +107,9 @@ func (s *SQLite) RetryMailbox(ctx context.Context, mailbox string, now time.Time
 
 // PurgeDeadLetters implements Store.
 func (s *SQLite) PurgeDeadLetters(ctx context.Context, before time.Time, batch int) (int, error) {
+	if batch <= 0 {
+		return 0, nil
+	}
 	n, err := s.exec(ctx, "sqlite purge dead letters", `DELETE FROM silo_dead_letter WHERE id IN (
 		SELECT id FROM silo_dead_letter WHERE dead_at < ? ORDER BY dead_at LIMIT ?)`, micros(before), batch)
 	return int(n), err

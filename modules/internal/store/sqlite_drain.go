@@ -135,6 +135,9 @@ func (s *SQLite) ReleaseMailbox(ctx context.Context, mailbox, owner string) erro
 
 // NextPayloads implements Store.
 func (s *SQLite) NextPayloads(ctx context.Context, mailbox string, afterID int64, now time.Time, dueOnly bool, limit int) ([]Payload, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
 	rows, err := s.reader.QueryContext(ctx, `SELECT `+sqlitePayloadColumns+` FROM silo_webhook_payload
 		WHERE mailbox_name = ?1 AND id > ?2 AND (NOT ?3 OR schedule_for <= ?4)
 		ORDER BY id LIMIT ?5`, mailbox, afterID, dueOnly, micros(now), limit)
