@@ -2,7 +2,9 @@ package credentials
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -146,6 +148,43 @@ func TestGitHubExpiredTokenIsRefreshedAndPersisted(t *testing.T) {
 	}
 	if req2.Header.Get("Authorization") != "Bearer ghs_new1" || ts.calls.Load() != 1 {
 		t.Fatalf("second request: %q after %d refreshes", req2.Header.Get("Authorization"), ts.calls.Load())
+	}
+}
+
+// GitHub Enterprise signs with the installation's own app id and key and
+// names the installation by metadata.installation_id.
+func TestGitHubEnterpriseInstallation(t *testing.T) {
+	gheKey := rsaKey(t)
+	var iss atomic.Value
+	ts := newTokenServer(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		if r.URL.Path != "/api/v3/app/installations/77/access_tokens" {
+			http.NotFound(w, r)
+			return
+		}
+		tok, err := jwt.Parse(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), func(*jwt.Token) (any, error) { return &gheKey.PublicKey, nil },
+			jwt.WithTimeFunc(func() time.Time { return now }))
+		if err != nil {
+			w.WriteHeader(401)
+			return
+		}
+		i, _ := tok.Claims.GetIssuer()
+		iss.Store(i)
+		w.WriteHeader(201)
+		fmt.Fprintf(w, `{"token":"ghe_%d","expires_at":"%s"}`, n, now.Add(time.Hour).Format(time.RFC3339))
+	})
+	der := x509.MarshalPKCS1PrivateKey(gheKey)
+	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: der}))
+	mdBytes, _ := json.Marshal(map[string]any{"installation_id": "77", "installation": map[string]any{"id": 9001, "private_key": keyPEM, "url": "ghe.acme"}})
+	st := newMemStore()
+	st.metadata[8] = mdBytes
+	m := newManager(st, Config{HTTPClient: ts.Client()}) // no configured app: the installation's own
+	tgt := Target{Integration: directory.Integration{ID: 8, Provider: GitHubEnterprise, ExternalID: "ghe.acme:77", Metadata: mdBytes}, BaseURL: ts.URL + "/api/v3"}
+	req := outbound(t, ts.URL+"/api/v3/repos/o/r")
+	if _, err := m.Authorize(context.Background(), tgt, req); err != nil {
+		t.Fatal(err)
+	}
+	if req.Header.Get("Authorization") != "Bearer ghe_1" || iss.Load() != "9001" {
+		t.Fatalf("Authorization %q, iss %v", req.Header.Get("Authorization"), iss.Load())
 	}
 }
 

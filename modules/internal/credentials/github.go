@@ -99,14 +99,15 @@ func (m *Manager) githubJWT(t Target) (string, error) {
 // POST {base}/app/installations/{external_id}/access_tokens.
 func (m *Manager) githubInstallationToken(ctx context.Context, t Target) (string, map[string]any, error) {
 	provider := t.Integration.Provider
-	if t.Integration.ExternalID == "" {
-		return "", nil, fmt.Errorf("%w: integration has no external id", ErrInvalid)
+	installation := githubInstallationID(t)
+	if installation == "" {
+		return "", nil, fmt.Errorf("%w: integration has no installation id", ErrInvalid)
 	}
 	jwt, err := m.githubJWT(t)
 	if err != nil {
 		return "", nil, err
 	}
-	endpoint := strings.TrimRight(t.BaseURL, "/") + "/app/installations/" + url.PathEscape(t.Integration.ExternalID) + "/access_tokens"
+	endpoint := strings.TrimRight(t.BaseURL, "/") + "/app/installations/" + url.PathEscape(installation) + "/access_tokens"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, nil)
 	if err != nil {
 		return "", nil, &RefreshError{Provider: provider, Err: errors.New("bad token endpoint")}
@@ -134,6 +135,27 @@ func (m *Manager) githubInstallationToken(ctx context.Context, t Target) (string
 		exp = m.cfg.Now().Add(time.Hour)
 	}
 	return out.Token, map[string]any{"expires_at": naiveUTC(exp)}, nil
+}
+
+// githubInstallationID is where Sentry keeps the installation: the
+// external id for GitHub; metadata.installation_id for GitHub Enterprise,
+// whose external id is "<domain>:<installation id>".
+func githubInstallationID(t Target) string {
+	if t.Integration.Provider != GitHubEnterprise {
+		return t.Integration.ExternalID
+	}
+	var md struct {
+		InstallationID json.RawMessage `json:"installation_id"`
+	}
+	if json.Unmarshal(t.Integration.Metadata, &md) == nil {
+		if id := strings.Trim(string(md.InstallationID), `"`); id != "" && id != "null" {
+			return id
+		}
+	}
+	if i := strings.LastIndexByte(t.Integration.ExternalID, ':'); i >= 0 {
+		return t.Integration.ExternalID[i+1:]
+	}
+	return t.Integration.ExternalID
 }
 
 // scrubURLError keeps what went wrong with a token call but drops the
