@@ -16,6 +16,7 @@ import (
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/credentials"
 	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
+	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 	"github.com/sentrysilo/caddy-silo/modules/subnet"
 )
 
@@ -297,6 +298,9 @@ func (p *proxy) credentialError(w http.ResponseWriter, provider string, ct crede
 		p.fail(w, http.StatusBadRequest, provider, "credentials_invalid")
 	case errors.Is(err, context.Canceled):
 		p.fail(w, 499, provider, "canceled")
+	case errors.Is(err, store.ErrUnavailable):
+		p.logger.Error("integration proxy: token store unavailable", fields...)
+		p.fail(w, http.StatusServiceUnavailable, provider, "store_unavailable")
 	default:
 		p.logger.Error("integration proxy: token refresh failed", fields...)
 		p.fail(w, http.StatusBadGateway, provider, "refresh_failed")

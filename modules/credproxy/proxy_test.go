@@ -1,6 +1,7 @@
 package credproxy
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/credentials"
 	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
+	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 	"github.com/sentrysilo/caddy-silo/modules/subnet"
 )
 
@@ -433,5 +435,32 @@ func TestRefreshFailure(t *testing.T) {
 		if strings.Contains(logs, secret) {
 			t.Fatalf("log leaks %q:\n%s", secret, logs)
 		}
+	}
+}
+
+// failingStore fails every read as an unreachable database does.
+type failingStore struct{ *memLookups }
+
+func (failingStore) IntegrationByID(context.Context, int64) (directory.Integration, error) {
+	return directory.Integration{}, fmt.Errorf("sqlite integration: %w: disk I/O error", store.ErrUnavailable)
+}
+
+// A database that cannot be reached is the proxy's failure (503), for
+// the directory lookups and for the token read alike; nothing goes out.
+func TestStoreUnavailable(t *testing.T) {
+	tp := newThirdParty(t)
+	f := newFixture(t, credentials.Config{})
+	f.store.add(10, slackIntegration(5))
+	f.proxy.lookups = func() Lookups { return failingStore{f.store} }
+	assertFailure(t, f.do(t, call{base: tp.URL + "/api", path: "x", oi: "10"}), http.StatusServiceUnavailable)
+
+	g := newFixture(t, credentials.Config{})
+	g.store.add(10, slackIntegration(5))
+	g.proxy.creds = credentials.New(credentials.Config{}, func() credentials.Store { return failingStore{g.store} })
+	assertFailure(t, g.do(t, call{base: tp.URL + "/api", path: "x", oi: "10"}), http.StatusServiceUnavailable)
+	f.proxy.lookups = func() Lookups { return nil }
+	assertFailure(t, f.do(t, call{base: tp.URL + "/api", path: "x", oi: "10"}), http.StatusServiceUnavailable)
+	if tp.count() != 0 {
+		t.Fatal("a call went out without its integration")
 	}
 }
