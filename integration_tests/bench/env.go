@@ -39,6 +39,9 @@ type Env struct {
 // Binary builds ./cmd/caddy once and returns its path.
 func (e *Env) Binary() (string, error) {
 	e.buildOnce.Do(func() {
+		if e.bin != "" {
+			return
+		}
 		root, err := moduleRoot()
 		if err != nil {
 			e.buildErr = err
@@ -83,6 +86,10 @@ func (e *Env) Close() {
 	e.mu.Unlock()
 	for _, i := range inst {
 		i.Stop()
+		// A -race binary (-binary) reports here.
+		if logs := i.Logs(); strings.Contains(logs, "WARNING: DATA RACE") || strings.Contains(logs, "panic:") {
+			fmt.Fprintf(os.Stderr, "bench: the caddy process reported a data race or panic:\n%s\n", logs)
+		}
 	}
 	if tmp != "" {
 		os.RemoveAll(tmp)
