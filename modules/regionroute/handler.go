@@ -50,8 +50,9 @@ const (
 // It sets the placeholder {http.sentry.region} to the region a request
 // was sent to.
 type Handler struct {
-	// ReadTimeout is how long a region has to start answering, and the
-	// longest stall while streaming its answer [60s].
+	// ReadTimeout is how long a region has to start answering once the
+	// request is sent [60s]. A body stream that stalls for ReadTimeout
+	// plus 30s (the idle-connection margin, see proxyConfig) is cut.
 	ReadTimeout caddy.Duration `json:"read_timeout,omitempty"`
 	// UploadTimeout replaces ReadTimeout on the upload routes [90s].
 	UploadTimeout caddy.Duration `json:"upload_timeout,omitempty"`
