@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,6 +48,22 @@ type relRegion struct {
 	gateway  atomic.Int64
 	delay    atomic.Int64
 	rejected atomic.Int64 // deliveries without a marker
+	open     atomic.Int64 // connections open from the binary
+	conns    sync.Map     // net.Conn → *atomic.Value holding the last request kind
+}
+
+type relConnKey struct{}
+
+// openConnections counts the binary's open connections to the region by
+// what they last carried: "gateway", "delivery" or "" (nothing yet).
+func (r *relRegion) openConnections() map[string]int {
+	out := map[string]int{}
+	r.conns.Range(func(_, v any) bool {
+		kind, _ := v.(*atomic.Value).Load().(string)
+		out[kind]++
+		return true
+	})
+	return out
 }
 
 func newRelRegion(t *testing.T, name string, up bool) *relRegion {
@@ -71,11 +88,18 @@ func (r *relRegion) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if d := r.delay.Load(); d > 0 {
 		time.Sleep(time.Duration(d))
 	}
+	kind, _ := req.Context().Value(relConnKey{}).(*atomic.Value)
 	if strings.HasPrefix(req.URL.Path, "/api/") {
+		if kind != nil {
+			kind.Store("gateway")
+		}
 		r.gateway.Add(1)
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"region":%q}`, r.name)
 		return
+	}
+	if kind != nil {
+		kind.Store("delivery")
 	}
 	marker := req.Header.Get("X-Request-Uuid")
 	if marker == "" {
@@ -105,7 +129,21 @@ func (r *relRegion) up(t *testing.T) {
 	if err != nil {
 		t.Fatalf("region %s cannot listen on %s: %v", r.name, r.addr, err)
 	}
-	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, ConnState: func(c net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			r.open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			r.open.Add(-1)
+			r.conns.Delete(c)
+		}
+	}, ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+		// ConnContext runs before the StateNew hook.
+		v := new(atomic.Value)
+		v.Store("")
+		r.conns.Store(c, v)
+		return context.WithValue(ctx, relConnKey{}, v)
+	}}
 	r.mu.Lock()
 	r.srv = srv
 	r.mu.Unlock()
@@ -120,6 +158,8 @@ func (r *relRegion) down() {
 	r.mu.Unlock()
 	if srv != nil {
 		_ = srv.Close()
+		r.open.Store(0)
+		r.conns.Clear()
 	}
 }
 
@@ -508,6 +548,31 @@ func relGoroutines(t *testing.T, c *harness.Caddy) (int, string) {
 		t.Fatalf("goroutine profile: %q", line)
 	}
 	return n, string(body)
+}
+
+// relIdleClientGoroutines counts, in a debug=1 goroutine profile, the
+// goroutines of plain net/http client connections (persistConn read and
+// write loops outside reverse_proxy): the drainer's keep-alive connections
+// to the regions.
+func relIdleClientGoroutines(profile string) int {
+	n := 0
+	for _, block := range strings.Split(profile, "\n\n") {
+		head, _, _ := strings.Cut(strings.TrimSpace(block), " @ ")
+		count, err := strconv.Atoi(head)
+		if err != nil {
+			continue
+		}
+		if strings.Contains(block, "net/http.(*persistConn)") && !strings.Contains(block, "reverseproxy") {
+			n += count
+		}
+	}
+	return n
+}
+
+// relConnectionReset reports an error of a request whose connection was
+// reset or closed before any answer came.
+func relConnectionReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // rawExchange writes raw bytes to addr, half-closes the connection when
