@@ -131,7 +131,7 @@ func (n *countingNext) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func newFixture(t *testing.T, regions map[string]string) *fixture {
+func newFixture(t testing.TB, regions map[string]string) *fixture {
 	t.Helper()
 	src := &fakeSource{
 		orgs: map[int64]directory.Organization{
@@ -166,7 +166,12 @@ func newFixture(t *testing.T, regions map[string]string) *fixture {
 		KnownRegion: func(n string) bool { _, ok := urls[n]; return ok },
 	}
 	h.bucketer = mailbox.NewBucketer(3000, nil)
-	h.batcher = mailbox.NewBatcher(st.InsertPayloads, mailbox.BatcherOptions{OnCommit: func(m []string) { f.woken <- m }})
+	h.batcher = mailbox.NewBatcher(st.InsertPayloads, mailbox.BatcherOptions{OnCommit: func(m []string) {
+		select {
+		case f.woken <- m:
+		default:
+		}
+	}})
 	h.proxy = newRegionProxy(func(n string) (*url.URL, bool) { u, ok := urls[n]; return u, ok })
 	t.Cleanup(func() { _ = h.Cleanup() })
 	f.h = h
@@ -424,7 +429,7 @@ func TestConcurrentCaptures(t *testing.T) {
 }
 
 func BenchmarkCaptureGitHub(b *testing.B) {
-	f := newFixture(&testing.T{}, nil)
+	f := newFixture(b, nil)
 	body := []byte(`{"installation":{"id":555},"repository":{"id":1}}`)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
