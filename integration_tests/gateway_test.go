@@ -705,6 +705,14 @@ func TestGatewayReload(t *testing.T) {
 	if _, body := g.get(t, "/api/0/organizations/beta/"); string(body) != "hello from de" {
 		t.Fatalf("before reload: %q", body)
 	}
+	// Trip flaky's breaker (default 16 failures): it stays open through
+	// the reload below, which does not change the breaker's settings.
+	g.flaky.respond(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadGateway) })
+	for i := range 17 {
+		if resp, _ := g.get(t, "/api/0/organizations/flaky-org/"); resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("failure %d: %d", i+1, resp.StatusCode)
+		}
+	}
 	cfg, err := os.ReadFile(filepath.Join(g.c.Dir, "Caddyfile"))
 	if err != nil {
 		t.Fatal(err)
@@ -716,6 +724,12 @@ func TestGatewayReload(t *testing.T) {
 	}
 	if _, body := g.get(t, "/api/0/teams/beta/x/"); string(body) != "hello from de" {
 		t.Fatalf("teams after reload: %q", body)
+	}
+	seen := len(g.flaky.requests())
+	resp, body := g.get(t, "/api/0/teams/flaky-org/x/")
+	wantAPIError(t, resp, body, 503, "Downstream service unavailable")
+	if n := len(g.flaky.requests()); n != seen {
+		t.Fatal("the breaker closed across the reload")
 	}
 	err = g.c.TryReload(strings.Replace(string(cfg), "sentry_region_route {\n", "sentry_region_route {\n\t\tbogus 1\n", 1))
 	if err == nil || !strings.Contains(err.Error(), `unknown subdirective`) || !strings.Contains(err.Error(), "bogus") {

@@ -172,7 +172,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return err
 		}
-		h.regions[name] = reg
+		h.regions[name] = reg // before anything can fail, so Cleanup releases it
 	}
 	return nil
 }
@@ -211,9 +211,18 @@ func checkExtraPattern(p string) error {
 	return nil
 }
 
-// Cleanup has nothing to release: ctx cleans up the reverse_proxy
-// handlers it loaded.
-func (h *Handler) Cleanup() error { return nil }
+// Cleanup releases the regions' shared limiters and breakers; ctx cleans
+// up the reverse_proxy handlers it loaded. Safe after a failed Provision
+// and when called twice.
+func (h *Handler) Cleanup() error {
+	for _, r := range h.regions {
+		if r.stateKey != "" {
+			_, _ = regionStates.Delete(r.stateKey)
+			r.stateKey = ""
+		}
+	}
+	return nil
+}
 
 // ServeHTTP routes one request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
@@ -172,10 +173,8 @@ func testHandler(t testing.TB, proxies map[string]*fakeProxy) *Handler {
 		logger: zap.NewNop(),
 	}
 	for name, p := range proxies {
-		r := &region{name: name, host: name + ".internal", base: "http://" + name + ".internal", proxy: p, upload: p, m: m.series(name)}
-		r.limit.max = 2
-		r.breaker.max = 1
-		r.breaker.window = int64(60e9)
+		r := &region{name: name, host: name + ".internal", base: "http://" + name + ".internal", proxy: p, upload: p, m: m.series(name),
+			limit: &limiter{max: 2}, breaker: &breaker{max: 1, window: int64(60e9)}}
 		h.regions[name] = r
 	}
 	return h
@@ -258,6 +257,35 @@ func TestServeHTTPFailures(t *testing.T) {
 	if rec.Code != 429 || rec.Body.String() != `{"error":"apigateway","detail":"Too many requests"}` || de.seen != nil {
 		t.Fatalf("cap: %d %s", rec.Code, rec.Body)
 	}
+}
+
+func TestRegionStateShared(t *testing.T) {
+	key := stateKey("de", "http://de.internal", 2, 1, time.Minute)
+	a, err := acquireState(key, 2, 1, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := acquireState(key, 2, 1, time.Minute)
+	if a != b {
+		t.Fatal("two acquisitions of one key gave two states")
+	}
+	other, _ := acquireState(stateKey("de", "http://de.internal", 3, 1, time.Minute), 3, 1, time.Minute)
+	if other == a {
+		t.Fatal("a changed max_concurrency shares the old state")
+	}
+	// Cleanup releases once per region and is idempotent.
+	h := &Handler{regions: map[string]*region{"de": {stateKey: key}}}
+	h.Cleanup()
+	h.Cleanup()
+	if n, _ := regionStates.References(key); n != 1 {
+		t.Fatalf("%d references left, want 1", n)
+	}
+	regionStates.Delete(key)
+	regionStates.Delete(stateKey("de", "http://de.internal", 3, 1, time.Minute))
+	if n, ok := regionStates.References(key); ok {
+		t.Fatalf("%d references left", n)
+	}
+	(&Handler{}).Cleanup() // nil-safe
 }
 
 // The request is given back as the client sent it, for the access log.

@@ -12,8 +12,8 @@ import (
 )
 
 // region is everything the gateway keeps per region: two reverse_proxy
-// handlers (normal and upload timeouts), its own concurrency cap and
-// breaker, and its metric series. Regions share nothing, so one region's
+// handlers (normal and upload timeouts), its concurrency cap and breaker
+// (shared through regionStates), and its metric series. Regions share nothing, so one region's
 // trouble never slows another.
 type region struct {
 	name string
@@ -24,9 +24,12 @@ type region struct {
 	base    string
 	proxy   caddyhttp.MiddlewareHandler
 	upload  caddyhttp.MiddlewareHandler
-	limit   limiter
-	breaker breaker
+	limit   *limiter
+	breaker *breaker
 	m       *series
+	// stateKey names the shared limiter and breaker in regionStates;
+	// empty when none was acquired.
+	stateKey string
 }
 
 // Connection settings that are not configurable: apigw's client uses a
@@ -126,8 +129,11 @@ func newRegion(ctx caddy.Context, name string, u *url.URL, read, upload time.Dur
 	if r.upload, err = load(upload); err != nil {
 		return nil, fmt.Errorf("region %s: %w", name, err)
 	}
-	r.limit.max = int64(maxConcurrency)
-	r.breaker.max = int64(failures)
-	r.breaker.window = int64(window)
+	r.stateKey = stateKey(name, r.base, maxConcurrency, failures, window)
+	st, err := acquireState(r.stateKey, maxConcurrency, failures, window)
+	if err != nil {
+		return nil, err
+	}
+	r.limit, r.breaker = &st.limit, &st.breaker
 	return r, nil
 }
