@@ -61,7 +61,7 @@ func testDeliversInOrder(t *testing.T, newStore storeFactory) {
 	f := newFixture(t, newStore(t))
 	f.insert("jira", "us", "1", 3)
 	f.run(f.newDrainer(f.fastConfig()))
-	waitFor(t, "3 deliveries", 5*time.Second, func() bool { return f.pending() == 0 })
+	waitFor(t, "3 deliveries", 30*time.Second, func() bool { return f.pending() == 0 })
 	if got, want := f.us.bodies(), []string{"1#0", "1#1", "1#2"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("delivered %v, want %v", got, want)
 	}
@@ -85,7 +85,7 @@ func testStrictStopsAtFailure(t *testing.T, newStore storeFactory) {
 	start := f.now()
 	f.run(f.newDrainer(f.fastConfig()))
 	name := mailboxName("jira", "us", "1")
-	waitFor(t, "head rescheduled", 5*time.Second, func() bool {
+	waitFor(t, "head rescheduled", 30*time.Second, func() bool {
 		p, ok := f.payload(name, ids[0])
 		return ok && p.Attempts == 1
 	})
@@ -117,7 +117,7 @@ func testSkipOnFailure(t *testing.T, newStore storeFactory) {
 	})
 	ids := f.insert("github", "us", "1", 3)
 	f.run(f.newDrainer(f.fastConfig()))
-	waitFor(t, "rows 2-3 delivered", 5*time.Second, func() bool { return f.pending() == 1 })
+	waitFor(t, "rows 2-3 delivered", 30*time.Second, func() bool { return f.pending() == 1 })
 	p, ok := f.payload(mailboxName("github", "us", "1"), ids[0])
 	if !ok || p.Attempts != 1 {
 		t.Fatalf("row 1 = %+v, %v; want rescheduled with 1 attempt", p, ok)
@@ -142,7 +142,7 @@ func testTerminalStatuses(t *testing.T, newStore storeFactory) {
 			})
 			ids := f.insert("jira", "us", "1", 2)
 			f.run(f.newDrainer(f.fastConfig()))
-			waitFor(t, "mailbox empty", 5*time.Second, func() bool { return f.pending() == 0 })
+			waitFor(t, "mailbox empty", 30*time.Second, func() bool { return f.pending() == 0 })
 			time.Sleep(60 * time.Millisecond)
 			dls := f.deadLetters()
 			if len(dls) != 1 || dls[0].ID != ids[0] || dls[0].Reason != fmt.Sprintf("dropped_%d", code) || dls[0].LastStatus != code {
@@ -194,7 +194,7 @@ func testRetryableFailures(t *testing.T, newStore storeFactory) {
 			cfg.BreakerFailures = 1000
 			f.run(f.newDrainer(cfg))
 			name := mailboxName("jira", "us", "1")
-			waitFor(t, "failure recorded", 5*time.Second, func() bool {
+			waitFor(t, "failure recorded", 30*time.Second, func() bool {
 				p, ok := f.payload(name, ids[0])
 				return ok && (p.LastStatus != 0 || p.LastError != "")
 			})
@@ -229,7 +229,7 @@ func testAttemptsExceeded(t *testing.T, newStore storeFactory) {
 	}
 	f.us.status(500) // the row with an attempt left fails its tenth
 	f.run(f.newDrainer(f.fastConfig()))
-	waitFor(t, "both dead-lettered", 5*time.Second, func() bool { return len(f.deadLetters()) == 2 })
+	waitFor(t, "both dead-lettered", 30*time.Second, func() bool { return len(f.deadLetters()) == 2 })
 	dls := f.deadLetters()
 	for i, dl := range dls {
 		if dl.Reason != store.ReasonAttemptsExceeded || dl.LastStatus != 500 {
@@ -248,7 +248,7 @@ func testMaxAge(t *testing.T, newStore storeFactory) {
 	f.insert("jira", "us", "1", 1)
 	f.offset.Store(int64(73 * time.Hour))
 	f.run(f.newDrainer(f.fastConfig()))
-	waitFor(t, "dead-lettered", 5*time.Second, func() bool { return len(f.deadLetters()) == 1 })
+	waitFor(t, "dead-lettered", 30*time.Second, func() bool { return len(f.deadLetters()) == 1 })
 	if dl := f.deadLetters()[0]; dl.Reason != store.ReasonMaxAge {
 		t.Fatalf("reason %q", dl.Reason)
 	}
@@ -265,7 +265,7 @@ func testClaimSizeTurns(t *testing.T, newStore storeFactory) {
 	cfg := f.fastConfig()
 	cfg.ClaimSize = 60
 	f.run(f.newDrainer(cfg))
-	waitFor(t, "250 deliveries", 10*time.Second, func() bool { return f.pending() == 0 })
+	waitFor(t, "250 deliveries", 60*time.Second, func() bool { return f.pending() == 0 })
 	got := f.us.bodies()
 	if len(got) != 250 {
 		t.Fatalf("delivered %d", len(got))
@@ -303,7 +303,7 @@ func testReplayFidelity(t *testing.T, newStore storeFactory) {
 		t.Fatal(err)
 	}
 	f.run(f.newDrainer(f.fastConfig()))
-	waitFor(t, "delivery", 5*time.Second, func() bool { return f.pending() == 0 })
+	waitFor(t, "delivery", 30*time.Second, func() bool { return f.pending() == 0 })
 	r := f.us.requests()[0]
 	if r.Method != "POST" || r.URI != p.Path || !bytes.Equal(r.Body, body) {
 		t.Fatalf("got %s %s %q", r.Method, r.URI, r.Body)
@@ -327,9 +327,9 @@ func testRegionsIndependent(t *testing.T, newStore storeFactory) {
 	f.insert("jira", "de", "1", 2)
 	f.insert("jira", "us", "1", 2)
 	f.run(f.newDrainer(f.fastConfig()))
-	waitFor(t, "us delivered", 5*time.Second, func() bool { return len(f.us.requests()) == 2 })
-	waitFor(t, "de attempted", 5*time.Second, func() bool { return len(f.de.requests()) == 1 })
-	waitFor(t, "only the 2 de rows pending", 5*time.Second, func() bool { return f.pending() == 2 })
+	waitFor(t, "us delivered", 30*time.Second, func() bool { return len(f.us.requests()) == 2 })
+	waitFor(t, "de attempted", 30*time.Second, func() bool { return len(f.de.requests()) == 1 })
+	waitFor(t, "only the 2 de rows pending", 30*time.Second, func() bool { return f.pending() == 2 })
 	time.Sleep(50 * time.Millisecond)
 	if n := len(f.de.requests()); n != 1 {
 		t.Fatalf("de saw %d requests: the strict mailbox went past its failed head", n)
@@ -364,7 +364,7 @@ func testRetryAfter(t *testing.T, newStore storeFactory) {
 			cfg.BreakerFailures = 1000
 			f.run(f.newDrainer(cfg))
 			name := mailboxName("jira", "us", "1")
-			waitFor(t, "failure recorded", 5*time.Second, func() bool {
+			waitFor(t, "failure recorded", 30*time.Second, func() bool {
 				p, ok := f.payload(name, ids[0])
 				return ok && p.LastStatus == tc.status
 			})
@@ -404,9 +404,9 @@ func testBreakerSpendsNothing(t *testing.T, newStore storeFactory) {
 			cfg.MaxAttempts = 2 // would dead-letter quickly if attempts were spent
 			d := f.newDrainer(cfg)
 			f.run(d)
-			waitFor(t, "breaker open", 5*time.Second, func() bool { return d.BreakerOpen("de") })
-			waitFor(t, "probes", 5*time.Second, func() bool { return f.de.probeCount() >= 3 })
-			waitFor(t, "us delivered meanwhile", 5*time.Second, func() bool { return len(f.us.requests()) == 3 })
+			waitFor(t, "breaker open", 30*time.Second, func() bool { return d.BreakerOpen("de") })
+			waitFor(t, "probes", 30*time.Second, func() bool { return f.de.probeCount() >= 3 })
+			waitFor(t, "us delivered meanwhile", 30*time.Second, func() bool { return len(f.us.requests()) == 3 })
 			sent := len(f.de.requests())
 			time.Sleep(150 * time.Millisecond)
 			if n := len(f.de.requests()); n != sent {
@@ -425,7 +425,7 @@ func testBreakerSpendsNothing(t *testing.T, newStore storeFactory) {
 				t.Fatalf("%d dead letters", n)
 			}
 			f.de.set(nil)
-			waitFor(t, "breaker closed and backlog delivered", 10*time.Second, func() bool { return f.pending() == 0 })
+			waitFor(t, "breaker closed and backlog delivered", 60*time.Second, func() bool { return f.pending() == 0 })
 			if d.BreakerOpen("de") {
 				t.Fatal("breaker still open")
 			}
@@ -492,7 +492,7 @@ func testPoisonTimeoutIsCharged(t *testing.T, newStore storeFactory) {
 		}
 	}()
 	defer func() { close(stopTraffic); wg.Wait() }()
-	waitFor(t, "poison dead-lettered", 10*time.Second, func() bool { return len(f.deadLetters()) == 1 })
+	waitFor(t, "poison dead-lettered", 60*time.Second, func() bool { return len(f.deadLetters()) == 1 })
 	if dl := f.deadLetters()[0]; dl.Reason != store.ReasonAttemptsExceeded || dl.LastError != "timeout" {
 		t.Fatalf("dead letter %+v", dl)
 	}
@@ -530,13 +530,13 @@ func testCallbacks(t *testing.T, newStore storeFactory) {
 				t.Fatal(err)
 			}
 			f.run(f.newDrainer(f.fastConfig()))
-			waitFor(t, "callback posted", 5*time.Second, func() bool { return len(hook.requests()) >= 1 })
+			waitFor(t, "callback posted", 30*time.Second, func() bool { return len(hook.requests()) >= 1 })
 			got := hook.requests()[0]
 			if got.Method != "POST" || got.URI != "/hooks/abc" || string(got.Body) != tc.wantPosted || got.Header.Get("Content-Type") != "application/json" {
 				t.Fatalf("callback %s %s %q %v", got.Method, got.URI, got.Body, got.Header)
 			}
 			if tc.wantPending {
-				waitFor(t, "retry recorded", 5*time.Second, func() bool {
+				waitFor(t, "retry recorded", 30*time.Second, func() bool {
 					p, ok := f.payload(np.MailboxName, res[0].ID)
 					return ok && p.Attempts == 1
 				})
@@ -545,7 +545,7 @@ func testCallbacks(t *testing.T, newStore storeFactory) {
 					t.Fatalf("row %+v", p)
 				}
 			} else {
-				waitFor(t, "row deleted", 5*time.Second, func() bool { return f.pending() == 0 })
+				waitFor(t, "row deleted", 30*time.Second, func() bool { return f.pending() == 0 })
 			}
 		})
 	}
@@ -584,7 +584,7 @@ func testStopIsBounded(t *testing.T, newStore storeFactory) {
 	// The lease was released: a new drainer takes over at once.
 	f.us.set(nil)
 	f.run(f.newDrainer(f.fastConfig()))
-	waitFor(t, "delivered after restart", 5*time.Second, func() bool { return f.pending() == 0 })
+	waitFor(t, "delivered after restart", 30*time.Second, func() bool { return f.pending() == 0 })
 }
 
 // A drainer killed mid-drain (its leases left to lapse) and a fresh one
@@ -603,13 +603,13 @@ func testKilledThenRestarted(t *testing.T, newStore storeFactory) {
 	cfg.Lease = 300 * time.Millisecond
 	cfg.StopGrace = time.Millisecond
 	stop := f.run(f.newDrainer(cfg))
-	waitFor(t, "some deliveries", 5*time.Second, func() bool { return len(f.us.requests()) >= 50 })
+	waitFor(t, "some deliveries", 30*time.Second, func() bool { return len(f.us.requests()) >= 50 })
 	stop()
 	if f.pending() == 0 {
 		t.Fatal("drained before the kill; make the region slower")
 	}
 	f.run(f.newDrainer(cfg))
-	waitFor(t, "all delivered", 15*time.Second, func() bool { return f.pending() == 0 })
+	waitFor(t, "all delivered", 60*time.Second, func() bool { return f.pending() == 0 })
 	firsts := map[string]bool{}
 	last := map[string]int{}
 	for _, b := range f.us.bodies() {
@@ -630,11 +630,12 @@ func testKilledThenRestarted(t *testing.T, newStore storeFactory) {
 // Two drainers on one store: each payload is delivered exactly once and in
 // order within its mailbox.
 func testTwoDrainersExclusive(t *testing.T, newStore storeFactory) {
+	st := newStore(t)
 	boxes, per := 100, 20
-	if testing.Short() {
-		boxes = 20
+	if testing.Short() || st.Engine() == "sqlite" {
+		boxes = 20 // one writer: keep it quick under -race too
 	}
-	exclusiveRun(t, newStore(t), boxes, per)
+	exclusiveRun(t, st, boxes, per)
 }
 
 func exclusiveRun(t *testing.T, st store.Store, boxes, per int) {
@@ -663,10 +664,16 @@ func exclusiveRun(t *testing.T, st store.Store, boxes, per int) {
 	// Insert in rounds so both drainers are busy while captures arrive.
 	cfg := f.fastConfig()
 	cfg.Workers = 16
-	// Exactly once holds while leases can be renewed; on a loaded
-	// machine a 2s lease can lapse behind a busy SQLite writer, which is
-	// at-least-once territory (testKilledThenRestarted).
-	cfg.Lease = 10 * time.Second
+	// Exactly once holds while the store answers within the lease; on a
+	// loaded machine (or under -race) a short lease can lapse behind a
+	// busy SQLite writer, which is at-least-once territory
+	// (testKilledThenRestarted).
+	cfg.Lease = 30 * time.Second
+	if st.Engine() == "sqlite" {
+		// One writer: 32 workers only queue behind it (and SQLite is
+		// the one-instance engine anyway).
+		cfg.Workers = 4
+	}
 	a, b := f.newDrainer(cfg), f.newDrainer(cfg)
 	f.run(a)
 	f.run(b)
@@ -690,7 +697,7 @@ func exclusiveRun(t *testing.T, st store.Store, boxes, per int) {
 		defer mu.Unlock()
 		return len(seen) == boxes*per
 	})
-	waitFor(t, "store empty", 10*time.Second, func() bool { return f.pending() == 0 })
+	waitFor(t, "store empty", 60*time.Second, func() bool { return f.pending() == 0 })
 	time.Sleep(50 * time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()
@@ -715,7 +722,7 @@ func testWakeLatency(t *testing.T, newStore storeFactory) {
 		t0 := time.Now()
 		f.insert("jira", "us", fmt.Sprint(i), 1)
 		d.Wake(mailboxName("jira", "us", fmt.Sprint(i)))
-		waitFor(t, "delivery", 5*time.Second, func() bool { return len(f.us.requests()) == i+1 })
+		waitFor(t, "delivery", 30*time.Second, func() bool { return len(f.us.requests()) == i+1 })
 		worst = max(worst, time.Since(t0))
 	}
 	if worst > 500*time.Millisecond {
@@ -738,7 +745,7 @@ func testPurgeDeadLetters(t *testing.T, newStore storeFactory) {
 	cfg := f.fastConfig()
 	cfg.PurgeInterval = 20 * time.Millisecond
 	f.run(f.newDrainer(cfg))
-	waitFor(t, "purge", 5*time.Second, func() bool { return len(f.deadLetters()) == 1 })
+	waitFor(t, "purge", 30*time.Second, func() bool { return len(f.deadLetters()) == 1 })
 	if dl := f.deadLetters()[0]; dl.ID != ids[1] {
 		t.Fatalf("kept %d", dl.ID)
 	}
@@ -750,7 +757,7 @@ func testGauges(t *testing.T, newStore storeFactory) {
 	f.de.status(500)
 	f.insert("jira", "de", "1", 3)
 	f.run(f.newDrainer(f.fastConfig()))
-	waitFor(t, "depth gauge", 5*time.Second, func() bool {
+	waitFor(t, "depth gauge", 30*time.Second, func() bool {
 		mfs, _ := f.reg.Gather()
 		for _, mf := range mfs {
 			if mf.GetName() == "caddy_sentry_mailbox_depth" {
