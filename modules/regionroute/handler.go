@@ -346,6 +346,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	origHost := r.Host
 	origProto, hadProto := r.Header["X-Forwarded-Proto"]
 	origFwdHost, hadFwdHost := r.Header["X-Forwarded-Host"]
+	origGW, hadGW := r.Header["X-Apigateway"]
 	r.Host = reg.host
 	r.Header["X-Apigateway"] = headerTrue
 	r.Header["X-Forwarded-Proto"] = nil
@@ -354,7 +355,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	}
 	defer func() {
 		r.Host = origHost
-		delete(r.Header, "X-Apigateway")
+		restore(r.Header, "X-Apigateway", origGW, hadGW)
 		restore(r.Header, "X-Forwarded-Proto", origProto, hadProto)
 		restore(r.Header, "X-Forwarded-Host", origFwdHost, hadFwdHost)
 	}()

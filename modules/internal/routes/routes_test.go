@@ -358,3 +358,19 @@ func TestRegionFromDSN(t *testing.T) {
 		}
 	}
 }
+
+func FuzzRegionFromDSN(f *testing.F) {
+	f.Add("https://k@o1.ingest.de.sentry.io/1", "sentry.io")
+	f.Add("https://k@o1.ingest.sentry.io/1", "sentry.io")
+	f.Add("http://[::1]:9000/1", "[::1]:9000")
+	f.Add("%", "")
+	f.Fuzz(func(t *testing.T, dsn, app string) {
+		name, def, err := RegionFromDSN(dsn, app)
+		if err != nil && (name != "" || def) {
+			t.Fatalf("error with a result: %q %v", name, def)
+		}
+		if def && name != "" {
+			t.Fatalf("default with a name %q", name)
+		}
+	})
+}
