@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -77,6 +78,7 @@ type Handler struct {
 	passAll    bool
 	none       *series // metrics of requests that reached no region
 	logger     *zap.Logger
+	dirErrLog  *atomic.Int64 // when a directory error was last logged
 }
 
 // BreakerConfig is the per-region failure window: more than Failures
@@ -99,6 +101,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // of reverse_proxy handlers per region. Offline and cheap.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.dirErrLog = new(atomic.Int64)
 	v, err := ctx.App("sentry_silo")
 	if err != nil {
 		return fmt.Errorf("loading the sentry_silo app: %w", err)
@@ -306,7 +309,12 @@ func (h *Handler) resolve(r *http.Request, m routes.Match) (*region, outcome, *a
 		case errors.Is(err, context.Canceled):
 			return nil, outcomeCanceled, nil
 		default:
-			h.logger.Error("directory lookup failed", zap.String("route", m.Kind.String()), zap.Error(err))
+			// While the database is down every request fails here: log
+			// once a second, the metrics count them all.
+			if now := time.Now().UnixNano(); now-h.dirErrLog.Load() >= int64(time.Second) {
+				h.dirErrLog.Store(now)
+				h.logger.Error("directory lookup failed", zap.String("route", m.Kind.String()), zap.Error(err))
+			}
 			return nil, outcomeDirectoryError, &errDirectory
 		}
 	}

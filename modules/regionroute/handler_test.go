@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -169,8 +170,9 @@ func testHandler(t testing.TB, proxies map[string]*fakeProxy) *Handler {
 			"beta": {ID: 2, Slug: "beta", Region: "de"},
 			"gone": {ID: 3, Slug: "gone", Region: "zz"},
 		}}, directory.Options{}),
-		none:   m.series("none"),
-		logger: zap.NewNop(),
+		none:      m.series("none"),
+		logger:    zap.NewNop(),
+		dirErrLog: new(atomic.Int64),
 	}
 	for name, p := range proxies {
 		r := &region{name: name, host: name + ".internal", base: "http://" + name + ".internal", proxy: p, upload: p, m: m.series(name),
@@ -286,6 +288,22 @@ func TestRegionStateShared(t *testing.T) {
 		t.Fatalf("%d references left", n)
 	}
 	(&Handler{}).Cleanup() // nil-safe
+}
+
+// failingSource is a directory database that is down.
+type failingSource struct{ directory.Source }
+
+func (failingSource) OrganizationBySlug(context.Context, string) (directory.Organization, error) {
+	return directory.Organization{}, errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
+}
+
+func TestDirectoryDown(t *testing.T) {
+	h := testHandler(t, map[string]*fakeProxy{"us": {region: "us", status: 200}})
+	h.dir = directory.New(failingSource{}, directory.Options{})
+	rec := serve(h, http.MethodGet, "/api/0/organizations/acme/")
+	if rec.Code != 503 || rec.Body.String() != `{"error":"apigateway","detail":"Service unavailable"}` {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
 }
 
 // The request is given back as the client sent it, for the access log.
