@@ -45,11 +45,15 @@ type captureSetup struct {
 	port     int
 	us, de   *httptest.Server
 	control  *httptest.Server
+	grace    string
 }
 
 type captureOptions struct {
 	dsn     string // PostgreSQL storage when set, else SQLite
 	handler string // lines inside sentry_webhook_capture { }
+	// grace replaces the harness's 1ns grace period, for tests of
+	// requests that are in flight across a reload.
+	grace string
 }
 
 func newCaptureSetup(t *testing.T, opts captureOptions) *captureSetup {
@@ -83,6 +87,7 @@ func newCaptureSetup(t *testing.T, opts captureOptions) *captureSetup {
 		s.storage = "sqlite " + path
 		source = path + "?_pragma=busy_timeout(10000)"
 	}
+	s.grace = opts.grace
 	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	s.c = harness.Start(t, admin, s.caddyfile(admin, opts.handler), "SILO_TEST_SLACK_SECRET="+captureSlackSecret)
 	s.base = fmt.Sprintf("http://127.0.0.1:%d", s.port)
@@ -97,6 +102,10 @@ func newCaptureSetup(t *testing.T, opts captureOptions) *captureSetup {
 }
 
 func (s *captureSetup) caddyfile(admin, handler string) string {
+	global := harness.GlobalOptions(admin)
+	if s.grace != "" {
+		global = strings.Replace(global, "grace_period 1ns", "grace_period "+s.grace, 1)
+	}
 	return fmt.Sprintf(`{
 %s	sentry_silo {
 		storage %s
@@ -118,7 +127,7 @@ http://127.0.0.1:%d {
 	}
 	reverse_proxy %s
 }
-`, harness.GlobalOptions(admin), s.storage, s.us.URL, s.de.URL, s.port,
+`, global, s.storage, s.us.URL, s.de.URL, s.port,
 		hex.EncodeToString(captureDiscordKey.Public().(ed25519.PublicKey)), handler, strings.TrimPrefix(s.control.URL, "http://"))
 }
 
@@ -233,6 +242,15 @@ func (s *captureSetup) post(t *testing.T, path string, header http.Header, body 
 		req.Header[k] = v
 	}
 	resp, err := captureClient.Do(req)
+	if err != nil && (strings.Contains(err.Error(), "EOF") || strings.Contains(err.Error(), "reset")) {
+		// A connection reset by a listener closed in a reload: retry
+		// once, as any provider would.
+		req, _ = http.NewRequest(http.MethodPost, s.base+path, bytes.NewReader(body))
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		resp, err = captureClient.Do(req)
+	}
 	if err != nil {
 		t.Fatalf("POST %s: %v", path, err)
 	}
