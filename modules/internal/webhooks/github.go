@@ -50,7 +50,9 @@ func parseGitHub(ctx context.Context, env *Env, req *Request, provider, host str
 	if strings.TrimSuffix(sub, "/") != "webhook" {
 		return passOn, nil
 	}
-	if env.GitHubWebhookSecret != nil && !verifyGitHub(env.GitHubWebhookSecret, req.Header, req.Body) {
+	// The edge check is for the github.com App's secret; GitHub
+	// Enterprise installations each have their own, checked by the region.
+	if provider == "github" && env.GitHubWebhookSecret != nil && !verifyGitHub(env.GitHubWebhookSecret, req.Header, req.Body) {
 		return respond(http.StatusUnauthorized, "rejected"), nil
 	}
 	if !strings.Contains(first(req.Header, "Content-Type"), "application/json") {
