@@ -59,3 +59,66 @@ func TestLeaseExclusivityPostgres(t *testing.T) {
 	}
 	exclusiveRun(t, openPostgres(t), 100, 100)
 }
+
+// The database goes away under a running drainer and comes back: nothing
+// is lost, the drainer picks up again by itself (wakes while the database
+// was down are covered by the poll), and stopping it while the database is
+// down is still bounded.
+func TestDatabaseOutagePostgres(t *testing.T) {
+	cluster := pgtest.NewCluster(t, pgtest.Options{})
+	cfg, err := store.PostgresPoolConfig(cluster.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	st := store.NewPostgres(pool)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, st)
+	f.insert("jira", "us", "before", 5)
+	d := f.newDrainer(f.fastConfig())
+	f.run(d)
+	waitFor(t, "first deliveries", 30*time.Second, func() bool { return len(f.us.requests()) == 5 })
+	waitFor(t, "deleted", 30*time.Second, func() bool { return f.pending() == 0 })
+
+	if err := cluster.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	d.Wake("jira:us:before", "jira:us:nothing")
+	time.Sleep(300 * time.Millisecond) // polls and claims fail meanwhile
+	if err := cluster.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.insert("jira", "us", "after", 5) // no Wake: the poll must find them
+	waitFor(t, "deliveries after the outage", 60*time.Second, func() bool { return len(f.us.requests()) == 10 })
+	waitFor(t, "deleted", 30*time.Second, func() bool { return f.pending() == 0 })
+
+	// Stopping while the database is down returns within a bound.
+	f.insert("jira", "us", "last", 1)
+	if err := cluster.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	stopCtx, stopCancel := context.WithCancel(context.Background())
+	d2 := f.newDrainer(f.fastConfig())
+	done := make(chan struct{})
+	go func() { defer close(done); d2.Run(stopCtx) }()
+	time.Sleep(200 * time.Millisecond)
+	t0 := time.Now()
+	stopCancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return with the database down")
+	}
+	t.Logf("stop with the database down took %v", time.Since(t0))
+	if err := cluster.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
