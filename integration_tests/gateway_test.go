@@ -439,6 +439,38 @@ func TestGateway(t *testing.T) {
 		}
 	})
 
+	t.Run("a stuck region does not slow another", func(t *testing.T) {
+		reset()
+		release := make(chan struct{})
+		g.slow.respond(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-release:
+			case <-time.After(10 * time.Second):
+			}
+		})
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if resp, err := http.Get(g.base + "/api/0/organizations/slow-org/stuck/"); err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}()
+		}
+		waitFor(t, 5*time.Second, "four requests stuck in slow", func() bool { return len(g.slow.requests()) == 4 })
+		for i := range 20 {
+			start := time.Now()
+			resp, _ := g.get(t, "/api/0/organizations/acme/")
+			if d := time.Since(start); resp.StatusCode != 200 || d > 500*time.Millisecond {
+				t.Fatalf("us request %d: %d after %v while slow is stuck", i, resp.StatusCode, d)
+			}
+		}
+		close(release)
+		wg.Wait()
+	})
+
 	t.Run("streamed response", func(t *testing.T) {
 		reset()
 		proceed := make(chan struct{})

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -264,6 +265,14 @@ func (h *Handler) resolve(r *http.Request, m routes.Match) (*region, outcome, *a
 	ctx := r.Context()
 	var name string
 	var err error
+	if !plausibleKey(m.Key) {
+		// No slug, uuid or key holds these; don't ask the database
+		// (PostgreSQL refuses such text, which is no reason for a 5xx).
+		if m.Kind == routes.ProjectKey {
+			return nil, outcomeNext, nil
+		}
+		return nil, outcomeNotFound, &errNotFound
+	}
 	switch m.Kind {
 	case routes.Organization:
 		var org directory.Organization
@@ -325,6 +334,17 @@ func (h *Handler) resolve(r *http.Request, m routes.Match) (*region, outcome, *a
 	return reg, outcomeOK, nil
 }
 
+// plausibleKey rejects routing keys that no directory row can hold:
+// invalid UTF-8 or control characters (NUL ...).
+func plausibleKey(k string) bool {
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x20 || k[i] == 0x7f {
+			return false
+		}
+	}
+	return utf8.ValidString(k)
+}
+
 var headerTrue = []string{"true"}
 
 // proxy sends r to the region, and answers for it when the region can't.
@@ -368,6 +388,10 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		restore(r.Header, "X-Forwarded-Host", origFwdHost, hadFwdHost)
 	}()
 
+	origBody := r.Body
+	body := wrapBody(r)
+	defer func() { r.Body = origBody }()
+
 	gw := getWriter(w, reg.base+r.URL.EscapedPath())
 	handler := reg.proxy
 	if upload {
@@ -389,11 +413,17 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		o = outcomeError
 	default:
 		var apiErr *apiError
-		o, apiErr = classify(err)
+		if bodyErr := body.failed(); bodyErr != nil {
+			// Answer even when the server saw the client half-close
+			// (and canceled the request): it may still be reading.
+			o, apiErr = classifyClient(bodyErr)
+		} else {
+			o, apiErr = classify(err)
+		}
 		if apiErr != nil {
 			apiErr.write(w)
 		}
-		if o != outcomeCanceled {
+		if o != outcomeCanceled && o != outcomeInvalid {
 			h.logger.Warn("region request failed",
 				zap.String("region", reg.name), zap.String("outcome", o.String()), zap.Error(err))
 		}

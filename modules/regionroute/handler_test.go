@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -213,6 +214,9 @@ func TestServeHTTP(t *testing.T) {
 		{"/api/0/relays/", 200, us, ""},
 		{"/api/embed/error-page/?dsn=https://k@o1.ingest.de.sentry.io/1", 200, de, ""},
 		{"/api/embed/error-page/", 400, nil, `{"error":"apigateway","detail":"Invalid request"}`},
+		{"/api/0/organizations/%ff%fe/issues/", 404, nil, `{"error":"apigateway","detail":"Not found"}`},
+		{"/api/0/organizations/acme%00/issues/", 404, nil, `{"error":"apigateway","detail":"Not found"}`},
+		{"/js-sdk-loader/%00.js", 299, nil, ""},
 	}
 	for _, tt := range tests {
 		us.seen, de.seen = nil, nil
@@ -288,6 +292,52 @@ func TestRegionStateShared(t *testing.T) {
 		t.Fatalf("%d references left", n)
 	}
 	(&Handler{}).Cleanup() // nil-safe
+}
+
+// bodyProxy reads the request body as reverse_proxy's transport would.
+type bodyProxy struct{ fakeProxy }
+
+func (b *bodyProxy) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if _, err := io.ReadAll(r.Body); err != nil {
+		return caddyhttp.Error(http.StatusBadGateway, err)
+	}
+	w.WriteHeader(200)
+	return nil
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// A client body that fails (truncated, too large) is the client's fault:
+// 400 or 413, never a region failure.
+func TestClientBodyFailure(t *testing.T) {
+	for _, tt := range []struct {
+		err    error
+		status int
+	}{
+		{io.ErrUnexpectedEOF, 400},
+		{&http.MaxBytesError{Limit: 10}, 413},
+	} {
+		h := testHandler(t, nil)
+		m := newMetrics(nil)
+		reg := &region{name: "us", host: "us.internal", base: "http://us.internal", m: m.series("us"),
+			limit: &limiter{max: 2}, breaker: &breaker{max: 0, window: int64(60e9)}}
+		reg.proxy = &bodyProxy{}
+		h.regions["us"] = reg
+		req := httptest.NewRequest(http.MethodPost, "/api/0/organizations/acme/chunk-upload/", io.NopCloser(errReader{tt.err}))
+		rec := httptest.NewRecorder()
+		reg.upload = reg.proxy
+		if err := h.ServeHTTP(rec, req, nextHandler); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Code != tt.status {
+			t.Errorf("%v: %d %s", tt.err, rec.Code, rec.Body)
+		}
+		if reg.breaker.failures.Load() != 0 {
+			t.Errorf("%v counted against the region", tt.err)
+		}
+	}
 }
 
 // failingSource is a directory database that is down.
