@@ -26,12 +26,13 @@ const (
 	outcomeNotFound                      // 404, unknown organization or region
 	outcomeInvalid                       // 400, bad or missing DSN
 	outcomeDirectoryError                // 503, the directory could not answer
+	outcomeAborted                       // the stream broke after the head went out
 	numOutcomes
 )
 
 var outcomeNames = [numOutcomes]string{
 	"ok", "upstream_error", "unavailable", "timeout", "error", "canceled",
-	"breaker_open", "overloaded", "not_found", "invalid", "directory_error",
+	"breaker_open", "overloaded", "not_found", "invalid", "directory_error", "aborted",
 }
 
 func (o outcome) String() string { return outcomeNames[o] }

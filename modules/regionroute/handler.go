@@ -392,12 +392,22 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	body := wrapBody(r)
 	defer func() { r.Body = origBody }()
 
+	// reverse_proxy aborts a broken stream with panic(http.ErrAbortHandler)
+	// (client gone, or the region's body failed midway): count it.
+	finished := false
+	defer func() {
+		if !finished {
+			reg.m.observe(outcomeAborted, time.Since(start).Seconds())
+		}
+	}()
+
 	gw := getWriter(w, reg.base+r.URL.EscapedPath())
 	handler := reg.proxy
 	if upload {
 		handler = reg.upload
 	}
 	err := handler.ServeHTTP(gw, r, next)
+	finished = true
 	status := gw.status
 	putWriter(gw)
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
@@ -394,3 +395,36 @@ type discardWriter struct{ h http.Header }
 func (d *discardWriter) Header() http.Header         { return d.h }
 func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (d *discardWriter) WriteHeader(int)             {}
+
+type abortProxy struct{}
+
+func (abortProxy) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	w.WriteHeader(200)
+	panic(http.ErrAbortHandler)
+}
+
+// A stream that breaks after its head still releases the region's slot
+// and is counted.
+func TestAbortedStream(t *testing.T) {
+	h := testHandler(t, map[string]*fakeProxy{"us": {region: "us", status: 200}})
+	reg := h.regions["us"]
+	reg.proxy = abortProxy{}
+	func() {
+		defer func() {
+			if v := recover(); v != http.ErrAbortHandler {
+				t.Fatalf("recovered %v", v)
+			}
+		}()
+		serve(h, http.MethodGet, "/api/0/organizations/acme/")
+	}()
+	if n := reg.limit.inflight.Load(); n != 0 {
+		t.Fatalf("%d slots still taken", n)
+	}
+	var m dto.Metric
+	if err := reg.m.requests[outcomeAborted].Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GetCounter().GetValue(); got != 1 {
+		t.Fatalf("aborted counted %v times", got)
+	}
+}
