@@ -221,17 +221,29 @@ func newRelConfig(t *testing.T, storage, region string, orgs int) relConfig {
 
 func (c relConfig) base() string { return fmt.Sprintf("http://127.0.0.1:%d", c.port) }
 
-// relHookPath is the capture path of organization org; the drainer
-// delivers to the same path, so it also names the mailbox at the region.
+// relHookPath is the Bitbucket capture path of organization org (mailbox
+// bitbucket:us:<org>, a skip-on-failure provider). The drainer delivers to
+// the same path, so it also names the mailbox at the region.
 func relHookPath(org int) string {
 	return fmt.Sprintf("/extensions/bitbucket/organizations/%d/webhook/", org)
 }
 
-// relCapture posts one Bitbucket push with this marker and returns the
-// status (0 with an error when no answer came).
+// relPluginPath is the legacy Bitbucket plugin path of organization org
+// (mailbox plugins:us:<org>, a strict FIFO provider).
+func relPluginPath(org int) string {
+	return fmt.Sprintf("/plugins/bitbucket/organizations/%d/webhook/", org)
+}
+
+// relCapture posts one Bitbucket push for organization org with this
+// marker and returns the status (0 with an error when no answer came).
 func relCapture(ctx context.Context, client *http.Client, base string, org int, marker string) (int, error) {
-	body := fmt.Sprintf(`{"marker":%q,"push":{"changes":[{"new":{"name":"main"}}]},"repository":{"uuid":"{r-%d}"}}`, marker, org)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+relHookPath(org), strings.NewReader(body))
+	return relCaptureAt(ctx, client, base, relHookPath(org), marker)
+}
+
+// relCaptureAt is relCapture on any Bitbucket-shaped webhook path.
+func relCaptureAt(ctx context.Context, client *http.Client, base, path, marker string) (int, error) {
+	body := fmt.Sprintf(`{"marker":%q,"push":{"changes":[{"new":{"name":"main"}}]},"repository":{"uuid":"{r-%s}"}}`, marker, marker)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, strings.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
@@ -555,17 +567,25 @@ func relGoroutines(t *testing.T, c *harness.Caddy) (int, string) {
 // write loops outside reverse_proxy): the drainer's keep-alive connections
 // to the regions.
 func relIdleClientGoroutines(profile string) int {
-	n := 0
-	for _, block := range strings.Split(profile, "\n\n") {
-		head, _, _ := strings.Cut(strings.TrimSpace(block), " @ ")
-		count, err := strconv.Atoi(head)
-		if err != nil {
-			continue
-		}
-		if strings.Contains(block, "net/http.(*persistConn)") && !strings.Contains(block, "reverseproxy") {
+	n, count := 0, 0
+	plain := func(block []string) {
+		joined := strings.Join(block, "\n")
+		if strings.Contains(joined, "net/http.(*persistConn)") && !strings.Contains(joined, "reverseproxy") {
 			n += count
 		}
 	}
+	var block []string
+	for _, line := range strings.Split(profile, "\n") {
+		if head, _, ok := strings.Cut(line, " @ "); ok {
+			if c, err := strconv.Atoi(head); err == nil {
+				plain(block)
+				block, count = nil, c
+				continue
+			}
+		}
+		block = append(block, line)
+	}
+	plain(block)
 	return n
 }
 
