@@ -244,20 +244,19 @@ func malDiscordHeaders(body string) []string {
 
 // Known bugs in other packages, reported to the lead.
 const (
-	// modules/regionroute (handler.go proxy, errors.go classify): a
-	// request body that ends early on the client side fails inside
-	// reverse_proxy ("readfrom ...: unexpected EOF"); the gateway answers
-	// 502 "Downstream error" (sometimes 499) and counts it against the
-	// region's breaker, so any client can open a region's breaker.
-	// Expected: 400 "Invalid request", region breaker untouched.
+	// modules/regionroute (handler.go proxy, errors.go classify), fixed
+	// in c5ad99d: a request body that ended early on the client side was
+	// a 502 "Downstream error" and a failure on the region's breaker, so
+	// any client could open a region's breaker.
 	bugTruncatedGatewayBody = "regionroute: a truncated client body is a 502 and a region failure"
-	// modules/internal/store/postgres_directory.go: directory keys that are
-	// not valid UTF-8 or hold a NUL (slug, external id, uuid, public key)
-	// go to PostgreSQL, which refuses them (SQLSTATE 22021); the lookup
-	// error is a 503 (capture) or 503 "Service unavailable" (gateway), and
-	// an error log line per request. Expected: not found (400 / 404 JSON),
-	// as on SQLite.
-	bugPostgresKeyEncoding = "store/postgres: a lookup key that is not UTF-8 (or holds NUL) is a 503"
+	// modules/internal/store/postgres_directory.go (IntegrationByExternalID,
+	// reached from the capture parsers): an external id that is not valid
+	// UTF-8 (GitLab token, GitHub Enterprise host) goes to PostgreSQL,
+	// which refuses it (SQLSTATE 22021 invalid byte sequence for encoding
+	// "UTF8"); capture answers 503 and logs a warning per request.
+	// Expected: not found, so 400, as on SQLite. (The gateway checks its
+	// keys since c5ad99d.)
+	bugPostgresKeyEncoding = "store/postgres: an external id that is not UTF-8 makes capture answer 503"
 )
 
 // What reaches the backends.
@@ -271,7 +270,12 @@ type malCase struct {
 	request    []byte
 	closeWrite bool // half-close after sending: the body is truncated
 	status     int
+	alsoStatus int // another acceptable answer, when a race decides
 	reaches    int
+	// regionMaySee is set where the gateway streams a body that breaks
+	// off: the region sees the start of the request (no buffering, by
+	// design) before the gateway answers for the client.
+	regionMaySee bool
 	// controlPath, when set, is what control must have received
 	// (RawPath|Path as Go's server parsed it).
 	controlPath string
@@ -350,9 +354,11 @@ func runMalformed(t *testing.T, s *malSetup, engine string) {
 			[]string{"Content-Type: application/json", "Transfer-Encoding: chunked"}, "zz\r\n"+valid+"\r\n0\r\n\r\n"), status: 400},
 		{name: "credential proxy: truncated signed body", request: proxy(append(malSigned(base, "chat.postMessage", "110", `{"text":"hello"}`), "Content-Length: 500"), `{"text":"hello"}`),
 			closeWrite: true, status: 400, check: wantProxyFailureHeader},
+		// 400 "Invalid request"; 499 when the server has already seen
+		// the half-close and canceled the request.
 		{name: "gateway: truncated body", request: malRaw("POST", "/api/0/organizations/acme/issues/",
-			[]string{"Content-Type: application/json", "Content-Length: 500"}, `{"a":1}`), closeWrite: true, status: 400,
-			bug: bugTruncatedGatewayBody},
+			[]string{"Content-Type: application/json", "Content-Length: 500"}, `{"a":1}`), closeWrite: true, status: 400, alsoStatus: 499,
+			regionMaySee: true},
 		// Framing that smuggles: refused by the HTTP server itself.
 		{name: "Content-Length and Transfer-Encoding", request: malRaw("POST", "/extensions/github/webhook/",
 			[]string{"Content-Type: application/json", "Content-Length: 4", "Transfer-Encoding: chunked"}, "0\r\n\r\n"), status: 400},
@@ -388,11 +394,9 @@ func runMalformed(t *testing.T, s *malSetup, engine string) {
 		{name: "slack: signature not UTF-8", request: malRaw("POST", "/extensions/slack/event/",
 			[]string{"Content-Type: application/json", "X-Slack-Request-Timestamp: 1", "X-Slack-Signature: v0=\xff\xfe"}, `{"type":"event_callback","team_id":"T123"}`), status: 401},
 		{name: "gateway: organization slug not UTF-8 (escaped)", request: malRaw("GET", "/api/0/organizations/%ff%fe/issues/", nil, ""),
-			status: 404, check: wantGatewayJSON("Not found"),
-			bug: bugPostgresKeyEncoding, bugOn: "postgres"},
+			status: 404, check: wantGatewayJSON("Not found")},
 		{name: "gateway: organization slug with NUL", request: malRaw("GET", "/api/0/organizations/acme%00/issues/", nil, ""),
-			status: 404, check: wantGatewayJSON("Not found"),
-			bug: bugPostgresKeyEncoding, bugOn: "postgres"},
+			status: 404, check: wantGatewayJSON("Not found")},
 		{name: "credential proxy: signature not UTF-8", request: proxy(replaceSig(sign("110"), "v0=\xff\xfe"), ""), status: 400, check: wantProxyFailureHeader},
 		{name: "credential proxy: base URL not UTF-8", request: proxy(malSigned("http://\xff\xfe/api", "x", "110", ""), ""), status: 400, check: wantProxyFailureHeader},
 		// Not ours: a webhook path whose view no parser owns goes to
@@ -485,14 +489,14 @@ func runMalformed(t *testing.T, s *malSetup, engine string) {
 				t.Fatalf("no answer: %v", err)
 			}
 			knownBug := tc.bug != "" && (tc.bugOn == "" || tc.bugOn == engine)
-			if knownBug {
-				// What the bug sends on arrives after the answer.
+			if knownBug || tc.regionMaySee {
+				// What reaches the region may arrive after the answer.
 				time.Sleep(300 * time.Millisecond)
 			}
 			var problems []string
 			if resp.StatusCode >= 500 {
 				problems = append(problems, fmt.Sprintf("%d %q: a malformed request must never get a 5xx", resp.StatusCode, body))
-			} else if resp.StatusCode != tc.status {
+			} else if resp.StatusCode != tc.status && (tc.alsoStatus == 0 || resp.StatusCode != tc.alsoStatus) {
 				problems = append(problems, fmt.Sprintf("%d %q, want %d", resp.StatusCode, body, tc.status))
 			} else if tc.check != nil {
 				if p := tc.check(resp, body); p != "" {
@@ -504,7 +508,7 @@ func runMalformed(t *testing.T, s *malSetup, engine string) {
 			if n := s.rows(t) - rows; n != 0 {
 				problems = append(problems, fmt.Sprintf("%d rows stored", n))
 			}
-			if n := s.us.count() - us; n != 0 {
+			if n := s.us.count() - us; n != 0 && !(tc.regionMaySee && n == 1) {
 				problems = append(problems, fmt.Sprintf("%d requests reached region us", n))
 			}
 			if n := s.remote.count() - remote; n != 0 {
