@@ -32,17 +32,24 @@ type drainRegion struct {
 	down   atomic.Bool
 	status atomic.Int32 // 0: 200
 	delay  atomic.Int64
+	// other answers requests that are not GitHub deliveries, when set.
+	other atomic.Pointer[http.HandlerFunc]
 }
 
 func newDrainRegion(t *testing.T) *drainRegion {
 	r := &drainRegion{counts: map[string]int{}}
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		_, _ = io.Copy(io.Discard, req.Body)
+		body, _ := io.ReadAll(req.Body)
+		req.Body = io.NopCloser(bytes.NewReader(body))
 		if d := r.delay.Load(); d > 0 {
 			time.Sleep(time.Duration(d))
 		}
 		if r.down.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		if h := r.other.Load(); h != nil && req.Header.Get("X-Github-Delivery") == "" {
+			(*h)(w, req)
 			return
 		}
 		if id := req.Header.Get("X-Github-Delivery"); id != "" {
@@ -399,4 +406,63 @@ func TestDrainDeadLetterReplay(t *testing.T) {
 	if status, _ := a.admin(t, "GET", "/sentry_silo/dead_letters?limit=zero"); status != 400 {
 		t.Fatalf("bad limit: %d", status)
 	}
+}
+
+// §7 case 44 end to end: a Slack slash command with a response_url is
+// answered at once; the drainer then forwards it to the region and POSTs
+// the region's answer to the response_url.
+func TestDrainSlackCallback(t *testing.T) {
+	s := newDrainSetup(t)
+	a := s.start(t, "")
+	s.seed(t, 0)
+	mustExec(t, s.db, `INSERT INTO sentry_integration (id, provider, external_id, name, metadata, status) VALUES (100, 'slack', 'T1', 'ws', '{}', 0)`)
+	mustExec(t, s.db, `INSERT INTO sentry_organizationintegration (id, organization_id, integration_id, status) VALUES (100, 1, 100, 0)`)
+
+	var regionSaw atomic.Pointer[string]
+	answer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		seen := r.Method + " " + r.RequestURI + " " + string(body)
+		regionSaw.Store(&seen)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"response_type":"ephemeral","text":"linked"}`))
+	})
+	s.us.other.Store(&answer)
+	hooked := make(chan string, 4)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		hooked <- r.Method + " " + r.URL.Path + " " + r.Header.Get("Content-Type") + " " + string(body)
+	}))
+	t.Cleanup(hook.Close)
+
+	form := "team_id=T1&command=%2Fsentry&text=link&response_url=" + hook.URL + "%2Fcommands%2F1%2Fabc"
+	req, _ := http.NewRequest(http.MethodPost, a.base+"/extensions/slack/commands/", strings.NewReader(form))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	t0 := time.Now()
+	resp, err := drainClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("slash command answered %d\n%s", resp.StatusCode, a.c.Logs())
+	}
+	select {
+	case got := <-hooked:
+		want := "POST /commands/1/abc application/json " + `{"response_type":"ephemeral","text":"linked"}`
+		if got != want {
+			t.Fatalf("response_url got %q, want %q", got, want)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("nothing posted to the response_url\n%s", a.c.Logs())
+	}
+	if saw := regionSaw.Load(); saw == nil || *saw != "POST /extensions/slack/commands/ "+form {
+		t.Fatalf("region saw %q", func() string {
+			if saw == nil {
+				return "nothing"
+			}
+			return *saw
+		}())
+	}
+	t.Logf("slash command to response_url in %v", time.Since(t0))
+	waitUntil(t, "callback row deleted", 10*time.Second, func() bool { return s.pending(t) == 0 })
 }
