@@ -41,15 +41,17 @@ type relRegion struct {
 	name string
 	addr string
 
-	mu       sync.Mutex
-	srv      *http.Server
-	counts   map[string]int
-	order    map[string][]string
-	gateway  atomic.Int64
-	delay    atomic.Int64
-	rejected atomic.Int64 // deliveries without a marker
-	open     atomic.Int64 // connections open from the binary
-	conns    sync.Map     // net.Conn → *atomic.Value holding the last request kind
+	mu     sync.Mutex
+	srv    *http.Server
+	counts map[string]int
+	order  map[string][]string
+	// gatewaySeen holds the m query parameter of gateway requests.
+	gatewaySeen map[string]bool
+	gateway     atomic.Int64
+	delay       atomic.Int64
+	rejected    atomic.Int64 // deliveries without a marker
+	open        atomic.Int64 // connections open from the binary
+	conns       sync.Map     // net.Conn → *atomic.Value holding the last request kind
 }
 
 type relConnKey struct{}
@@ -69,10 +71,11 @@ func (r *relRegion) openConnections() map[string]int {
 func newRelRegion(t *testing.T, name string, up bool) *relRegion {
 	t.Helper()
 	r := &relRegion{
-		name:   name,
-		addr:   fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)),
-		counts: map[string]int{},
-		order:  map[string][]string{},
+		name:        name,
+		addr:        fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)),
+		counts:      map[string]int{},
+		order:       map[string][]string{},
+		gatewaySeen: map[string]bool{},
 	}
 	if up {
 		r.up(t)
@@ -94,6 +97,11 @@ func (r *relRegion) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			kind.Store("gateway")
 		}
 		r.gateway.Add(1)
+		if m := req.URL.Query().Get("m"); m != "" {
+			r.mu.Lock()
+			r.gatewaySeen[m] = true
+			r.mu.Unlock()
+		}
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"region":%q}`, r.name)
 		return
@@ -172,6 +180,13 @@ func (r *relRegion) delivered() map[string]int {
 		out[k] = v
 	}
 	return out
+}
+
+// sawGateway reports whether a gateway request with ?m=marker arrived.
+func (r *relRegion) sawGateway(marker string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.gatewaySeen[marker]
 }
 
 // arrivals returns the markers received on one request path, in order.

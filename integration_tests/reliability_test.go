@@ -246,8 +246,8 @@ func TestReliabilityReloadsUnderLoad(t *testing.T) {
 	captures := startRelLoad(3, 100000, "reload", func(w int, marker string) (int, error) {
 		return relCapture(context.Background(), captureClient, cfg.base(), 1+w%2, marker)
 	})
-	gets := startRelLoad(3, 100000, "get", func(w int, _ string) (int, error) {
-		return gatewayGet(fmt.Sprintf("/api/0/organizations/org-%d/issues/?w=%d", 1+w%2, w))
+	gets := startRelLoad(3, 100000, "get", func(w int, marker string) (int, error) {
+		return gatewayGet(fmt.Sprintf("/api/0/organizations/org-%d/issues/?m=%s", 1+w%2, marker))
 	})
 	const reloads = 20
 	reloadStart := time.Now()
@@ -262,14 +262,16 @@ func TestReliabilityReloadsUnderLoad(t *testing.T) {
 	capResults := captures.finish()
 	getResults := gets.finish()
 
-	// A capture may only fail as a connection reset before any answer, and
-	// only when the request provably never reached a handler (nothing
-	// stored, nothing delivered): on Linux, Caddy gives each config its own
-	// SO_REUSEPORT socket and closes the old one after a reload, and the
-	// kernel resets the connections still queued on it (see
-	// net.ipv4.tcp_migrate_req). That is below the handlers; a handler
-	// failing mid-request would show up as a stored webhook without its
-	// 202, or as a wrong answer, and fails the test.
+	// A request may only fail as a connection reset (or closed) before
+	// any answer, and only when it provably never reached a handler: a
+	// reset capture must not be stored or delivered (checked below), a
+	// reset gateway request must not have reached the region. On Linux,
+	// Caddy gives each config its own SO_REUSEPORT socket and closes the
+	// old one after a reload; connections the kernel had queued on it are
+	// reset, some already at connect. That is below the handlers; a
+	// handler failing mid-request shows up as a stored webhook without
+	// its 202, a region that answered a reset request, or a wrong answer,
+	// and fails the test.
 	var failures, resets []string
 	for _, r := range capResults {
 		switch {
@@ -281,8 +283,14 @@ func TestReliabilityReloadsUnderLoad(t *testing.T) {
 			failures = append(failures, fmt.Sprintf("capture %s: %d %v", r.marker, r.status, r.err))
 		}
 	}
+	getResets := 0
 	for _, r := range getResults {
-		if r.err != nil || r.status != http.StatusOK {
+		switch {
+		case r.err == nil && r.status == http.StatusOK:
+		case r.err != nil && relConnectionReset(r.err) && !region.sawGateway(r.marker):
+			getResets++
+			t.Logf("gateway %s: no answer after %s, never reached the region: %v", r.marker, r.end.Sub(r.start).Round(time.Millisecond), r.err)
+		default:
 			failures = append(failures, fmt.Sprintf("gateway %s: %d %v", r.marker, r.status, r.err))
 		}
 	}
@@ -292,10 +300,10 @@ func TestReliabilityReloadsUnderLoad(t *testing.T) {
 	if len(capResults) < reloads || len(getResults) < reloads {
 		t.Fatalf("too little load: %d captures, %d gateway requests", len(capResults), len(getResults))
 	}
-	t.Logf("%d reloads in %s under load: %d captures, %d gateway requests answered by the region, 0 failed answers; %d new connections reset by the kernel before any handler",
-		reloads, reloadTime.Round(time.Millisecond), len(capResults), len(getResults), len(resets))
-	if len(resets) > 3*reloads {
-		t.Fatalf("%d captures reset across %d reloads: more than the connections a reload can catch in an accept queue", len(resets), reloads)
+	t.Logf("%d reloads in %s under load: %d captures, %d gateway requests, 0 failed answers; %d captures and %d gateway requests reset by the kernel before any handler",
+		reloads, reloadTime.Round(time.Millisecond), len(capResults), len(getResults), len(resets), getResets)
+	if len(resets)+getResets > 3*reloads {
+		t.Fatalf("%d requests reset across %d reloads: more than the connections a reload can catch in an accept queue", len(resets)+getResets, reloads)
 	}
 
 	acc := append(relAccepted(capResults), "reload-warm")
