@@ -237,6 +237,11 @@ func (d *Drainer) Run(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	d.releaseIdle(rctx, 0, 0)
 	cancel()
+	// Each config builds its own transport: without this, every reload
+	// would leave its keep-alive connections (and their goroutines) open
+	// to the regions.
+	d.client.CloseIdleConnections()
+	d.callbackClient.CloseIdleConnections()
 	d.log.Info("mailbox drainer stopped", zap.String("owner", d.cfg.Owner))
 }
 

@@ -359,3 +359,9 @@ func (m *memStore) leaseCounts() (claims, releases, live int) {
 	defer m.mu.Unlock()
 	return m.claims, m.releases, len(m.leases)
 }
+
+func (m *memStore) pendingCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.rows)
+}

@@ -1,7 +1,11 @@
 package drain
 
 import (
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -223,4 +227,33 @@ func TestHeldLease(t *testing.T) {
 	if _, _, live := st.leaseCounts(); live != 0 {
 		t.Fatalf("%d leases left after stop", live)
 	}
+}
+
+// A stopped drainer leaves no connection open to its regions (a reload
+// builds a new drainer with a new transport each time).
+func TestStopClosesIdleConnections(t *testing.T) {
+	st := newMemStore(nil)
+	f := newFixture(t, st)
+	var open atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	f.regions["us"] = u
+	f.insert("jira", "us", "1", 3)
+	stop := f.run(f.newDrainer(f.fastConfig()))
+	waitFor(t, "deliveries", 30*time.Second, func() bool { return st.pendingCount() == 0 })
+	if open.Load() == 0 {
+		t.Fatal("no keep-alive connection to observe")
+	}
+	stop()
+	waitFor(t, "connections closed", 5*time.Second, func() bool { return open.Load() == 0 })
 }
