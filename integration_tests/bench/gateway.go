@@ -149,6 +149,7 @@ func runGateway(ctx context.Context, env *Env) error {
 		{name: "reverse_proxy (gateway's transport)", urls: urls(tuned, smallDirectory)},
 	}
 	rate := m.run(ctx, small, env.Rate)
+	m.paired(ctx, small[0], small[1], rate)
 
 	if err := addOrganizations(db, smallDirectory, largeDirectory); err != nil {
 		return err
@@ -164,6 +165,7 @@ func runGateway(ctx context.Context, env *Env) error {
 		{name: fmt.Sprintf("sentry_region_route, %d orgs (%d hit)", largeDirectory, largeWorkset), urls: urls(gw, largeWorkset)},
 	}
 	m.run(ctx, large, rate)
+	m.paired(ctx, large[0], large[1], rate)
 
 	tw := tabwriter.NewWriter(env.Out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "target\tclosed rps\tp50 ms\tp99 ms\tp99.9 ms\tcaddy CPU µs/req\t|\topen @%.0f/s: done/s\tp50 ms\tp99 ms\tp99.9 ms\t|\tserial p50 ms\tp99 ms\tp99.9 ms\terrors\t\n", rate)
@@ -177,12 +179,36 @@ func runGateway(ctx context.Context, env *Env) error {
 	tw.Flush()
 	for _, pair := range [][]*target{small, large} {
 		b, g := pair[0], pair[1]
+		fmt.Fprintf(env.Out, "%s: Caddy CPU per request %.2fx plain's (throughput bound %.2fx)\n", g.name,
+			g.cpuPerReq(g.cpuClosed, g.closedResult())/b.cpuPerReq(b.cpuClosed, b.closedResult()),
+			b.cpuPerReq(b.cpuClosed, b.closedResult())/g.cpuPerReq(g.cpuClosed, g.closedResult()))
 		fmt.Fprintf(env.Out, "%s: throughput %.2fx plain (target >= 0.90x; per-round ratios %s); p99 added: open-loop %+.3f ms, serial %+.3f ms (target <= 0.5 ms); serial p50 added %+.3f ms; CPU per request %+.1f µs\n",
 			g.name, g.closedResult().RPS()/b.closedResult().RPS(), roundRatios(g, b),
 			float64(g.openResult().P(.99)-b.openResult().P(.99))/float64(time.Millisecond),
 			float64(g.serialResult().P(.99)-b.serialResult().P(.99))/float64(time.Millisecond),
 			float64(g.serialResult().P(.5)-b.serialResult().P(.5))/float64(time.Millisecond),
 			g.cpuPerReq(g.cpuClosed, g.closedResult())-b.cpuPerReq(b.cpuClosed, b.closedResult()))
+	}
+	fmt.Fprintf(env.Out, "paired: base and gateway at the same time, %d workers each (closed) or %.0f/s each (open), %d rounds:\n", max(c/2, 1), rate/2, env.Rounds)
+	tw = tabwriter.NewWriter(env.Out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "target\tclosed rps\tp50 ms\tp99 ms\tp99.9 ms\t|\topen p50 ms\tp99 ms\tp99.9 ms\t\n")
+	for _, t := range []*target{small[0], small[1], large[0], large[1]} {
+		cl, op := combine(t.pairedClosed), combine(t.pairedOpen)
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t|\t%s\t%s\t%s\t\n", t.name,
+			cl.RPS(), ms(cl.P(.5)), ms(cl.P(.99)), ms(cl.P(.999)), ms(op.P(.5)), ms(op.P(.99)), ms(op.P(.999)))
+	}
+	tw.Flush()
+	for _, pair := range [][]*target{small, large} {
+		b, g := pair[0], pair[1]
+		bc, gc := combine(b.pairedClosed), combine(g.pairedClosed)
+		bo, gob := combine(b.pairedOpen), combine(g.pairedOpen)
+		var ratios []string
+		for i := range min(len(b.pairedClosed), len(g.pairedClosed)) {
+			ratios = append(ratios, fmt.Sprintf("%.2f", g.pairedClosed[i].RPS()/b.pairedClosed[i].RPS()))
+		}
+		fmt.Fprintf(env.Out, "paired %s: throughput %.2fx plain (per round %s); open-loop p50 added %+.3f ms, p99 added %+.3f ms\n",
+			g.name, gc.RPS()/bc.RPS(), strings.Join(ratios, " "),
+			float64(gob.P(.5)-bo.P(.5))/float64(time.Millisecond), float64(gob.P(.99)-bo.P(.99))/float64(time.Millisecond))
 	}
 	s, l := small[1], large[1]
 	fmt.Fprintf(env.Out, "flatness %d vs %d orgs: throughput %.2fx, open-loop p99 %+.3f ms, CPU per request %+.1f µs\n", largeDirectory, smallDirectory,
