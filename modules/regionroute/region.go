@@ -12,9 +12,10 @@ import (
 )
 
 // region is everything the gateway keeps per region: two reverse_proxy
-// handlers (normal and upload timeouts), its concurrency cap and breaker
-// (shared through regionStates), and its metric series. Regions share nothing, so one region's
-// trouble never slows another.
+// handlers (normal and upload timeouts) with their own connection pools,
+// its concurrency cap and breaker (shared through regionStates), and its
+// metric series. Regions share none of these, so one region's trouble
+// never slows another.
 type region struct {
 	name string
 	// host is the Host header sent to the region.
