@@ -577,33 +577,6 @@ func relGoroutines(t *testing.T, c *harness.Caddy) (int, string) {
 	return n, string(body)
 }
 
-// relIdleClientGoroutines counts, in a debug=1 goroutine profile, the
-// goroutines of plain net/http client connections (persistConn read and
-// write loops outside reverse_proxy): the drainer's keep-alive connections
-// to the regions.
-func relIdleClientGoroutines(profile string) int {
-	n, count := 0, 0
-	plain := func(block []string) {
-		joined := strings.Join(block, "\n")
-		if strings.Contains(joined, "net/http.(*persistConn)") && !strings.Contains(joined, "reverseproxy") {
-			n += count
-		}
-	}
-	var block []string
-	for _, line := range strings.Split(profile, "\n") {
-		if head, _, ok := strings.Cut(line, " @ "); ok {
-			if c, err := strconv.Atoi(head); err == nil {
-				plain(block)
-				block, count = nil, c
-				continue
-			}
-		}
-		block = append(block, line)
-	}
-	plain(block)
-	return n
-}
-
 // relConnectionReset reports an error of a request whose connection was
 // reset or closed before any answer came.
 func relConnectionReset(err error) bool {
