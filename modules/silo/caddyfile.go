@@ -266,7 +266,13 @@ func (c *DrainerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "request_timeout":
 			c.RequestTimeout, err = oneDuration(d)
 		case "skip_on_failure":
+			// No providers means none skip: every mailbox is strict. An
+			// empty list, not nil, so the JSON keeps [] and does not fall
+			// back to the default list.
 			providers := d.RemainingArgs()
+			if providers == nil {
+				providers = []string{}
+			}
 			c.SkipOnFailure = &providers
 		case "region_breaker":
 			args := d.RemainingArgs()

@@ -60,6 +60,26 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 	}
 }
 
+// TestSkipOnFailureNone: `skip_on_failure` with no providers means every
+// mailbox is strict, and must survive the trip through JSON.
+func TestSkipOnFailureNone(t *testing.T) {
+	var a App
+	if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser("sentry_silo {\n region us http://a\n drainer {\n skip_on_failure\n }\n}")); err != nil {
+		t.Fatal(err)
+	}
+	js, _ := json.Marshal(a)
+	var back App
+	if err := json.Unmarshal(js, &back); err != nil {
+		t.Fatal(err)
+	}
+	if err := back.resolve(); err != nil {
+		t.Fatal(err)
+	}
+	if got := *back.Drainer.SkipOnFailure; len(got) != 0 {
+		t.Fatalf("skip_on_failure with no providers became %v after JSON (%s)", got, js)
+	}
+}
+
 func TestUnmarshalCaddyfileErrors(t *testing.T) {
 	for _, tc := range []struct{ name, in, want string }{
 		{"unknown option", "sentry_silo {\n nope\n}", `unrecognized sentry_silo option "nope", at Testfile:2`},
