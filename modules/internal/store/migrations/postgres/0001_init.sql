@@ -63,7 +63,10 @@ CREATE TABLE silo_dead_letter (
 CREATE INDEX silo_dead_letter_dead_at ON silo_dead_letter (dead_at);
 
 -- One drainer per mailbox at a time, across instances and reloads.
-CREATE TABLE silo_mailbox_lease (
+-- UNLOGGED: a lease is worth nothing after a server crash (every lease
+-- would have lapsed by the time the server is back), so it need not cost
+-- a WAL write and an fsync per claim, renewal and release.
+CREATE UNLOGGED TABLE silo_mailbox_lease (
     mailbox_name text        PRIMARY KEY,
     owner        text        NOT NULL,
     lease_until  timestamptz NOT NULL
