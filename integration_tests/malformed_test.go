@@ -418,6 +418,16 @@ func runMalformed(t *testing.T, s *malSetup, engine string) {
 			status: 200, reaches: reachesControl},
 		{name: "double slash after extensions (pass-through)", request: malRaw("POST", "/extensions//github/webhook/", []string{"Content-Type: application/json", "X-GitHub-Event: push"}, valid),
 			status: 200, reaches: reachesControl},
+		// The gateway's table matches segments literally; a path with an
+		// empty segment matches no row and goes to control, as every
+		// unmatched path does (DESIGN: "Everything unmatched goes to the
+		// next handler").
+		{name: "gateway: double slash before api (pass-through)", request: malRaw("GET", "//api/0/organizations/acme/issues/", nil, ""),
+			status: 200, reaches: reachesControl},
+		{name: "gateway: double slash inside api (pass-through)", request: malRaw("GET", "/api/0//organizations/acme/issues/", nil, ""),
+			status: 200, reaches: reachesControl},
+		{name: "gateway: empty organization (pass-through)", request: malRaw("GET", "/api/0/organizations//issues/", nil, ""),
+			status: 200, reaches: reachesControl},
 		{name: "gateway: dot-dot organization", request: malRaw("GET", "/api/0/organizations/%2e%2e/issues/", nil, ""),
 			status: 404, check: wantGatewayJSON("Not found")},
 		{name: "gateway: unknown cell through traversal", request: malRaw("GET", "/api/0/_admin/cells/..%2fus/x", nil, ""),
