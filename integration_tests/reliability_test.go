@@ -19,8 +19,12 @@ import (
 // Proof under load and faults (issue 7). Every scenario runs the real
 // binary and ends with "nothing lost", checked marker by marker against the
 // payload table, the dead-letter table and what the fake region received.
-// kill -9 during a drain, a region outage and two instances on one database
-// are in drain_test.go.
+// kill -9 and restart of a single draining instance, a region answering
+// 503 for a while and two healthy instances on one database are in
+// drain_test.go; here: kill -9 during capture (both engines), a PostgreSQL
+// restart under load, reloads under load, the SQLite default through a
+// graceful restart with the region refusing connections, and one of two
+// instances killed for good mid-drain.
 
 func relSkipShort(t *testing.T) {
 	t.Helper()
