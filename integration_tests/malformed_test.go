@@ -251,12 +251,12 @@ const (
 	bugTruncatedGatewayBody = "regionroute: a truncated client body is a 502 and a region failure"
 	// modules/internal/store/postgres_directory.go (IntegrationByExternalID,
 	// reached from the capture parsers): an external id that is not valid
-	// UTF-8 (GitLab token, GitHub Enterprise host) goes to PostgreSQL,
-	// which refuses it (SQLSTATE 22021 invalid byte sequence for encoding
-	// "UTF8"); capture answers 503 and logs a warning per request.
-	// Expected: not found, so 400, as on SQLite. (The gateway checks its
-	// keys since c5ad99d.)
-	bugPostgresKeyEncoding = "store/postgres: an external id that is not UTF-8 makes capture answer 503"
+	// UTF-8 (GitLab token, GitHub Enterprise host) or holds a NUL (a JSON
+	// "\u0000" in a GitHub or VSTS body, no signature needed) goes to
+	// PostgreSQL, which refuses it (SQLSTATE 22021); capture answers 503
+	// and logs a warning per request. Expected: not found, so 400, as on
+	// SQLite. (The gateway checks its keys since c5ad99d.)
+	bugPostgresKeyEncoding = "store/postgres: an external id that is not UTF-8 or holds NUL makes capture answer 503"
 )
 
 // What reaches the backends.
@@ -387,6 +387,11 @@ func runMalformed(t *testing.T, s *malSetup, engine string) {
 		{name: "github: installation id not UTF-8", request: github("{\"installation\":{\"id\":\"\xff\xfe\"}}"), status: 400},
 		{name: "gitlab: token not UTF-8", request: malRaw("POST", "/extensions/gitlab/webhook/",
 			[]string{"Content-Type: application/json", "X-Gitlab-Token: \xff\xfe:grp:secret"}, `{"project":{"id":1}}`), status: 400,
+			bug: bugPostgresKeyEncoding, bugOn: "postgres"},
+		{name: "github: installation id with an escaped NUL", request: github(`{"installation":{"id":"555\u0000"}}`), status: 400,
+			bug: bugPostgresKeyEncoding, bugOn: "postgres"},
+		{name: "vsts: collection id with an escaped NUL", request: malRaw("POST", "/extensions/vsts/issue-updated/", []string{"Content-Type: application/json"},
+			`{"id":"x","resourceContainers":{"collection":{"id":"coll-1\u0000"}}}`), status: 400,
 			bug: bugPostgresKeyEncoding, bugOn: "postgres"},
 		{name: "github-enterprise: host not UTF-8", request: malRaw("POST", "/extensions/github-enterprise/webhook/",
 			[]string{"Content-Type: application/json", "X-GitHub-Event: push", "X-GitHub-Enterprise-Host: \xff\xfe"}, `{"installation":{"id":77}}`), status: 400,
