@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -242,23 +241,6 @@ func malDiscordHeaders(body string) []string {
 	return []string{"Content-Type: application/json", "X-Signature-Ed25519: " + hex.EncodeToString(sig), "X-Signature-Timestamp: " + ts}
 }
 
-// Known bugs in other packages, reported to the lead.
-const (
-	// modules/regionroute (handler.go proxy, errors.go classify), fixed
-	// in c5ad99d: a request body that ended early on the client side was
-	// a 502 "Downstream error" and a failure on the region's breaker, so
-	// any client could open a region's breaker.
-	bugTruncatedGatewayBody = "regionroute: a truncated client body is a 502 and a region failure"
-	// modules/internal/store/postgres_directory.go (IntegrationByExternalID,
-	// reached from the capture parsers): an external id that is not valid
-	// UTF-8 (GitLab token, GitHub Enterprise host) or holds a NUL (a JSON
-	// "\u0000" in a GitHub or VSTS body, no signature needed) goes to
-	// PostgreSQL, which refuses it (SQLSTATE 22021); capture answers 503
-	// and logs a warning per request. Expected: not found, so 400, as on
-	// SQLite. (The gateway checks its keys since c5ad99d.)
-	bugPostgresKeyEncoding = "store/postgres: an external id that is not UTF-8 or holds NUL makes capture answer 503"
-)
-
 // What reaches the backends.
 const (
 	reachesNothing = iota
@@ -281,12 +263,6 @@ type malCase struct {
 	controlPath string
 	// check looks at the answer further; it returns what is wrong.
 	check func(resp *http.Response, body []byte) string
-	// bug, when set, marks a case that fails today because of a bug in
-	// another package (described here and in the report), on every
-	// engine or only on bugOn. Such a case logs "KNOWN BUG" instead of
-	// failing, unless SILO_TEST_KNOWN_BUGS=fail; once the bug is fixed it
-	// passes and says that the mark can go.
-	bug, bugOn string
 }
 
 func wantGatewayJSON(detail string) func(*http.Response, []byte) string {
@@ -304,17 +280,6 @@ func wantProxyFailureHeader(resp *http.Response, body []byte) string {
 		return fmt.Sprintf("failure header %q, body %q; want true and empty", resp.Header.Get(subnet.HeaderInternalProxyFailure), body)
 	}
 	return ""
-}
-
-// reportKnownBug logs a known bug's symptoms, or fails when the run asks
-// for it (SILO_TEST_KNOWN_BUGS=fail).
-func reportKnownBug(t *testing.T, bug string, problems []string) {
-	t.Helper()
-	if os.Getenv("SILO_TEST_KNOWN_BUGS") == "fail" {
-		t.Errorf("KNOWN BUG %s: %s", bug, strings.Join(problems, "; "))
-		return
-	}
-	t.Logf("KNOWN BUG %s: %s", bug, strings.Join(problems, "; "))
 }
 
 func TestMalformedRequests(t *testing.T) {
@@ -386,16 +351,12 @@ func runMalformed(t *testing.T, s *malSetup, engine string) {
 		{name: "github: invalid UTF-8 breaking the JSON", request: github("{\"installation\":{\"id\":\xff}}"), status: 400},
 		{name: "github: installation id not UTF-8", request: github("{\"installation\":{\"id\":\"\xff\xfe\"}}"), status: 400},
 		{name: "gitlab: token not UTF-8", request: malRaw("POST", "/extensions/gitlab/webhook/",
-			[]string{"Content-Type: application/json", "X-Gitlab-Token: \xff\xfe:grp:secret"}, `{"project":{"id":1}}`), status: 400,
-			bug: bugPostgresKeyEncoding, bugOn: "postgres"},
-		{name: "github: installation id with an escaped NUL", request: github(`{"installation":{"id":"555\u0000"}}`), status: 400,
-			bug: bugPostgresKeyEncoding, bugOn: "postgres"},
+			[]string{"Content-Type: application/json", "X-Gitlab-Token: \xff\xfe:grp:secret"}, `{"project":{"id":1}}`), status: 400},
+		{name: "github: installation id with an escaped NUL", request: github(`{"installation":{"id":"555\u0000"}}`), status: 400},
 		{name: "vsts: collection id with an escaped NUL", request: malRaw("POST", "/extensions/vsts/issue-updated/", []string{"Content-Type: application/json"},
-			`{"id":"x","resourceContainers":{"collection":{"id":"coll-1\u0000"}}}`), status: 400,
-			bug: bugPostgresKeyEncoding, bugOn: "postgres"},
+			`{"id":"x","resourceContainers":{"collection":{"id":"coll-1\u0000"}}}`), status: 400},
 		{name: "github-enterprise: host not UTF-8", request: malRaw("POST", "/extensions/github-enterprise/webhook/",
-			[]string{"Content-Type: application/json", "X-GitHub-Event: push", "X-GitHub-Enterprise-Host: \xff\xfe"}, `{"installation":{"id":77}}`), status: 400,
-			bug: bugPostgresKeyEncoding, bugOn: "postgres"},
+			[]string{"Content-Type: application/json", "X-GitHub-Event: push", "X-GitHub-Enterprise-Host: \xff\xfe"}, `{"installation":{"id":77}}`), status: 400},
 		{name: "slack: signature not UTF-8", request: malRaw("POST", "/extensions/slack/event/",
 			[]string{"Content-Type: application/json", "X-Slack-Request-Timestamp: 1", "X-Slack-Signature: v0=\xff\xfe"}, `{"type":"event_callback","team_id":"T123"}`), status: 401},
 		{name: "gateway: organization slug not UTF-8 (escaped)", request: malRaw("GET", "/api/0/organizations/%ff%fe/issues/", nil, ""),
@@ -503,8 +464,7 @@ func runMalformed(t *testing.T, s *malSetup, engine string) {
 			if err != nil {
 				t.Fatalf("no answer: %v", err)
 			}
-			knownBug := tc.bug != "" && (tc.bugOn == "" || tc.bugOn == engine)
-			if knownBug || tc.regionMaySee {
+			if tc.regionMaySee {
 				// What reaches the region may arrive after the answer.
 				time.Sleep(300 * time.Millisecond)
 			}
@@ -542,13 +502,7 @@ func runMalformed(t *testing.T, s *malSetup, engine string) {
 			if tc.controlPath != "" && s.control.last() != tc.controlPath {
 				problems = append(problems, fmt.Sprintf("control received %q, want %q", s.control.last(), tc.controlPath))
 			}
-			switch {
-			case len(problems) == 0 && knownBug:
-				t.Logf("known bug %q no longer shows here: remove the mark", tc.bug)
-			case len(problems) == 0:
-			case knownBug:
-				reportKnownBug(t, tc.bug, problems)
-			default:
+			if len(problems) > 0 {
 				t.Fatalf("%s\n%s", strings.Join(problems, "\n"), relTail(s.c.Logs(), 5))
 			}
 		})
@@ -577,14 +531,11 @@ func TestMalformedTruncatedBodiesKeepTheRegion(t *testing.T) {
 		t.Fatal(err)
 	}
 	if resp.StatusCode != http.StatusOK || string(body) != `{"region":"us"}` {
-		reportKnownBug(t, bugTruncatedGatewayBody, []string{fmt.Sprintf(
-			"after 40 truncated bodies (answers %v), a valid request got %d %s", statuses, resp.StatusCode, body)})
-		return
+		t.Fatalf("after 40 truncated bodies (answers %v), a valid request got %d %s: truncated client bodies must not open the region's breaker", statuses, resp.StatusCode, body)
 	}
 	for status := range statuses {
 		if status >= 500 {
-			reportKnownBug(t, bugTruncatedGatewayBody, []string{fmt.Sprintf("answers to truncated bodies: %v", statuses)})
-			return
+			t.Fatalf("answers to truncated bodies: %v; a client's truncated body is never a 5xx", statuses)
 		}
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sentrysilo/caddy-silo/modules/internal/pgtest"
+	"github.com/sentrysilo/caddy-silo/integration_tests/pgtest"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 )
 

@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/sentrysilo/caddy-silo/modules/internal/pgtest"
+	"github.com/sentrysilo/caddy-silo/integration_tests/pgtest"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 )
 

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -23,11 +25,28 @@ import (
 
 // pgOne runs a single-row lookup and maps no row to directory.ErrNotFound.
 func pgOne(ctx context.Context, q querier, op, sql string, args []any, dest ...any) error {
+	if !storableKeys(args) {
+		return directory.ErrNotFound
+	}
 	err := q.QueryRow(ctx, sql, args...).Scan(dest...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return directory.ErrNotFound
 	}
 	return pgErr(op, err)
+}
+
+// storableKeys reports whether every string key could be stored in a
+// UTF8 database at all. Keys come straight from requests (slugs, webhook
+// bodies, headers); PostgreSQL rejects invalid UTF-8 and NUL with an
+// error, which must read as "no such row", not as the database failing
+// (a 503 for a forged key).
+func storableKeys(args []any) bool {
+	for _, a := range args {
+		if s, ok := a.(string); ok && (!utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // querier is what pgOne needs of a pool or a transaction.
@@ -111,6 +130,9 @@ func (p *Postgres) IntegrationByID(ctx context.Context, id int64) (directory.Int
 
 func (p *Postgres) integration(ctx context.Context, sql string, args ...any) (directory.Integration, error) {
 	var in directory.Integration
+	if !storableKeys(args) {
+		return in, directory.ErrNotFound
+	}
 	rows, err := p.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return in, pgErr("postgres integration", err)

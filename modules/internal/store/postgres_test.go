@@ -12,7 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/sentrysilo/caddy-silo/modules/internal/pgtest"
+	"github.com/sentrysilo/caddy-silo/integration_tests/pgtest"
+	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 )
 
@@ -376,5 +377,24 @@ func TestPostgresBatchIsOneTransaction(t *testing.T) {
 	var n int
 	if err := pool.QueryRow(testCtx(t), `SELECT count(*) FROM batch_probe`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("rows left by failed batches = %d, %v", n, err)
+	}
+}
+
+// TestPostgresUnstorableKeysAreNotFound: keys come from requests, and a key
+// PostgreSQL cannot even hold (invalid UTF-8, NUL) is simply not there. An
+// error would make capture and the gateway answer 503 to a forged key.
+func TestPostgresUnstorableKeysAreNotFound(t *testing.T) {
+	s, _ := openPostgres(t, pgtest.DSN(t), true)
+	ctx := context.Background()
+	for _, key := range []string{"555\x00", "\xff\xfe", "gitlab.example.com:\xff"} {
+		if _, err := s.IntegrationByExternalID(ctx, "github", key); !errors.Is(err, directory.ErrNotFound) {
+			t.Errorf("IntegrationByExternalID(%q) = %v, want ErrNotFound", key, err)
+		}
+		if _, err := s.OrganizationBySlug(ctx, key); !errors.Is(err, directory.ErrNotFound) {
+			t.Errorf("OrganizationBySlug(%q) = %v, want ErrNotFound", key, err)
+		}
+		if _, err := s.ProjectKeyRegion(ctx, key); !errors.Is(err, directory.ErrNotFound) {
+			t.Errorf("ProjectKeyRegion(%q) = %v, want ErrNotFound", key, err)
+		}
 	}
 }
