@@ -39,7 +39,7 @@ func (b *clientBody) failed() error {
 // wrapBody installs a clientBody on requests that have a body; GETs (the
 // hot path) have none and cost nothing.
 func wrapBody(r *http.Request) *clientBody {
-	if r.Body == nil || r.Body == http.NoBody {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil
 	}
 	b := &clientBody{ReadCloser: r.Body}
