@@ -364,7 +364,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	defer reg.m.inFlight.Dec()
 
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.sentry.region", reg.name)
+		repl.Set("http.sentry.region", reg.nameValue)
 	}
 
 	// apigw's request rules, applied to r (reverse_proxy clones it) and

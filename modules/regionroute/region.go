@@ -18,6 +18,9 @@ import (
 // never slows another.
 type region struct {
 	name string
+	// nameValue is name boxed once, for the replacer (no allocation
+	// per request).
+	nameValue any
 	// host is the Host header sent to the region.
 	host string
 	// base is scheme://host of the gateway address, the prefix of
@@ -122,7 +125,7 @@ func newRegion(ctx caddy.Context, name string, u *url.URL, read, upload time.Dur
 		}
 		return h, nil
 	}
-	r := &region{name: name, host: u.Host, base: u.Scheme + "://" + u.Host, m: m}
+	r := &region{name: name, nameValue: name, host: u.Host, base: u.Scheme + "://" + u.Host, m: m}
 	var err error
 	if r.proxy, err = load(read); err != nil {
 		return nil, fmt.Errorf("region %s: %w", name, err)
