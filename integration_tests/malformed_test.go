@@ -394,10 +394,16 @@ func runMalformed(t *testing.T, s *malSetup, engine string) {
 			status: 200, reaches: reachesControl},
 		{name: "gateway: empty organization (pass-through)", request: malRaw("GET", "/api/0/organizations//issues/", nil, ""),
 			status: 200, reaches: reachesControl},
+		// Dot segments on a proxied route are refused: a region that
+		// resolves them would serve a path the gateway never routed.
 		{name: "gateway: dot-dot organization", request: malRaw("GET", "/api/0/organizations/%2e%2e/issues/", nil, ""),
-			status: 404, check: wantGatewayJSON("Not found")},
-		{name: "gateway: unknown cell through traversal", request: malRaw("GET", "/api/0/_admin/cells/..%2fus/x", nil, ""),
-			status: 404, check: wantGatewayJSON("Not found")},
+			status: 400, check: wantGatewayJSON("Invalid request")},
+		{name: "gateway: cell name through traversal", request: malRaw("GET", "/api/0/_admin/cells/..%2fus/x", nil, ""),
+			status: 400, check: wantGatewayJSON("Invalid request")},
+		{name: "gateway: traversal from an organization to a webhook path", request: malRaw("POST", "/api/0/organizations/acme/../../../extensions/github/webhook/", []string{"Content-Type: application/json"}, valid),
+			status: 400, check: wantGatewayJSON("Invalid request")},
+		{name: "gateway: escaped traversal from an organization", request: malRaw("GET", "/api/0/organizations/acme/%2e%2e/%2E%2E/%2e%2e/api/0/internal/x/", nil, ""),
+			status: 400, check: wantGatewayJSON("Invalid request")},
 
 		// Bad JSON for each provider path.
 		{name: "github: truncated JSON", request: github(`{"installation":{"id":555`), status: 400},

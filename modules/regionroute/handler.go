@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -238,6 +239,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	start := time.Now()
+	if hasDotSegment(r.URL.Path) {
+		// The route matched on the literal prefix; a region (or a proxy
+		// in front of it) that resolves the dots would serve another
+		// path than the one we routed, e.g. a webhook endpoint that
+		// capture never saw. Sentry's clients never send dot segments.
+		h.none.observe(outcomeInvalid, time.Since(start).Seconds())
+		errInvalid.write(w)
+		return nil
+	}
 	reg, o, apiErr := h.resolve(r, m)
 	if reg == nil {
 		if o == outcomeNext {
@@ -253,6 +263,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	return h.proxy(w, r, next, reg, m.Upload, start)
+}
+
+// hasDotSegment reports whether the (decoded) path has a "." or ".."
+// segment, however it was escaped on the wire.
+func hasDotSegment(path string) bool {
+	for len(path) > 0 {
+		i := strings.IndexByte(path, '/')
+		seg := path
+		if i >= 0 {
+			seg, path = path[:i], path[i+1:]
+		} else {
+			path = ""
+		}
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 // outcomeNext is resolve's "not ours after all" (an unknown project key

@@ -218,6 +218,13 @@ func TestServeHTTP(t *testing.T) {
 		{"/api/0/organizations/%ff%fe/issues/", 404, nil, `{"error":"apigateway","detail":"Not found"}`},
 		{"/api/0/organizations/acme%00/issues/", 404, nil, `{"error":"apigateway","detail":"Not found"}`},
 		{"/js-sdk-loader/%00.js", 299, nil, ""},
+		// Dot segments on a proxied route: the region could resolve them
+		// to a path we never routed (here, a webhook endpoint).
+		{"/api/0/organizations/acme/../../../extensions/github/webhook/", 400, nil, `{"error":"apigateway","detail":"Invalid request"}`},
+		{"/api/0/organizations/acme/%2e%2e/%2E%2E/%2e%2e/extensions/github/webhook/", 400, nil, `{"error":"apigateway","detail":"Invalid request"}`},
+		{"/api/0/organizations/acme/./issues/", 400, nil, `{"error":"apigateway","detail":"Invalid request"}`},
+		{"/api/0/organizations/acme/issues/..", 400, nil, `{"error":"apigateway","detail":"Invalid request"}`},
+		{"/api/0/organizations/acme/issues/..x/", 200, us, ""},
 	}
 	for _, tt := range tests {
 		us.seen, de.seen = nil, nil

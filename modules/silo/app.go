@@ -207,6 +207,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		TTL:           time.Duration(a.DirectoryCache.TTL),
 		NegativeTTL:   time.Duration(a.DirectoryCache.NegativeTTL),
 		Organizations: static,
+		// Room for every organization of a large installation: the
+		// gateway's hit rate must not fall off at 100,000 orgs.
+		MaxEntries: 1 << 18,
 	})
 	if a.Control() && !a.Drainer.Off {
 		a.drainer = drain.New(a.Drainer.config(), a.store, a.regionAddress,
