@@ -244,7 +244,9 @@ func (s *captureSetup) post(t *testing.T, path string, header http.Header, body 
 	resp, err := captureClient.Do(req)
 	if err != nil && (strings.Contains(err.Error(), "EOF") || strings.Contains(err.Error(), "reset")) {
 		// A connection reset by a listener closed in a reload: retry
-		// once, as any provider would.
+		// once, as any provider would, on a new connection (the other
+		// idle ones went to the same old server).
+		captureClient.CloseIdleConnections()
 		req, _ = http.NewRequest(http.MethodPost, s.base+path, bytes.NewReader(body))
 		for k, v := range header {
 			req.Header[k] = v

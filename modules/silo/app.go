@@ -7,6 +7,7 @@ import (
 	"context"
 	"net/url"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -73,7 +74,8 @@ type App struct {
 	store        store.Store
 	dirSource    directory.Source
 
-	drainer *drain.Drainer // nil when this instance does not deliver
+	drainer  *drain.Drainer // nil when this instance does not deliver
+	notifier *notifier      // nil when the store cannot wake other instances
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -186,6 +188,9 @@ func (a *App) Wake(mailboxes ...string) {
 	if a.drainer != nil {
 		a.drainer.Wake(mailboxes...)
 	}
+	if a.notifier != nil {
+		a.notifier.add(mailboxes)
+	}
 }
 
 // Provision resolves and checks the config and acquires the storage. It is
@@ -211,6 +216,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		// gateway's hit rate must not fall off at 100,000 orgs.
 		MaxEntries: 1 << 18,
 	})
+	if w, ok := a.store.(store.Waker); ok && a.Control() {
+		a.notifier = newNotifier(w, a.logger)
+	}
 	if a.Control() && !a.Drainer.Off {
 		a.drainer = drain.New(a.Drainer.config(), a.store, a.regionAddress,
 			a.logger.Named("drainer"), drain.NewMetrics(ctx.GetMetricsRegistry()))
@@ -265,7 +273,16 @@ func (a *App) Start() error {
 	a.done = make(chan struct{})
 	go func() {
 		defer close(a.done)
+		var wg sync.WaitGroup
+		if a.notifier != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				a.notifier.run(runCtx)
+			}()
+		}
 		a.run(runCtx)
+		wg.Wait()
 	}()
 	return nil
 }

@@ -134,6 +134,16 @@ func (p *Postgres) Migrate(ctx context.Context) error {
 // notifyChannel is the LISTEN/NOTIFY channel; the payload is a mailbox.
 const notifyChannel = "silo_mailbox"
 
+// Notify implements Waker: one statement, one notification per mailbox.
+// It writes no WAL, so it costs no fsync.
+func (p *Postgres) Notify(ctx context.Context, mailboxes []string) error {
+	if len(mailboxes) == 0 {
+		return nil
+	}
+	_, err := p.pool.Exec(ctx, `SELECT pg_notify('`+notifyChannel+`', m) FROM unnest($1::text[]) AS m`, mailboxes)
+	return pgErr("postgres notify", err)
+}
+
 // Listen implements Waker on a connection taken from the pool for as
 // long as ctx lasts. A lost connection is re-established with backoff
 // (100ms doubling to 5s), followed by fn("").

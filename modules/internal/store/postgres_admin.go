@@ -100,7 +100,7 @@ func (p *Postgres) ReplayDeadLetter(ctx context.Context, id int64, now time.Time
 	}
 	// Wake the drainers; outside the insert's transaction, which is
 	// harmless: the poll is the backstop.
-	_, _ = p.pool.Exec(ctx, pgNotifyMailboxes, []string{mailbox})
+	_ = p.Notify(ctx, []string{mailbox})
 	return newID, nil
 }
 
@@ -118,7 +118,7 @@ func (p *Postgres) RetryMailbox(ctx context.Context, mailbox string, now time.Ti
 	if !exists {
 		return ErrNotFound
 	}
-	_, _ = p.pool.Exec(ctx, pgNotifyMailboxes, []string{mailbox})
+	_ = p.Notify(ctx, []string{mailbox})
 	return nil
 }
 

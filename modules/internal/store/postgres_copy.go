@@ -36,7 +36,7 @@ FROM unnest($1::text[], $2::text[]) AS k(m, d)`
 // insertCopy is InsertPayloads for large batches: in one transaction, COPY
 // into a session-local staging table, INSERT ... SELECT from it, read the
 // ids of the pending rows that keyed payloads duplicate, NOTIFY.
-func (p *Postgres) insertCopy(ctx context.Context, payloads []NewPayload, headers []string, mailboxes []string) ([]InsertResult, error) {
+func (p *Postgres) insertCopy(ctx context.Context, payloads []NewPayload, headers []string) ([]InsertResult, error) {
 	rows := make([][]any, len(payloads))
 	for i := range payloads {
 		pl := &payloads[i]
@@ -102,9 +102,6 @@ func (p *Postgres) insertCopy(ctx context.Context, payloads []NewPayload, header
 				return err
 			}
 			inserted = append(inserted, pending...)
-		}
-		if _, err := tx.Exec(ctx, pgNotifyMailboxes, mailboxes); err != nil {
-			return err
 		}
 		// A duplicate whose pending row was delivered meanwhile keeps ID 0.
 		res, _, err = matchInserted(payloads, inserted)

@@ -49,21 +49,17 @@ func (p *Postgres) InsertPayloads(ctx context.Context, payloads []NewPayload) ([
 		return nil, err
 	}
 	headers := make([]string, len(payloads))
-	var mailboxes []string
 	for i := range payloads {
 		h, err := encodeHeaders(payloads[i].Headers)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidPayload, err)
 		}
 		headers[i] = h
-		if !slices.Contains(mailboxes, payloads[i].MailboxName) {
-			mailboxes = append(mailboxes, payloads[i].MailboxName)
-		}
 	}
 	if len(payloads) >= pgCopyThreshold {
-		return p.insertCopy(ctx, payloads, headers, mailboxes)
+		return p.insertCopy(ctx, payloads, headers)
 	}
-	return p.insertArrays(ctx, payloads, headers, mailboxes)
+	return p.insertArrays(ctx, payloads, headers)
 }
 
 // pgInsertArrays inserts a whole batch in one statement: the batch goes in
@@ -99,12 +95,8 @@ SELECT (SELECT p.id FROM silo_webhook_payload p
 FROM (SELECT DISTINCT mailbox_name, delivery_key FROM input WHERE delivery_key IS NOT NULL) k
 WHERE NOT EXISTS (SELECT 1 FROM inserted i WHERE i.mailbox_name = k.mailbox_name AND i.delivery_key = k.delivery_key)`
 
-// pgNotifyMailboxes wakes the drainers of every instance; NOTIFY is
-// delivered when the transaction commits, and never if it rolls back.
-const pgNotifyMailboxes = `SELECT pg_notify('` + notifyChannel + `', m) FROM unnest($1::text[]) AS m`
-
 // insertArrays is InsertPayloads for small and medium batches.
-func (p *Postgres) insertArrays(ctx context.Context, payloads []NewPayload, headers, mailboxes []string) ([]InsertResult, error) {
+func (p *Postgres) insertArrays(ctx context.Context, payloads []NewPayload, headers []string) ([]InsertResult, error) {
 	n := len(payloads)
 	var (
 		mailbox, dest, region, method, path = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -140,7 +132,6 @@ func (p *Postgres) insertArrays(ctx context.Context, payloads []NewPayload, head
 		})
 		return err
 	})
-	batch.Queue(pgNotifyMailboxes, mailboxes)
 	if err := p.pool.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, pgErr("postgres insert payloads", err)
 	}

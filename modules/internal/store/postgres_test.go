@@ -107,8 +107,9 @@ func TestPostgresUnavailable(t *testing.T) {
 	}
 }
 
-// TestPostgresListen checks that InsertPayloads wakes a listener, once per
-// mailbox, and that Listen returns when its ctx ends.
+// TestPostgresListen checks that Notify wakes a listener, once per
+// mailbox, that InsertPayloads alone does not, and that Listen returns
+// when its ctx ends.
 func TestPostgresListen(t *testing.T) {
 	s, pool := openPostgres(t, pgtest.DSN(t), true)
 	ctx, cancel := context.WithCancel(testCtx(t))
@@ -116,10 +117,12 @@ func TestPostgresListen(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.Listen(ctx, func(m string) { woken <- m }) }()
 
-	// LISTEN has no ready signal: insert until the first wake arrives.
+	// LISTEN has no ready signal: notify until the first wake arrives.
 	got := ""
 	for i := 0; i < 50 && got == ""; i++ {
-		mustInsert(t, s, payload("github:us:1", "x"), payload("github:us:1", "y"), payload("gitlab:de:2", "z"))
+		if err := s.Notify(ctx, []string{"github:us:1"}); err != nil {
+			t.Fatal(err)
+		}
 		timer := time.NewTimer(200 * time.Millisecond)
 		select {
 		case got = <-woken:
@@ -128,14 +131,16 @@ func TestPostgresListen(t *testing.T) {
 		timer.Stop()
 	}
 	if got == "" {
-		t.Fatal("no notification after inserts")
+		t.Fatal("no notification after Notify")
 	}
-	// Drain, then one more batch: exactly its two mailboxes.
+	// Drain, then one coalesced Notify: exactly one wake per mailbox.
 	time.Sleep(100 * time.Millisecond)
 	for len(woken) > 0 {
 		<-woken
 	}
-	mustInsert(t, s, payload("github:us:1", "x"), payload("github:us:1", "y"), payload("gitlab:de:2", "z"))
+	if err := s.Notify(ctx, []string{"github:us:1", "gitlab:de:2"}); err != nil {
+		t.Fatal(err)
+	}
 	seen := map[string]int{}
 	deadline := time.After(5 * time.Second)
 	for len(seen) < 2 {
@@ -149,13 +154,12 @@ func TestPostgresListen(t *testing.T) {
 	if seen["github:us:1"] != 1 || seen["gitlab:de:2"] != 1 {
 		t.Errorf("wakes = %v, want one per mailbox", seen)
 	}
-	// A rolled-back insert (here: invalid) wakes nobody.
-	_, _ = s.InsertPayloads(ctx, []store.NewPayload{{MailboxName: "bad"}})
+	// Inserting does not notify by itself (the commit must not wait on
+	// the notify lock); the caller notifies after it.
+	mustInsert(t, s, payload("jira:us:3", "x"))
 	select {
 	case m := <-woken:
-		if m == "bad" {
-			t.Error("woken for a payload that was not stored")
-		}
+		t.Errorf("InsertPayloads notified %q by itself", m)
 	case <-time.After(200 * time.Millisecond):
 	}
 	cancel()
@@ -306,6 +310,7 @@ func TestPostgresOutage(t *testing.T) {
 		t.Helper()
 		for i := 0; i < 50; i++ {
 			mustInsert(t, s, payload(want, "x"))
+			_ = s.Notify(ctx, []string{want})
 			timer := time.NewTimer(200 * time.Millisecond)
 			select {
 			case m := <-woken:

@@ -204,13 +204,18 @@ type Store interface {
 }
 
 // Waker is implemented by engines that can wake other instances when
-// payloads are stored (PostgreSQL LISTEN/NOTIFY). InsertPayloads already
-// notifies in its transaction; Listen blocks on a dedicated connection
+// payloads are stored (PostgreSQL LISTEN/NOTIFY). InsertPayloads does not
+// notify: a NOTIFY inside the insert's transaction would hold PostgreSQL's
+// global notify lock across the commit's fsync and serialise every
+// capture commit behind it. Callers Notify after the commit instead
+// (coalesced; a lost notification only costs the poll interval). Listen
+// blocks on a dedicated connection
 // and calls fn with each notified mailbox name until ctx ends, then
 // returns ctx.Err(). fn runs on the listening goroutine and must not
 // block. When the connection is lost, Listen reconnects with backoff and
 // then calls fn("") once: wakes may have been missed, so the caller should
 // look at every mailbox.
 type Waker interface {
+	Notify(ctx context.Context, mailboxes []string) error
 	Listen(ctx context.Context, fn func(mailbox string)) error
 }

@@ -1,0 +1,73 @@
+package silo
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/store"
+)
+
+// notifier tells the other instances' drainers about new payloads through
+// the store (PostgreSQL NOTIFY), after the capture's commit rather than
+// inside it: a NOTIFY in the insert's transaction holds PostgreSQL's global
+// notify lock across the commit's fsync and serialises every capture. Wakes
+// are coalesced, so a burst of captures costs one NOTIFY statement. A lost
+// notification costs at most the drainer's poll interval.
+type notifier struct {
+	waker  store.Waker
+	logger *zap.Logger
+
+	mu      sync.Mutex
+	pending map[string]struct{}
+	kick    chan struct{}
+}
+
+func newNotifier(w store.Waker, logger *zap.Logger) *notifier {
+	return &notifier{waker: w, logger: logger, pending: map[string]struct{}{}, kick: make(chan struct{}, 1)}
+}
+
+// add queues mailboxes; it never blocks the request path.
+func (n *notifier) add(mailboxes []string) {
+	n.mu.Lock()
+	for _, m := range mailboxes {
+		n.pending[m] = struct{}{}
+	}
+	n.mu.Unlock()
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run sends the queued mailboxes until ctx ends.
+func (n *notifier) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.kick:
+		}
+		n.mu.Lock()
+		batch := make([]string, 0, len(n.pending))
+		for m := range n.pending {
+			batch = append(batch, m)
+		}
+		clear(n.pending)
+		n.mu.Unlock()
+		if len(batch) == 0 {
+			continue
+		}
+		nctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := n.waker.Notify(nctx, batch)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			if c := n.logger.Check(zapcore.DebugLevel, "notifying other instances failed; their poll will find the payloads"); c != nil {
+				c.Write(zap.Error(err), zap.Int("mailboxes", len(batch)))
+			}
+		}
+	}
+}
