@@ -126,9 +126,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return r.Address, r.Address != nil
 	})
 	if st := app.Store(); st != nil {
-		// Few flushers with big batches beat many with small ones:
-		// PostgreSQL serialises the commits of transactions that NOTIFY
-		// (as each capture batch does), and SQLite has one writer.
+		// Few flushers with big batches beat many with small ones: each
+		// commit costs an fsync however many rows it carries (measured:
+		// 2 flushers 9.0k/s, 4 flushers 6.9k/s on PostgreSQL), and SQLite
+		// has one writer.
 		flushers := 2
 		if st.Engine() == "sqlite" {
 			flushers = 1
