@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -34,9 +35,11 @@ const (
 	// drainRate is the steady capture rate when -rate is not given
 	// (DESIGN.md target: p50 <= 50 ms, p99 <= 250 ms at 1,000/s).
 	drainRate = 1000
-	// drainBacklog is how many webhooks pile up while the region is down.
-	drainBacklog = 20_000
 )
+
+// drainBacklog is how many webhooks pile up while the region is down
+// (-drain-backlog; 1000000 shows that RSS does not grow with the backlog).
+var drainBacklog = flag.Int("drain-backlog", 20_000, "drain scenario: webhooks stored while the region is down")
 
 // sentHeader carries the capture's send time (unix ns) through the store
 // to the region, which computes capture-to-delivery latency on the same
@@ -225,7 +228,7 @@ http://127.0.0.1:%d {
 	rssIdle := rssKB(inst)
 	var wg sync.WaitGroup
 	var backlogErrs atomic.Int64
-	per := drainBacklog / c
+	per := *drainBacklog / c
 	for w := 0; w < c; w++ {
 		wg.Add(1)
 		go func() {
