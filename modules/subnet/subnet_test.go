@@ -162,3 +162,23 @@ func TestSignRequest(t *testing.T) {
 		t.Fatal("signing without a secret succeeded")
 	}
 }
+
+// FuzzVerify: arbitrary headers and bodies never panic the signature
+// check, and only Sign's own output for exactly these values verifies.
+func FuzzVerify(f *testing.F) {
+	f.Add("https://slack.com/api", "chat.postMessage", "42", []byte(`{"channel":"C1"}`), "v0=00")
+	f.Add("", "", "None", []byte{0xff}, "")
+	f.Add("https://example.com/api/", "/chat.postMessage", "123", []byte(nil), "v0=b770c1fbf24df2bb01c6d871ef9dc46b8e08279c9101b50d17dd88b2e6d220f3")
+	const secret = "hush-hush-im-invisible"
+	f.Fuzz(func(t *testing.T, base, path, oi string, body []byte, sig string) {
+		if Verify(secret, base, path, oi, body, sig) && sig != Sign(secret, base, path, oi, body) {
+			t.Fatalf("accepted %q, which Sign did not make", sig)
+		}
+		if !Verify(secret, base, path, oi, body, Sign(secret, base, path, oi, body)) {
+			t.Fatal("refused Sign's own signature")
+		}
+		if Verify("", base, path, oi, body, Sign("", base, path, oi, body)) {
+			t.Fatal("verified with no secret set")
+		}
+	})
+}
