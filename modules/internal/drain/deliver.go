@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
+	"github.com/sentrysilo/caddy-silo/modules/internal/webhooks"
 )
 
 // resultKind is what a delivery attempt means for its row.
@@ -189,7 +190,7 @@ func safeError(err error) string {
 // postCallback POSTs what the region answered to the payload's
 // response_url (§3.6): Slack gets the body as is, Discord its "data".
 func (d *Drainer) postCallback(ctx context.Context, p *store.Payload, regionBody []byte) result {
-	body, err := callbackBody(p.Provider, regionBody)
+	body, err := webhooks.CallbackBody(p.Provider, regionBody)
 	if err != nil {
 		return result{kind: retry, callback: true, err: err.Error()}
 	}

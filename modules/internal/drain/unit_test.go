@@ -147,24 +147,6 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-func TestCallbackBody(t *testing.T) {
-	tests := []struct {
-		provider, in, want string
-		wantErr            bool
-	}{
-		{"slack", `{"text":"hi"}`, `{"text":"hi"}`, false},
-		{"discord", `{"type":4,"data":{"content":"hi"}}`, `{"content":"hi"}`, false},
-		{"discord", `{"type":4}`, "", true},
-		{"discord", `not json`, "", true},
-	}
-	for _, tc := range tests {
-		got, err := callbackBody(tc.provider, []byte(tc.in))
-		if (err != nil) != tc.wantErr || string(got) != tc.want {
-			t.Errorf("callbackBody(%s, %s) = %s, %v", tc.provider, tc.in, got, err)
-		}
-	}
-}
-
 func TestBreaker(t *testing.T) {
 	b := newBreaker(3)
 	t0 := time.Now()
