@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -98,35 +99,11 @@ func (s *SQLite) integration(ctx context.Context, query string, args ...any) (di
 		return in, sqliteErr("sqlite integration", err)
 	}
 	defer rows.Close()
-	found := false
-	for rows.Next() {
-		var (
-			metadata string
-			oiID     *int64
-			orgID    *int64
-			oiStatus *int
-			oi       directory.OrganizationIntegration
-		)
-		if err := rows.Scan(&in.ID, &in.Provider, &in.ExternalID, &in.Name, &metadata, &in.Status,
-			&oiID, &orgID, &oiStatus, &oi.DefaultAuthID, &oi.Region); err != nil {
-			return in, sqliteErr("sqlite integration", err)
-		}
-		if !found {
-			in.Metadata = json.RawMessage(metadata)
-			found = true
-		}
-		if oiID != nil {
-			oi.ID, oi.OrganizationID, oi.IntegrationID, oi.Status = *oiID, *orgID, in.ID, *oiStatus
-			in.Organizations = append(in.Organizations, oi)
-		}
-	}
-	if err := rows.Err(); err != nil {
+	in, err = collectIntegration(rows)
+	if err != nil && !errors.Is(err, directory.ErrNotFound) {
 		return in, sqliteErr("sqlite integration", err)
 	}
-	if !found {
-		return in, directory.ErrNotFound
-	}
-	return in, nil
+	return in, err
 }
 
 // OrganizationIntegration implements directory.Source.
