@@ -54,14 +54,20 @@ func destinationOf(p *NewPayload) string {
 	return p.DestinationType
 }
 
-// validateAll runs NewPayload.Validate over a batch.
-func validateAll(payloads []NewPayload) error {
+// prepareInsert checks a whole batch before any database work (so one bad
+// payload never fails a group commit half-way) and encodes each payload's
+// headers, for both engines' InsertPayloads.
+func prepareInsert(payloads []NewPayload) (headers []string, err error) {
+	headers = make([]string, len(payloads))
 	for i := range payloads {
 		if err := payloads[i].Validate(); err != nil {
-			return err
+			return nil, err
+		}
+		if headers[i], err = encodeHeaders(payloads[i].Headers); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidPayload, err)
 		}
 	}
-	return nil
+	return headers, nil
 }
 
 // dedupKey identifies a pending payload for de-duplication.

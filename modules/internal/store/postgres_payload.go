@@ -45,16 +45,9 @@ func (p *Postgres) InsertPayloads(ctx context.Context, payloads []NewPayload) ([
 	if len(payloads) == 0 {
 		return nil, nil
 	}
-	if err := validateAll(payloads); err != nil {
+	headers, err := prepareInsert(payloads)
+	if err != nil {
 		return nil, err
-	}
-	headers := make([]string, len(payloads))
-	for i := range payloads {
-		h, err := encodeHeaders(payloads[i].Headers)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrInvalidPayload, err)
-		}
-		headers[i] = h
 	}
 	if len(payloads) >= pgCopyThreshold {
 		return p.insertCopy(ctx, payloads, headers)

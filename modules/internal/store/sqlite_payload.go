@@ -52,20 +52,13 @@ func (s *SQLite) InsertPayloads(ctx context.Context, payloads []NewPayload) ([]I
 	if len(payloads) == 0 {
 		return nil, nil
 	}
-	if err := validateAll(payloads); err != nil {
+	headers, err := prepareInsert(payloads)
+	if err != nil {
 		return nil, err
-	}
-	headers := make([]string, len(payloads))
-	for i := range payloads {
-		h, err := encodeHeaders(payloads[i].Headers)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrInvalidPayload, err)
-		}
-		headers[i] = h
 	}
 	now := micros(time.Now())
 	res := make([]InsertResult, len(payloads))
-	err := s.write(ctx, "sqlite insert payloads", func(tx *sql.Tx) error {
+	err = s.write(ctx, "sqlite insert payloads", func(tx *sql.Tx) error {
 		ins, err := tx.PrepareContext(ctx, sqliteInsertPayload)
 		if err != nil {
 			return err
