@@ -135,21 +135,7 @@ http://127.0.0.1:%d {
 // acme (1) in us, beta (2) in de, and one integration per provider.
 func (s *captureSetup) seed(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var n int
-		err := s.db.QueryRow(`SELECT count(*) FROM sentry_organizationintegration`).Scan(&n)
-		if err == nil {
-			err = s.db.QueryRow(`SELECT count(*) FROM silo_webhook_payload`).Scan(&n)
-		}
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tables were not created: %v\n%s", err, s.c.Logs())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitForTables(t, s.db, 30*time.Second, s.c.Logs, "sentry_organizationintegration", "silo_webhook_payload")
 	mustExec(t, s.db, `INSERT INTO sentry_organizationmapping (organization_id, slug, region_name, status) VALUES (1, 'acme', 'us', 0), (2, 'beta', 'de', 0)`)
 	integrations := []struct {
 		id                   int

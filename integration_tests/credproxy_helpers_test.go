@@ -302,21 +302,7 @@ const (
 
 func (s *credSetup) seed(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var n int
-		err := s.db.QueryRow(`SELECT count(*) FROM sentry_identity`).Scan(&n)
-		if err == nil {
-			err = s.db.QueryRow(`SELECT count(*) FROM sentry_organizationintegration`).Scan(&n)
-		}
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tables were not created: %v\n%s", err, s.instances[0].Logs())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitForTables(t, s.db, 30*time.Second, s.instances[0].Logs, "sentry_identity", "sentry_organizationintegration")
 	tpPort := strings.TrimPrefix(s.tp.URL(), "http://127.0.0.1:")
 	mustExec(t, s.db, `INSERT INTO sentry_organizationmapping (organization_id, slug, region_name, status) VALUES (1, 'acme', 'us', 0)`)
 	rows := []struct {

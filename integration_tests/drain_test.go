@@ -126,20 +126,7 @@ func (s *drainSetup) seed(t *testing.T, installations int) {
 	}
 	t.Cleanup(func() { db.Close() })
 	s.db = db
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var n int
-		err := db.QueryRow(`SELECT count(*) FROM sentry_organizationintegration`).Scan(&n)
-		if err == nil {
-			if err = db.QueryRow(`SELECT count(*) FROM silo_webhook_payload`).Scan(&n); err == nil {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tables were not created: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitForTables(t, db, 30*time.Second, nil, "sentry_organizationintegration", "silo_webhook_payload")
 	mustExec(t, db, `INSERT INTO sentry_organizationmapping (organization_id, slug, region_name, status) VALUES (1, 'acme', 'us', 0)`)
 	for i := 1; i <= installations; i++ {
 		mustExec(t, db, fmt.Sprintf(`INSERT INTO sentry_integration (id, provider, external_id, name, metadata, status) VALUES (%d, 'github', '%d', 'gh', '{}', 0)`, i, 5000+i))

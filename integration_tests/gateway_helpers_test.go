@@ -228,18 +228,8 @@ func (g *gateway) db(t *testing.T) *sql.DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var n int
-		err := db.QueryRow("SELECT count(*) FROM sentry_projectkeymapping").Scan(&n)
-		if err == nil {
-			return db
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("directory tables never appeared in %s: %v\n%s", g.dbPath, err, g.c.Logs())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitForTables(t, db, 20*time.Second, g.c.Logs, "sentry_projectkeymapping")
+	return db
 }
 
 func mustExec(t *testing.T, db *sql.DB, q string, args ...any) {

@@ -140,21 +140,7 @@ http://127.0.0.1:%d {
 // integration per provider the table sends to.
 func (s *malSetup) seed(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var n int
-		err := s.db.QueryRow(`SELECT count(*) FROM sentry_organizationintegration`).Scan(&n)
-		if err == nil {
-			err = s.db.QueryRow(`SELECT count(*) FROM silo_dead_letter`).Scan(&n)
-		}
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tables were not created: %v\n%s", err, s.c.Logs())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitForTables(t, s.db, 30*time.Second, s.c.Logs, "sentry_organizationintegration", "silo_dead_letter")
 	exec := func(q string) {
 		t.Helper()
 		if _, err := s.db.Exec(q); err != nil {
