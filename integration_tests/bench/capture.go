@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -31,50 +30,74 @@ func init() {
 // over (one mailbox each).
 const captureIntegrations = 100
 
-// captureBody is a GitHub push of a realistic size (~1.3 KB).
-var captureBody = func() string {
-	pad := strings.Repeat("x", 1100)
-	return `{"ref":"refs/heads/main","before":"0000","after":"1111","repository":{"id":%d,"full_name":"acme/app"},"installation":{"id":%d},"head_commit":{"message":"` + pad + `"}}`
-}()
-
-var captureHeaders = map[string]string{
-	"Content-Type":        "application/json",
-	"User-Agent":          "GitHub-Hookshot/abc123",
-	"X-GitHub-Event":      "push",
-	"X-GitHub-Hook-ID":    "123456",
-	"X-Hub-Signature":     "sha1=0123456789abcdef0123456789abcdef01234567",
-	"X-Hub-Signature-256": "sha256=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+// captureBody renders a GitHub push of a realistic size (~1.3 KB) for
+// repository seq and installation inst.
+func captureBody(dst []byte, seq uint64, inst int) []byte {
+	dst = append(dst, `{"ref":"refs/heads/main","before":"0000","after":"1111","repository":{"id":`...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	dst = append(dst, `,"full_name":"acme/app"},"installation":{"id":`...)
+	dst = strconv.AppendInt(dst, int64(inst), 10)
+	dst = append(dst, `},"head_commit":{"message":"`...)
+	dst = append(dst, capturePad...)
+	return append(dst, `"}}`...)
 }
 
+var capturePad = strings.Repeat("x", 1100)
+
+// captureHeaders are a GitHub delivery's headers but the delivery id.
+const captureHeaders = "Content-Type: application/json\r\n" +
+	"User-Agent: GitHub-Hookshot/abc123\r\n" +
+	"X-GitHub-Event: push\r\n" +
+	"X-GitHub-Hook-ID: 123456\r\n" +
+	"X-Hub-Signature: sha1=0123456789abcdef0123456789abcdef01234567\r\n" +
+	"X-Hub-Signature-256: sha256=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n"
+
 type captureTarget struct {
-	url    string
+	client *rawClient
+	host   string
+	path   string // default /extensions/github/webhook/
+	want   int    // default 202
 	seq    atomic.Uint64
 	prefix string
+	bufs   sync.Pool
+}
+
+// captureBuffers are one request's scratch space, reused across requests.
+type captureBuffers struct{ body, req []byte }
+
+func newCaptureTarget(base, prefix string, maxConns int) *captureTarget {
+	host := strings.TrimPrefix(base, "http://")
+	return &captureTarget{client: newRawClient(host, maxConns), host: host, prefix: prefix}
 }
 
 // send posts one push for installation 5001..5100 with a fresh delivery id
 // and wants its 202.
-func (t *captureTarget) send(ctx context.Context, c *http.Client) error {
+func (t *captureTarget) send(ctx context.Context) error {
 	i := t.seq.Add(1)
 	inst := 5001 + int(i%captureIntegrations)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, strings.NewReader(fmt.Sprintf(captureBody, i, inst)))
-	if err != nil {
-		return err
+	b, _ := t.bufs.Get().(*captureBuffers)
+	if b == nil {
+		b = new(captureBuffers)
 	}
-	for k, v := range captureHeaders {
-		req.Header.Set(k, v)
+	defer t.bufs.Put(b)
+	b.body = captureBody(b.body[:0], i, inst)
+	path, want := t.path, t.want
+	if path == "" {
+		path, want = "/extensions/github/webhook/", http.StatusAccepted
 	}
-	req.Header.Set("X-GitHub-Delivery", t.prefix+strconv.FormatUint(i, 10))
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return nil
+	req := append(b.req[:0], "POST "...)
+	req = append(req, path...)
+	req = append(req, " HTTP/1.1\r\nHost: "...)
+	req = append(req, t.host...)
+	req = append(req, "\r\n"+captureHeaders+"X-GitHub-Delivery: "...)
+	req = append(req, t.prefix...)
+	req = strconv.AppendUint(req, i, 10)
+	req = append(req, "\r\nContent-Length: "...)
+	req = strconv.AppendInt(req, int64(len(b.body)), 10)
+	req = append(req, "\r\n\r\n"...)
+	req = append(req, b.body...)
+	b.req = req
+	return t.client.do(ctx, req, want)
 }
 
 // closedLoop runs concurrency workers calling op back to back for d.
@@ -149,30 +172,45 @@ func runCapture(ctx context.Context, env *Env) error {
 		inst := 1 + int(i%captureIntegrations)
 		_, err := pool.Exec(ctx, `INSERT INTO silo_webhook_payload (mailbox_name, provider, region_name, integration_id,
 			request_method, request_path, request_headers, request_body, delivery_key) VALUES ($1, 'github', 'us', $2, 'POST', '/extensions/github/webhook/', $3, $4, $5)`,
-			"github:us:"+strconv.Itoa(inst), inst, rawHeaders, []byte(fmt.Sprintf(captureBody, i, 5000+inst)), "raw-"+strconv.FormatUint(i, 10))
+			"github:us:"+strconv.Itoa(inst), inst, rawHeaders, captureBody(nil, i, 5000+inst), "raw-"+strconv.FormatUint(i, 10))
 		return err
 	}
 
-	c := Client(env.Concurrency)
-	pgTarget := &captureTarget{url: pg.base + "/extensions/github/webhook/", prefix: "pg-"}
-	capturePG := func(ctx context.Context) error { return pgTarget.send(ctx, c) }
+	pgTarget := newCaptureTarget(pg.base, "pg-", env.Concurrency*4)
+	defer pgTarget.client.Close()
+	capturePG := pgTarget.send
 
 	// Warm up both, then alternate rounds so drift on a shared machine
 	// hits both alike.
 	closedLoop(ctx, env.Concurrency, env.Warmup, rawInsert)
 	closedLoop(ctx, env.Concurrency, env.Warmup, capturePG)
 	per := env.Duration / time.Duration(env.Rounds)
+	pgMeter := cpuMeter{caddy: pg.inst.Pid(), postgres: cluster.ServerPID()}
+	rawMeter := cpuMeter{postgres: cluster.ServerPID()}
+	rawRound := func() postResult {
+		return metered(rawMeter, func() postResult { return closedLoop(ctx, env.Concurrency, per, rawInsert) })
+	}
+	captRound := func() postResult {
+		return metered(pgMeter, func() postResult { return closedLoop(ctx, env.Concurrency, per, capturePG) })
+	}
 	var raw, capt []postResult
 	for r := range env.Rounds {
 		if r%2 == 0 {
-			raw = append(raw, closedLoop(ctx, env.Concurrency, per, rawInsert))
-			capt = append(capt, closedLoop(ctx, env.Concurrency, per, capturePG))
+			raw = append(raw, rawRound())
+			capt = append(capt, captRound())
 		} else {
-			capt = append(capt, closedLoop(ctx, env.Concurrency, per, capturePG))
-			raw = append(raw, closedLoop(ctx, env.Concurrency, per, rawInsert))
+			capt = append(capt, captRound())
+			raw = append(raw, rawRound())
 		}
 	}
 	rawR, captR := combinePost(raw), combinePost(capt)
+	// The floor: the same request answered by the route's next handler in
+	// the same Caddy, which capture passes it to without reading the body.
+	// What capture costs is its CPU per row above this one.
+	floor := newCaptureTarget(pg.base, "floor-", env.Concurrency*4)
+	floor.path, floor.want = "/not-a-webhook/", http.StatusOK
+	defer floor.client.Close()
+	floorR := metered(pgMeter, func() postResult { return closedLoop(ctx, env.Concurrency, per, floor.send) })
 	if env.Profile != "" {
 		if err := pg.inst.Profile(env.Profile, 5*time.Second, func() { closedLoop(ctx, env.Concurrency, 5*time.Second, capturePG) }); err != nil {
 			return err
@@ -184,8 +222,8 @@ func runCapture(ctx context.Context, env *Env) error {
 	}
 	// The baseline at the same open-loop rate, right before: PostgreSQL's
 	// own stalls (checkpoints, autovacuum) show in both.
-	openRaw := openLoopPost(ctx, env.Concurrency, half, env.Duration/2, rawInsert)
-	openPG := openLoopPost(ctx, env.Concurrency, half, env.Duration/2, capturePG)
+	openRaw := metered(rawMeter, func() postResult { return openLoopPost(ctx, env.Concurrency, half, env.Duration/2, rawInsert) })
+	openPG := metered(pgMeter, func() postResult { return openLoopPost(ctx, env.Concurrency, half, env.Duration/2, capturePG) })
 	stored := pendingRows(ctx, db)
 
 	// The SQLite default, same load.
@@ -201,22 +239,31 @@ func runCapture(ctx context.Context, env *Env) error {
 	if err := seedGitHubSQLite(ctx, liteDB, captureIntegrations); err != nil {
 		return err
 	}
-	liteTarget := &captureTarget{url: lite.base + "/extensions/github/webhook/", prefix: "lite-"}
-	captureLite := func(ctx context.Context) error { return liteTarget.send(ctx, c) }
+	liteTarget := newCaptureTarget(lite.base, "lite-", env.Concurrency*4)
+	defer liteTarget.client.Close()
+	captureLite := liteTarget.send
 	closedLoop(ctx, env.Concurrency, env.Warmup, captureLite)
-	liteR := closedLoop(ctx, env.Concurrency, env.Duration/2, captureLite)
-	openLite := openLoopPost(ctx, env.Concurrency, liteR.rps()/2, env.Duration/2, captureLite)
+	liteMeter := cpuMeter{caddy: lite.inst.Pid()}
+	liteR := metered(liteMeter, func() postResult { return closedLoop(ctx, env.Concurrency, env.Duration/2, captureLite) })
+	openLite := metered(liteMeter, func() postResult {
+		return openLoopPost(ctx, env.Concurrency, liteR.rps()/2, env.Duration/2, captureLite)
+	})
 
 	fmt.Fprintf(env.Out, "machine: %s; PostgreSQL fsync=%s synchronous_commit=%s; %d integrations; concurrency %d; closed loop %s in %d alternating rounds, open loop %s\n",
 		env.Machine(), fsync, syncCommit, captureIntegrations, env.Concurrency, env.Duration, env.Rounds, env.Duration/2)
 	tw := tabwriter.NewWriter(env.Out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "what\trows/s\tp50 ms\tp99 ms\terrors\t\n")
-	fmt.Fprintf(tw, "baseline: raw pgx single-row INSERT\t%.0f\t%s\t%s\t%d\t\n", rawR.rps(), ms(quantile(rawR.latencies, .5)), ms(quantile(rawR.latencies, .99)), rawR.errors)
-	fmt.Fprintf(tw, "capture, PostgreSQL, closed loop\t%.0f\t%s\t%s\t%d\t\n", captR.rps(), ms(quantile(captR.latencies, .5)), ms(quantile(captR.latencies, .99)), captR.errors)
-	fmt.Fprintf(tw, "baseline: raw INSERT, open loop at %.0f/s\t%.0f\t%s\t%s\t%d\t\n", half, openRaw.rps(), ms(quantile(openRaw.latencies, .5)), ms(quantile(openRaw.latencies, .99)), openRaw.errors)
-	fmt.Fprintf(tw, "capture, PostgreSQL, open loop at %.0f/s\t%.0f\t%s\t%s\t%d\t\n", half, openPG.rps(), ms(quantile(openPG.latencies, .5)), ms(quantile(openPG.latencies, .99)), openPG.errors)
-	fmt.Fprintf(tw, "capture, SQLite, closed loop\t%.0f\t%s\t%s\t%d\t\n", liteR.rps(), ms(quantile(liteR.latencies, .5)), ms(quantile(liteR.latencies, .99)), liteR.errors)
-	fmt.Fprintf(tw, "capture, SQLite, open loop at %.0f/s\t%.0f\t%s\t%s\t%d\t\n", liteR.rps()/2, openLite.rps(), ms(quantile(openLite.latencies, .5)), ms(quantile(openLite.latencies, .99)), openLite.errors)
+	fmt.Fprintf(tw, "what\trows/s\tp50 ms\tp99 ms\terrors\t|\tCPU µs/row: caddy\tpostgres\tload generator\t\n")
+	row := func(what string, r postResult) {
+		c, p, l := r.cpu.perRow(r.sent)
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%d\t|\t%s\t%s\t%s\t\n", what, r.rps(), ms(quantile(r.latencies, .5)), ms(quantile(r.latencies, .99)), r.errors, c, p, l)
+	}
+	row("baseline: raw pgx single-row INSERT", rawR)
+	row("capture, PostgreSQL, closed loop", captR)
+	row("floor: same POST, Caddy answers 200 without capture", floorR)
+	row(fmt.Sprintf("baseline: raw INSERT, open loop at %.0f/s", half), openRaw)
+	row(fmt.Sprintf("capture, PostgreSQL, open loop at %.0f/s", half), openPG)
+	row("capture, SQLite, closed loop", liteR)
+	row(fmt.Sprintf("capture, SQLite, open loop at %.0f/s", liteR.rps()/2), openLite)
 	_ = tw.Flush()
 	fmt.Fprintf(env.Out, "capture/raw INSERT: %.2fx (target >= 0.60x); PostgreSQL %.0f/s (target >= 10000); SQLite %.0f/s (target >= 5000); p99 at half peak %s ms (target <= 25)\n",
 		captR.rps()/rawR.rps(), captR.rps(), liteR.rps(), ms(quantile(openPG.latencies, .99)))
@@ -231,9 +278,19 @@ func combinePost(rs []postResult) postResult {
 		out.errors += r.errors
 		out.elapsed += r.elapsed
 		out.latencies = append(out.latencies, r.latencies...)
+		out.cpu = out.cpu.add(r.cpu)
 	}
 	slices.Sort(out.latencies)
 	return out
+}
+
+// metered runs one measurement and records the CPU time each process of
+// the run spent in it.
+func metered(m cpuMeter, run func() postResult) postResult {
+	before := m.sample()
+	r := run()
+	r.cpu = m.sample().sub(before)
+	return r
 }
 
 func poolSuffix(dsn string, conns int) string {

@@ -287,6 +287,7 @@ type postResult struct {
 	sent, errors int
 	elapsed      time.Duration
 	latencies    []time.Duration // of the answers, sorted
+	cpu          cpuSample       // CPU time the processes spent, when measured
 }
 
 func (r postResult) rps() float64 { return float64(r.sent) / r.elapsed.Seconds() }

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -115,22 +114,7 @@ func (m *matchup) paired(ctx context.Context, base, subject *target, rate float6
 }
 
 // cpu is the user+system CPU time of the Caddy process.
-func (m *matchup) cpu() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name (which may hold spaces) in ")".
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	const clockTicks = 100 // USER_HZ on Linux
-	return time.Duration(utime+stime) * time.Second / clockTicks
-}
+func (m *matchup) cpu() time.Duration { return procCPU(m.pid) }
 
 func combine(rs []Result) Result {
 	var out Result

@@ -323,3 +323,15 @@ func redact(s string) string {
 	}
 	return u.Redacted()
 }
+
+// ServerPID is the postmaster's process id (its backends are its
+// children), or 0 when the server is not running.
+func (c *Cluster) ServerPID() int {
+	b, err := os.ReadFile(filepath.Join(c.data(), "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, _ := strconv.Atoi(strings.TrimSpace(line))
+	return pid
+}
