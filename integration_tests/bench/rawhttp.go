@@ -134,4 +134,3 @@ func (rc *rawClient) Close() {
 		}
 	}
 }
-
