@@ -3,25 +3,82 @@ package store
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/textproto"
+	"slices"
 )
 
 // encodeHeaders renders the request headers as the JSON text stored in
-// request_headers: canonical name -> every value, in order. Sentry stores
-// name -> one string; we keep multi-valued headers because the region
-// re-verifies signatures over exactly what the provider sent.
+// request_headers: canonical name -> every value, in order, names sorted
+// (what json.Marshal of the map gives; TestEncodeHeadersMatchesJSON holds
+// it to that, and names differing only in case merge in byte order). Sentry stores name -> one string; we keep multi-valued
+// headers because the region re-verifies signatures over exactly what the
+// provider sent. It is written by hand because it runs for every captured
+// webhook, where json.Marshal's reflection and map sorting showed in
+// profiles.
 func encodeHeaders(h http.Header) (string, error) {
-	out := make(map[string][]string, len(h))
-	for k, vs := range h {
+	names := make([]string, 0, len(h))
+	canonical := true
+	for k := range h {
 		ck := textproto.CanonicalMIMEHeaderKey(k)
-		out[ck] = append(out[ck], vs...)
+		canonical = canonical && ck == k
+		names = append(names, ck)
 	}
-	b, err := json.Marshal(out)
-	if err != nil {
-		return "", fmt.Errorf("encode request headers: %w", err)
+	slices.Sort(names)
+	names = slices.Compact(names)
+	values := func(name string) []string { return h[name] }
+	if !canonical {
+		// Names that canonicalise alike merge, in the byte order of the
+		// names as received, so the stored text is deterministic.
+		raw := slices.Sorted(maps.Keys(h))
+		merged := make(map[string][]string, len(h))
+		for _, k := range raw {
+			ck := textproto.CanonicalMIMEHeaderKey(k)
+			merged[ck] = append(merged[ck], h[k]...)
+		}
+		values = func(name string) []string { return merged[name] }
 	}
+	b := make([]byte, 0, 64*len(names))
+	b = append(b, '{')
+	for i, name := range names {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, name)
+		b = append(b, ':')
+		vs := values(name)
+		if vs == nil {
+			b = append(b, "null"...)
+			continue
+		}
+		b = append(b, '[')
+		for j, v := range vs {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, v)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, '}')
 	return string(b), nil
+}
+
+// appendJSONString appends s as a JSON string the way encoding/json
+// writes it. Header text is printable ASCII almost always; anything else
+// (control bytes, HTML characters json escapes, non-ASCII, invalid UTF-8)
+// goes through json.Marshal so the stored text stays identical.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // decodeHeaders reads request_headers. It also accepts Sentry's own shape

@@ -8,7 +8,7 @@ import (
 
 // pgCopyThreshold is the batch size from which InsertPayloads goes through
 // COPY: its extra round trips (BEGIN, the staging table, COPY, INSERT,
-// NOTIFY, COMMIT) pay off only for large batches
+// COMMIT) pay off only for large batches
 // (BenchmarkInsertPayloadsPostgresInterleaved).
 const pgCopyThreshold = 256
 
@@ -27,15 +27,9 @@ FROM silo_payload_stage_v1 ORDER BY ord
 ON CONFLICT (mailbox_name, delivery_key) WHERE delivery_key IS NOT NULL DO NOTHING
 RETURNING id, mailbox_name, coalesce(delivery_key, '')`
 
-// pgPendingKeys reads the ids of the pending rows holding keys, one index
-// probe each.
-const pgPendingKeys = `
-SELECT k.m, k.d, (SELECT p.id FROM silo_webhook_payload p WHERE p.mailbox_name = k.m AND p.delivery_key = k.d)
-FROM unnest($1::text[], $2::text[]) AS k(m, d)`
-
 // insertCopy is InsertPayloads for large batches: in one transaction, COPY
-// into a session-local staging table, INSERT ... SELECT from it, read the
-// ids of the pending rows that keyed payloads duplicate, NOTIFY.
+// into a session-local staging table, INSERT ... SELECT from it, and read
+// the ids of the pending rows that keyed payloads duplicate, if any.
 func (p *Postgres) insertCopy(ctx context.Context, payloads []NewPayload, headers []string) ([]InsertResult, error) {
 	rows := make([][]any, len(payloads))
 	for i := range payloads {
@@ -70,41 +64,19 @@ func (p *Postgres) insertCopy(ctx context.Context, payloads []NewPayload, header
 		if err != nil {
 			return err
 		}
-		inserted, err := pgx.CollectRows(r, func(r pgx.CollectableRow) (insertedRow, error) {
-			ir := insertedRow{inserted: true}
-			return ir, r.Scan(&ir.id, &ir.mailbox, &ir.key)
-		})
+		inserted, err := collectInserted(r)
 		if err != nil {
 			return err
 		}
 		if len(inserted) < len(payloads) {
-			// Some keyed payloads were duplicates: find their rows.
-			var ms, ks []string
-			for i := range payloads {
-				if payloads[i].DeliveryKey != "" {
-					ms, ks = append(ms, payloads[i].MailboxName), append(ks, payloads[i].DeliveryKey)
-				}
-			}
-			r, err := tx.Query(ctx, pgPendingKeys, ms, ks)
-			if err != nil {
-				return err
-			}
-			pending, err := pgx.CollectRows(r, func(r pgx.CollectableRow) (insertedRow, error) {
-				var ir insertedRow
-				var id *int64
-				err := r.Scan(&ir.mailbox, &ir.key, &id)
-				if id != nil {
-					ir.id = *id
-				}
-				return ir, err
-			})
+			pending, err := pendingKeys(ctx, tx, payloads)
 			if err != nil {
 				return err
 			}
 			inserted = append(inserted, pending...)
 		}
 		// A duplicate whose pending row was delivered meanwhile keeps ID 0.
-		res, _, err = matchInserted(payloads, inserted)
+		res, err = matchInserted(payloads, inserted)
 		return err
 	})
 	if err != nil {

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -35,12 +34,13 @@ func scanPGPayload(row pgx.Row, extra ...any) (Payload, error) {
 }
 
 // InsertPayloads implements Store. A batch below pgCopyThreshold rows is
-// one multi-row INSERT from arrays plus the NOTIFY, in one pgx.Batch: one
-// round trip, one implicit transaction. From pgCopyThreshold rows it goes
-// through COPY (insertCopy). BenchmarkInsertPayloadsPostgresInterleaved
-// chose both against one INSERT per row in a pgx.Batch: per-row is ~20%
-// faster for a single row, the arrays ~20-40% faster from 16 to 128 rows,
-// COPY ~40% faster at 512 rows.
+// one multi-row INSERT from arrays (insertArrays): one round trip, one
+// implicit transaction. From pgCopyThreshold rows it goes through COPY
+// (insertCopy). BenchmarkInsertPayloadsPostgresInterleaved chose both
+// against one INSERT per row in a pgx.Batch: per-row is ~20% faster for a
+// single row, the arrays ~20-40% faster from 16 to 128 rows, COPY ~40%
+// faster at 512 rows. Either way the ids of the pending rows that keyed
+// payloads duplicate are read only when there are duplicates.
 func (p *Postgres) InsertPayloads(ctx context.Context, payloads []NewPayload) ([]InsertResult, error) {
 	if len(payloads) == 0 {
 		return nil, nil
@@ -55,93 +55,100 @@ func (p *Postgres) InsertPayloads(ctx context.Context, payloads []NewPayload) ([
 	return p.insertArrays(ctx, payloads, headers)
 }
 
-// pgInsertArrays inserts a whole batch in one statement: the batch goes in
-// as one array per column (unnest ... WITH ORDINALITY, inserted in batch
-// order so ids follow it), duplicates of pending rows are skipped by the
-// partial unique index, and the ids of the pending rows they duplicate are
-// read in the same statement.
+// pgInsertArrays inserts a whole batch in one statement: one array per
+// column, in batch order (ids follow it); duplicates of pending rows are
+// skipped by the partial unique index. The optional columns come as ''
+// and 0 rather than NULLs: plain arrays are encoded without reflection,
+// which the capture path at 10,000 rows/s notices.
 const pgInsertArrays = `
-WITH input AS (
-	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
-		$7::text[], $8::text[], $9::text[], $10::bytea[], $11::text[])
+INSERT INTO silo_webhook_payload (mailbox_name, provider, destination_type, region_name, integration_id,
+	callback_url, request_method, request_path, request_headers, request_body, delivery_key)
+SELECT mailbox_name, nullif(provider, ''), destination_type, region_name, nullif(integration_id, 0),
+	nullif(callback_url, ''), request_method, request_path, request_headers, request_body, nullif(delivery_key, '')
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+	$7::text[], $8::text[], $9::text[], $10::bytea[], $11::text[])
 	WITH ORDINALITY AS t(mailbox_name, provider, destination_type, region_name, integration_id, callback_url,
 		request_method, request_path, request_headers, request_body, delivery_key, ord)
-),
-inserted AS (
-	INSERT INTO silo_webhook_payload (mailbox_name, provider, destination_type, region_name, integration_id,
-		callback_url, request_method, request_path, request_headers, request_body, delivery_key)
-	SELECT mailbox_name, provider, destination_type, region_name, integration_id, callback_url,
-		request_method, request_path, request_headers, request_body, delivery_key
-	FROM input ORDER BY ord
-	ON CONFLICT (mailbox_name, delivery_key) WHERE delivery_key IS NOT NULL DO NOTHING
-	RETURNING id, mailbox_name, delivery_key
-)
-SELECT id, mailbox_name, coalesce(delivery_key, ''), true FROM inserted
-UNION ALL
--- Only for keys that were not inserted (the rare duplicates): one probe of
--- the unique index each, as a scalar subquery so that it can never become
--- a hash join over the whole backlog. A pending row committed after this
--- statement's snapshot (ON CONFLICT waited for it) comes back NULL.
-SELECT (SELECT p.id FROM silo_webhook_payload p
-        WHERE p.mailbox_name = k.mailbox_name AND p.delivery_key = k.delivery_key),
-	k.mailbox_name, k.delivery_key, false
-FROM (SELECT DISTINCT mailbox_name, delivery_key FROM input WHERE delivery_key IS NOT NULL) k
-WHERE NOT EXISTS (SELECT 1 FROM inserted i WHERE i.mailbox_name = k.mailbox_name AND i.delivery_key = k.delivery_key)`
+ORDER BY ord
+ON CONFLICT (mailbox_name, delivery_key) WHERE delivery_key IS NOT NULL DO NOTHING
+RETURNING id, mailbox_name, coalesce(delivery_key, '')`
 
 // insertArrays is InsertPayloads for small and medium batches.
 func (p *Postgres) insertArrays(ctx context.Context, payloads []NewPayload, headers []string) ([]InsertResult, error) {
 	n := len(payloads)
-	var (
-		mailbox, dest, region, method, path = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		provider, callback, key             = make([]*string, n), make([]*string, n), make([]*string, n)
-		integration                         = make([]*int64, n)
-		body                                = make([][]byte, n)
-	)
+	text := make([]string, 9*n)
+	mailbox, provider, dest, region, callback := text[:n], text[n:2*n], text[2*n:3*n], text[3*n:4*n], text[4*n:5*n]
+	method, path, key := text[5*n:6*n], text[6*n:7*n], text[7*n:8*n]
+	integration := make([]int64, n)
+	body := make([][]byte, n)
 	for i := range payloads {
 		pl := &payloads[i]
-		mailbox[i], dest[i], region[i], method[i], path[i] = pl.MailboxName, destinationOf(pl), pl.Region, pl.Method, pl.Path
-		provider[i], callback[i], key[i] = nullString(pl.Provider), nullString(pl.CallbackURL), nullString(pl.DeliveryKey)
-		if pl.IntegrationID != 0 {
-			integration[i] = &pl.IntegrationID
-		}
+		mailbox[i], provider[i], dest[i], region[i], callback[i] = pl.MailboxName, pl.Provider, destinationOf(pl), pl.Region, pl.CallbackURL
+		method[i], path[i], key[i] = pl.Method, pl.Path, pl.DeliveryKey
+		integration[i] = pl.IntegrationID
 		body[i] = pl.Body
 		if body[i] == nil {
 			body[i] = []byte{}
 		}
 	}
-	batch := &pgx.Batch{}
-	var rows []insertedRow
-	batch.Queue(pgInsertArrays, mailbox, provider, dest, region, integration, callback,
-		method, path, headers, body, key).Query(func(rs pgx.Rows) error {
-		var err error
-		rows, err = pgx.CollectRows(rs, func(r pgx.CollectableRow) (insertedRow, error) {
-			var ir insertedRow
-			var id *int64
-			err := r.Scan(&id, &ir.mailbox, &ir.key, &ir.inserted)
-			if id != nil {
-				ir.id = *id
-			}
-			return ir, err
-		})
-		return err
-	})
-	if err := p.pool.SendBatch(ctx, batch).Close(); err != nil {
+	rows, err := p.pool.Query(ctx, pgInsertArrays, mailbox, provider, dest, region, integration, callback,
+		method, path, headers, body, key)
+	if err != nil {
 		return nil, pgErr("postgres insert payloads", err)
 	}
-	res, missing, err := matchInserted(payloads, rows)
+	inserted, err := collectInserted(rows)
+	if err != nil {
+		return nil, pgErr("postgres insert payloads", err)
+	}
+	if len(inserted) < n {
+		pending, err := pendingKeys(ctx, p.pool, payloads)
+		if err != nil {
+			return nil, pgErr("postgres insert payloads", err)
+		}
+		inserted = append(inserted, pending...)
+	}
+	// A duplicate whose pending row was delivered meanwhile keeps ID 0.
+	return matchInserted(payloads, inserted)
+}
+
+// collectInserted reads the RETURNING rows of an insert.
+func collectInserted(rows pgx.Rows) ([]insertedRow, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (insertedRow, error) {
+		ir := insertedRow{inserted: true}
+		return ir, r.Scan(&ir.id, &ir.mailbox, &ir.key)
+	})
+}
+
+// pgPendingKeys reads the ids of the pending rows holding keys, one index
+// probe each.
+const pgPendingKeys = `
+SELECT k.m, k.d, (SELECT p.id FROM silo_webhook_payload p WHERE p.mailbox_name = k.m AND p.delivery_key = k.d)
+FROM unnest($1::text[], $2::text[]) AS k(m, d)`
+
+// pendingKeys reads, after an insert skipped some keyed payloads, the ids
+// of the pending rows holding their keys (0 for a row delivered since).
+func pendingKeys(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, payloads []NewPayload) ([]insertedRow, error) {
+	var ms, ks []string
+	for i := range payloads {
+		if payloads[i].DeliveryKey != "" {
+			ms, ks = append(ms, payloads[i].MailboxName), append(ks, payloads[i].DeliveryKey)
+		}
+	}
+	rows, err := q.Query(ctx, pgPendingKeys, ms, ks)
 	if err != nil {
 		return nil, err
 	}
-	// Read the ids the snapshot could not see. If such a row was
-	// delivered meanwhile, the duplicate keeps ID 0.
-	for _, i := range missing {
-		err := p.pool.QueryRow(ctx, `SELECT id FROM silo_webhook_payload WHERE mailbox_name = $1 AND delivery_key = $2`,
-			payloads[i].MailboxName, payloads[i].DeliveryKey).Scan(&res[i].ID)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return nil, pgErr("postgres insert payloads", err)
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (insertedRow, error) {
+		var ir insertedRow
+		var id *int64
+		err := r.Scan(&ir.mailbox, &ir.key, &id)
+		if id != nil {
+			ir.id = *id
 		}
-	}
-	return res, nil
+		return ir, err
+	})
 }
 
 // insertedRow is one row of an insert's answer: a new row (inserted) or a
@@ -156,9 +163,9 @@ type insertedRow struct {
 // matchInserted maps an insert's answer back to the batch. New rows got
 // ids in batch order, so the unkeyed ones pair with the unkeyed payloads
 // in id order; keyed payloads are matched by (mailbox, key), the first
-// payload of a key being the one inserted. It returns the indexes of
-// duplicates whose pending row's id is not known.
-func matchInserted(payloads []NewPayload, rows []insertedRow) ([]InsertResult, []int, error) {
+// payload of a key being the one inserted. A duplicate whose pending row
+// is not among rows keeps ID 0.
+func matchInserted(payloads []NewPayload, rows []insertedRow) ([]InsertResult, error) {
 	newByKey := map[dedupKey]int64{}
 	pending := map[dedupKey]int64{}
 	var unkeyed []int64
@@ -175,12 +182,11 @@ func matchInserted(payloads []NewPayload, rows []insertedRow) ([]InsertResult, [
 	slices.Sort(unkeyed)
 	res := make([]InsertResult, len(payloads))
 	taken := map[dedupKey]bool{}
-	var missing []int
 	for i := range payloads {
 		pl := &payloads[i]
 		if pl.DeliveryKey == "" {
 			if len(unkeyed) == 0 {
-				return nil, nil, fmt.Errorf("insert payloads: fewer rows inserted than payloads without delivery key")
+				return nil, fmt.Errorf("insert payloads: fewer rows inserted than payloads without delivery key")
 			}
 			res[i].ID, unkeyed = unkeyed[0], unkeyed[1:]
 			continue
@@ -192,11 +198,8 @@ func matchInserted(payloads []NewPayload, rows []insertedRow) ([]InsertResult, [
 			continue
 		}
 		res[i] = InsertResult{ID: pending[k], Duplicate: true}
-		if res[i].ID == 0 {
-			missing = append(missing, i)
-		}
 	}
-	return res, missing, nil
+	return res, nil
 }
 
 // nullString maps "" to NULL.
