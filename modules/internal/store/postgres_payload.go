@@ -57,8 +57,8 @@ func (p *Postgres) InsertPayloads(ctx context.Context, payloads []NewPayload) ([
 
 // pgInsertArrays inserts a whole batch in one statement: one array per
 // column, in batch order (ids follow it); duplicates of pending rows are
-// skipped by the partial unique index. The optional columns come as ”
-// and 0 rather than NULLs: plain arrays are encoded without reflection,
+// skipped by the partial unique index. The optional columns come as empty
+// strings and zeros rather than NULLs: plain arrays are encoded without reflection,
 // which the capture path at 10,000 rows/s notices.
 const pgInsertArrays = `
 INSERT INTO silo_webhook_payload (mailbox_name, provider, destination_type, region_name, integration_id,
