@@ -15,8 +15,11 @@ import (
 // the store (PostgreSQL NOTIFY), after the capture's commit rather than
 // inside it: a NOTIFY in the insert's transaction holds PostgreSQL's global
 // notify lock across the commit's fsync and serialises every capture. Wakes
-// are coalesced, so a burst of captures costs one NOTIFY statement. A lost
-// notification costs at most the drainer's poll interval.
+// are coalesced, so a burst of captures costs one NOTIFY statement, and
+// statements are at least notifyInterval apart: under load every group
+// commit would otherwise cost one more statement on the database the
+// captures are waiting for. A lost notification costs at most the
+// drainer's poll interval.
 type notifier struct {
 	waker  store.Waker
 	logger *zap.Logger
@@ -25,6 +28,10 @@ type notifier struct {
 	pending map[string]struct{}
 	kick    chan struct{}
 }
+
+// notifyInterval is the least time between two NOTIFY statements: what it
+// adds to another instance's capture-to-delivery latency at most.
+const notifyInterval = 5 * time.Millisecond
 
 func newNotifier(w store.Waker, logger *zap.Logger) *notifier {
 	return &notifier{waker: w, logger: logger, pending: map[string]struct{}{}, kick: make(chan struct{}, 1)}
@@ -68,6 +75,13 @@ func (n *notifier) run(ctx context.Context) {
 			if c := n.logger.Check(zapcore.DebugLevel, "notifying other instances failed; their poll will find the payloads"); c != nil {
 				c.Write(zap.Error(err), zap.Int("mailboxes", len(batch)))
 			}
+		}
+		t := time.NewTimer(notifyInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
 		}
 	}
 }
