@@ -23,11 +23,32 @@ var (
 	discordDeferred = []byte(`{"type":5,"data":{"flags":64}}`)
 )
 
+var (
+	discordType          = pathOf("type")
+	discordGuildID       = pathOf("guild_id")
+	discordApplicationID = pathOf("application_id")
+	discordToken         = pathOf("token")
+)
+
 type discordInteraction struct {
-	Type          int    `json:"type"`
-	GuildID       string `json:"guild_id"`
-	ApplicationID string `json:"application_id"`
-	Token         string `json:"token"`
+	Type          int64
+	GuildID       string
+	ApplicationID string
+	Token         string
+}
+
+func readDiscordInteraction(b []byte) (discordInteraction, error) {
+	body, err := parseObject(b)
+	if err != nil {
+		return discordInteraction{}, err
+	}
+	di := discordInteraction{
+		Type:          body.int(discordType),
+		GuildID:       body.str(discordGuildID),
+		ApplicationID: body.str(discordApplicationID),
+		Token:         body.str(discordToken),
+	}
+	return di, body.err()
 }
 
 func parseDiscord(ctx context.Context, env *Env, req *Request) (Result, error) {
@@ -39,8 +60,8 @@ func parseDiscord(ctx context.Context, env *Env, req *Request) (Result, error) {
 	if env.DiscordPublicKey != nil && !verifyDiscord(env.DiscordPublicKey, req.Header, req.Body) {
 		return respond(http.StatusUnauthorized, "rejected"), nil
 	}
-	var di discordInteraction
-	if err := decodeJSON(req.Body, &di); err != nil {
+	di, err := readDiscordInteraction(req.Body)
+	if err != nil {
 		return respond(http.StatusBadRequest, "rejected"), nil
 	}
 	if di.Type == discordPing {

@@ -32,13 +32,23 @@ var githubRegionEvents = map[string]bool{
 	"push":                        true,
 }
 
-type githubEvent struct {
-	Installation struct {
-		ID flexID `json:"id"`
-	} `json:"installation"`
-	Repository struct {
-		ID flexID `json:"id"`
-	} `json:"repository"`
+var (
+	githubInstallationID = pathOf("installation", "id")
+	githubRepositoryID   = pathOf("repository", "id")
+)
+
+type githubEvent struct{ InstallationID, RepositoryID flexID }
+
+func readGitHubEvent(b []byte) (githubEvent, error) {
+	body, err := parseObject(b)
+	if err != nil {
+		return githubEvent{}, err
+	}
+	ev := githubEvent{
+		InstallationID: body.id(githubInstallationID),
+		RepositoryID:   body.id(githubRepositoryID),
+	}
+	return ev, body.err()
 }
 
 // parseGitHub serves github and github_enterprise. For the enterprise
@@ -58,8 +68,8 @@ func parseGitHub(ctx context.Context, env *Env, req *Request, provider, host str
 	if !strings.Contains(first(req.Header, "Content-Type"), "application/json") {
 		return respond(http.StatusBadRequest, "rejected"), nil
 	}
-	var ev githubEvent
-	if err := decodeJSON(req.Body, &ev); err != nil {
+	ev, err := readGitHubEvent(req.Body)
+	if err != nil {
 		return respond(http.StatusBadRequest, "rejected"), nil
 	}
 	event, hasEvent := req.Header["X-Github-Event"]
@@ -71,10 +81,10 @@ func parseGitHub(ctx context.Context, env *Env, req *Request, provider, host str
 			return respond(http.StatusAccepted, "dropped"), nil
 		}
 	}
-	if host == "-" || ev.Installation.ID == "" {
+	if host == "-" || ev.InstallationID == "" {
 		return respond(http.StatusBadRequest, "rejected"), nil
 	}
-	externalID := string(ev.Installation.ID)
+	externalID := string(ev.InstallationID)
 	if host != "" {
 		externalID = host + ":" + externalID
 	}
@@ -91,7 +101,7 @@ func parseGitHub(ctx context.Context, env *Env, req *Request, provider, host str
 	}
 	res := capture(provider, in, regions)
 	res.DeliveryKey = first(req.Header, "X-Github-Delivery")
-	if id, ok := ev.Repository.ID.int64(); ok {
+	if id, ok := ev.RepositoryID.int64(); ok {
 		res.BucketKey, res.HasBucket = id, true
 	}
 	return res, nil

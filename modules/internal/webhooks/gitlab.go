@@ -8,10 +8,17 @@ import (
 
 func init() { register("gitlab", parseGitLab) }
 
-type gitlabEvent struct {
-	Project struct {
-		ID flexID `json:"id"`
-	} `json:"project"`
+var gitlabProjectID = pathOf("project", "id")
+
+type gitlabEvent struct{ ProjectID flexID }
+
+func readGitLabEvent(b []byte) (gitlabEvent, error) {
+	body, err := parseObject(b)
+	if err != nil {
+		return gitlabEvent{}, err
+	}
+	ev := gitlabEvent{ProjectID: body.id(gitlabProjectID)}
+	return ev, body.err()
 }
 
 // parseGitLab finds the integration from X-Gitlab-Token, which Sentry
@@ -31,8 +38,8 @@ func parseGitLab(ctx context.Context, env *Env, req *Request) (Result, error) {
 	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
 		return respond(http.StatusBadRequest, "rejected"), nil
 	}
-	var ev gitlabEvent
-	if err := decodeJSON(req.Body, &ev); err != nil {
+	ev, err := readGitLabEvent(req.Body)
+	if err != nil {
 		return respond(http.StatusBadRequest, "rejected"), nil
 	}
 	in, err := env.integrationByExternalID(ctx, "gitlab", parts[0]+":"+parts[1])
@@ -48,7 +55,7 @@ func parseGitLab(ctx context.Context, env *Env, req *Request) (Result, error) {
 	}
 	res := capture("gitlab", in, regions)
 	res.DeliveryKey = first(req.Header, "X-Gitlab-Event-Uuid")
-	if id, ok := ev.Project.ID.int64(); ok {
+	if id, ok := ev.ProjectID.int64(); ok {
 		res.BucketKey, res.HasBucket = id, true
 	}
 	return res, nil

@@ -2,20 +2,35 @@ package webhooks
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/tidwall/gjson"
 )
 
 func init() { register("jira_server", parseJiraServer) }
 
+var (
+	jiraServerChangelog = pathOf("changelog")
+	jiraServerIssueID   = pathOf("issue", "id")
+)
+
 type jiraServerEvent struct {
-	Changelog json.RawMessage `json:"changelog"`
-	Issue     struct {
-		ID flexID `json:"id"`
-	} `json:"issue"`
+	HasChangelog bool // present and not null, whatever its type
+	IssueID      flexID
+}
+
+func readJiraServerEvent(b []byte) (jiraServerEvent, error) {
+	body, err := parseObject(b)
+	if err != nil {
+		return jiraServerEvent{}, err
+	}
+	ev := jiraServerEvent{
+		HasChangelog: body.member(jiraServerChangelog).Type != gjson.Null,
+		IssueID:      body.id(jiraServerIssueID),
+	}
+	return ev, body.err()
 }
 
 // parseJiraServer captures issue-updated/<token>/. The token is a JWT whose
@@ -58,13 +73,13 @@ func parseJiraServer(ctx context.Context, env *Env, req *Request) (Result, error
 	if len(regions) == 0 {
 		return respond(http.StatusBadRequest, "rejected"), nil
 	}
-	var ev jiraServerEvent
-	if decodeJSON(req.Body, &ev) != nil || len(ev.Changelog) == 0 || string(ev.Changelog) == "null" {
+	ev, err := readJiraServerEvent(req.Body)
+	if err != nil || !ev.HasChangelog {
 		return respond(http.StatusOK, "dropped"), nil
 	}
 	res := capture("jira_server", in, regions)
 	res.DeliveryKey = first(req.Header, "X-Atlassian-Webhook-Identifier")
-	if n, ok := ev.Issue.ID.int64(); ok {
+	if n, ok := ev.IssueID.int64(); ok {
 		res.BucketKey, res.HasBucket = n, true
 	}
 	return res, nil

@@ -36,6 +36,8 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 // flexID is an id that providers send as a JSON number or a string.
 type flexID string
 
+// UnmarshalJSON serves the claims of Jira Server's JWT, which the jwt
+// package decodes with encoding/json; bodies are read with idOf.
 func (f *flexID) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
 	if len(b) > 0 && b[0] == '"' {
@@ -65,16 +67,6 @@ func (f *flexID) UnmarshalJSON(b []byte) error {
 func (f flexID) int64() (int64, bool) {
 	n, err := strconv.ParseInt(string(f), 10, 64)
 	return n, err == nil
-}
-
-// decodeJSON decodes body into v; a body that is not a JSON object is an
-// error.
-func decodeJSON(body []byte, v any) error {
-	b := bytes.TrimSpace(body)
-	if len(b) == 0 || b[0] != '{' {
-		return errNotObject
-	}
-	return json.Unmarshal(b, v)
 }
 
 type jsonError string

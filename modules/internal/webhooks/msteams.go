@@ -10,24 +10,34 @@ import (
 
 func init() { register("msteams", parseMSTeams) }
 
+var (
+	msteamsType          = pathOf("type")
+	msteamsIntegrationID = pathOf("value", "payload", "integrationId")
+	msteamsEventType     = pathOf("channelData", "eventType")
+	msteamsTeamID        = pathOf("channelData", "team", "id")
+	msteamsTenantID      = pathOf("channelData", "tenant", "id")
+)
+
+// msteamsActivity holds the members of a Bot Framework activity that
+// decide where it goes.
 type msteamsActivity struct {
-	ID     string `json:"id"`
-	Type   string `json:"type"`
-	Action string `json:"action"`
-	Value  struct {
-		Payload struct {
-			IntegrationID flexID `json:"integrationId"`
-		} `json:"payload"`
-	} `json:"value"`
-	ChannelData struct {
-		EventType string `json:"eventType"`
-		Team      struct {
-			ID string `json:"id"`
-		} `json:"team"`
-		Tenant struct {
-			ID string `json:"id"`
-		} `json:"tenant"`
-	} `json:"channelData"`
+	Type, EventType, TeamID, TenantID string
+	IntegrationID                     flexID
+}
+
+func readMSTeamsActivity(b []byte) (msteamsActivity, error) {
+	body, err := parseObject(b)
+	if err != nil {
+		return msteamsActivity{}, err
+	}
+	act := msteamsActivity{
+		Type:          body.str(msteamsType),
+		EventType:     body.str(msteamsEventType),
+		TeamID:        body.str(msteamsTeamID),
+		TenantID:      body.str(msteamsTenantID),
+		IntegrationID: body.id(msteamsIntegrationID),
+	}
+	return act, body.err()
 }
 
 // parseMSTeams captures Bot Framework activities. Installs (and activities
@@ -38,30 +48,29 @@ func parseMSTeams(ctx context.Context, env *Env, req *Request) (Result, error) {
 	if strings.TrimSuffix(sub, "/") != "webhook" {
 		return passOn, nil
 	}
-	var act msteamsActivity
-	if err := decodeJSON(req.Body, &act); err != nil {
+	act, err := readMSTeamsActivity(req.Body)
+	if err != nil {
 		return passOn, nil
 	}
 	switch {
 	case act.Type == "", act.Type == "installationUpdate":
 		return passOn, nil
-	case act.Type == "conversationUpdate" && act.ChannelData.EventType == "teamMemberAdded":
+	case act.Type == "conversationUpdate" && act.EventType == "teamMemberAdded":
 		// The bot being added to a team is a new installation.
 		return passOn, nil
 	}
 	var in *directory.Integration
-	var err error
 	switch {
-	case act.Value.Payload.IntegrationID != "":
-		id, ok := act.Value.Payload.IntegrationID.int64()
+	case act.IntegrationID != "":
+		id, ok := act.IntegrationID.int64()
 		if !ok {
 			return respond(http.StatusBadRequest, "rejected"), nil
 		}
 		in, err = env.integrationByID(ctx, "msteams", id)
-	case act.ChannelData.Team.ID != "":
-		in, err = env.integrationByExternalID(ctx, "msteams", act.ChannelData.Team.ID)
-	case act.ChannelData.Tenant.ID != "":
-		in, err = env.integrationByExternalID(ctx, "msteams", act.ChannelData.Tenant.ID)
+	case act.TeamID != "":
+		in, err = env.integrationByExternalID(ctx, "msteams", act.TeamID)
+	case act.TenantID != "":
+		in, err = env.integrationByExternalID(ctx, "msteams", act.TenantID)
 	default:
 		return passOn, nil
 	}

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/tidwall/gjson"
 )
 
 func init() { register("slack", parseSlack) }
@@ -22,26 +24,72 @@ var slackAllRegionsExempt = map[string]bool{
 // slackRequest holds the fields the Slack parser needs from any of the
 // three body shapes (JSON event, form command, form payload=<json>).
 type slackRequest struct {
-	Type        string `json:"type"`
-	Challenge   string `json:"challenge"`
-	TeamID      string `json:"team_id"`
-	EventID     string `json:"event_id"`
-	ResponseURL string `json:"response_url"`
-	Team        struct {
-		ID string `json:"id"`
-	} `json:"team"`
-	Actions []struct {
-		ActionID string `json:"action_id"`
-		Name     string `json:"name"`
-		Value    string `json:"value"`
-	} `json:"actions"`
+	Type        string
+	Challenge   string
+	TeamID      string
+	EventID     string
+	ResponseURL string
+	Team        struct{ ID string }
+	Actions     []slackAction
 }
+
+type slackAction struct{ ActionID, Name, Value string }
 
 func (s *slackRequest) teamID() string {
 	if s.TeamID != "" {
 		return s.TeamID
 	}
 	return s.Team.ID
+}
+
+var (
+	slackType         = pathOf("type")
+	slackChallenge    = pathOf("challenge")
+	slackTeamID       = pathOf("team_id")
+	slackEventID      = pathOf("event_id")
+	slackResponseURL  = pathOf("response_url")
+	slackTeamObjectID = pathOf("team", "id")
+	slackActions      = pathOf("actions")
+	slackActionID     = pathOf("action_id").path
+	slackActionName   = pathOf("name").path
+	slackActionValue  = pathOf("value").path
+)
+
+// readSlackJSON reads an Events API body or an interactive payload.
+func readSlackJSON(b []byte) (slackRequest, error) {
+	body, err := parseObject(b)
+	if err != nil {
+		return slackRequest{}, err
+	}
+	sr := slackRequest{
+		Type:        body.str(slackType),
+		Challenge:   body.str(slackChallenge),
+		TeamID:      body.str(slackTeamID),
+		EventID:     body.str(slackEventID),
+		ResponseURL: body.str(slackResponseURL),
+	}
+	sr.Team.ID = body.str(slackTeamObjectID)
+	switch actions := body.member(slackActions); {
+	case actions.IsArray():
+		actions.ForEach(func(_, a gjson.Result) bool {
+			if !objectOrNull(a) {
+				body.bad = true
+				return false
+			}
+			id, ok1 := stringOf(a.Get(slackActionID))
+			name, ok2 := stringOf(a.Get(slackActionName))
+			value, ok3 := stringOf(a.Get(slackActionValue))
+			if !ok1 || !ok2 || !ok3 {
+				body.bad = true
+				return false
+			}
+			sr.Actions = append(sr.Actions, slackAction{ActionID: id, Name: name, Value: value})
+			return true
+		})
+	case actions.Type != gjson.Null:
+		body.bad = true
+	}
+	return sr, body.err()
 }
 
 func parseSlack(ctx context.Context, env *Env, req *Request) (Result, error) {
@@ -60,7 +108,8 @@ func parseSlack(ctx context.Context, env *Env, req *Request) (Result, error) {
 
 	var sr slackRequest
 	if view == "event" {
-		if err := decodeJSON(req.Body, &sr); err != nil {
+		var err error
+		if sr, err = readSlackJSON(req.Body); err != nil {
 			return respond(http.StatusBadRequest, "rejected"), nil
 		}
 		if sr.Type == "url_verification" {
@@ -74,7 +123,7 @@ func parseSlack(ctx context.Context, env *Env, req *Request) (Result, error) {
 			return respond(http.StatusBadRequest, "rejected"), nil
 		}
 		if p := form.Get("payload"); p != "" {
-			if err := decodeJSON([]byte(p), &sr); err != nil {
+			if sr, err = readSlackJSON([]byte(p)); err != nil {
 				return respond(http.StatusBadRequest, "rejected"), nil
 			}
 		} else {

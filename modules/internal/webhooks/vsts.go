@@ -8,13 +8,23 @@ import (
 
 func init() { register("vsts", parseVSTS) }
 
-type vstsEvent struct {
-	ID                 string `json:"id"`
-	ResourceContainers struct {
-		Collection struct {
-			ID string `json:"id"`
-		} `json:"collection"`
-	} `json:"resourceContainers"`
+var (
+	vstsNotificationID = pathOf("id")
+	vstsCollectionID   = pathOf("resourceContainers", "collection", "id")
+)
+
+type vstsEvent struct{ ID, CollectionID string }
+
+func readVSTSEvent(b []byte) (vstsEvent, error) {
+	body, err := parseObject(b)
+	if err != nil {
+		return vstsEvent{}, err
+	}
+	ev := vstsEvent{
+		ID:           body.str(vstsNotificationID),
+		CollectionID: body.str(vstsCollectionID),
+	}
+	return ev, body.err()
 }
 
 // parseVSTS captures Azure DevOps work item hooks; the integration's
@@ -24,11 +34,11 @@ func parseVSTS(ctx context.Context, env *Env, req *Request) (Result, error) {
 	if strings.TrimSuffix(sub, "/") != "issue-updated" {
 		return passOn, nil
 	}
-	var ev vstsEvent
-	if err := decodeJSON(req.Body, &ev); err != nil {
+	ev, err := readVSTSEvent(req.Body)
+	if err != nil {
 		return respond(http.StatusBadRequest, "rejected"), nil
 	}
-	in, err := env.integrationByExternalID(ctx, "vsts", ev.ResourceContainers.Collection.ID)
+	in, err := env.integrationByExternalID(ctx, "vsts", ev.CollectionID)
 	if err != nil {
 		return Result{}, err
 	}
