@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -212,6 +213,63 @@ func TestParsers(t *testing.T) {
 			want{action: Capture, status: 202, regions: []string{"us"}, subject: "1", provider: "plugins", delivery: "g-1", bucket: -1}},
 		{"plugin unknown org", mkReq("POST", "/plugins/github/organizations/999/webhook/", nil, `{}`), want{action: Respond, status: 400}},
 		{"plugin other path", mkReq("GET", "/plugins/github/other/", nil, ""), want{action: PassOn}},
+
+		// Reading JSON bodies: ids as numbers or strings, null and
+		// other types as absent; bodies that are not one valid JSON
+		// object get each parser's usual refusal.
+		{"github string ids", github("push", `{"installation":{"id":"555"},"repository":{"id":"4242"}}`),
+			want{action: Capture, status: 202, subject: "10", bucket: 4242}},
+		{"github null installation id", github("push", `{"installation":{"id":null},"repository":{"id":4242}}`), want{action: Respond, status: 400}},
+		{"github object installation id", github("push", `{"installation":{"id":{"id":555}}}`), want{action: Respond, status: 400}},
+		{"github boolean installation id", github("push", `{"installation":{"id":true}}`), want{action: Respond, status: 400}},
+		{"github null repository id", github("push", `{"installation":{"id":555},"repository":{"id":null}}`),
+			want{action: Capture, status: 202, subject: "10", bucket: -1}},
+		{"github object repository id", github("push", `{"installation":{"id":555},"repository":{"id":{"id":4242}}}`),
+			want{action: Capture, status: 202, subject: "10", bucket: -1}},
+		{"github fractional repository id", github("push", `{"installation":{"id":555},"repository":{"id":4242.5}}`),
+			want{action: Capture, status: 202, subject: "10", bucket: -1}},
+		{"github body an array", github("push", `[{"installation":{"id":555}}]`), want{action: Respond, status: 400}},
+		{"github body a string", github("push", `"{\"installation\":{\"id\":555}}"`), want{action: Respond, status: 400}},
+		{"github body truncated", github("push", `{"installation":{"id":555},"repository":{"id":42`), want{action: Respond, status: 400}},
+		{"github body with trailing data", github("push", `{"installation":{"id":555}}{}`), want{action: Respond, status: 400}},
+		{"github body in Unicode white space", github("push", "\u00a0\f {\"installation\":{\"id\":555}}\v\n"),
+			want{action: Capture, status: 202, subject: "10"}},
+		{"github body nested too deep", github("push", `{"installation":{"id":555},"x":`+strings.Repeat("[", 10000)+strings.Repeat("]", 10000)+`}`),
+			want{action: Respond, status: 400}},
+		{"github Installation cased otherwise is absent", github("push", `{"Installation":{"id":555}}`), want{action: Respond, status: 400}},
+		{"github installation not an object", github("star", `{"installation":"555"}`), want{action: Respond, status: 400}},
+		{"gitlab string project id", mkReq("POST", "/extensions/gitlab/webhook/", hdr{"X-Gitlab-Token": "gitlab.example.com:grp:s"}, `{"project":{"id":"9"}}`),
+			want{action: Capture, status: 202, subject: "12", bucket: 9}},
+		{"gitlab object project id", mkReq("POST", "/extensions/gitlab/webhook/", hdr{"X-Gitlab-Token": "gitlab.example.com:grp:s"}, `{"project":{"id":{}}}`),
+			want{action: Capture, status: 202, subject: "12", bucket: -1}},
+		{"gitlab body an array", mkReq("POST", "/extensions/gitlab/webhook/", hdr{"X-Gitlab-Token": "gitlab.example.com:grp:s"}, `[]`), want{action: Respond, status: 400}},
+		{"vsts number collection id", mkReq("POST", "/extensions/vsts/issue-updated/", nil, `{"resourceContainers":{"collection":{"id":1}}}`), want{action: Respond, status: 400}},
+		{"vsts body a string", mkReq("POST", "/extensions/vsts/issue-updated/", nil, `"coll-1"`), want{action: Respond, status: 400}},
+		{"vsts ResourceContainers cased otherwise is absent", mkReq("POST", "/extensions/vsts/issue-updated/", nil, `{"ResourceContainers":{"collection":{"id":"coll-1"}}}`),
+			want{action: Respond, status: 400}},
+		{"jira server body an array", mkReq("POST", "/extensions/jira-server/issue-updated/"+jiraServerToken(18, "jssecret")+"/", nil, `[{"changelog":{}}]`), want{action: Respond, status: 200}},
+		{"jira server body truncated", mkReq("POST", "/extensions/jira-server/issue-updated/"+jiraServerToken(18, "jssecret")+"/", nil, `{"changelog":{}`), want{action: Respond, status: 200}},
+		{"jira server null changelog", mkReq("POST", "/extensions/jira-server/issue-updated/"+jiraServerToken(18, "jssecret")+"/", nil, `{"changelog":null}`), want{action: Respond, status: 200}},
+		{"jira server Changelog cased otherwise is absent", mkReq("POST", "/extensions/jira-server/issue-updated/"+jiraServerToken(18, "jssecret")+"/", nil, `{"Changelog":{}}`),
+			want{action: Respond, status: 200}},
+		{"jira server number issue id", mkReq("POST", "/extensions/jira-server/issue-updated/"+jiraServerToken(18, "jssecret")+"/", nil, `{"changelog":{},"issue":{"id":5001}}`),
+			want{action: Capture, status: 202, subject: "18", bucket: 5001}},
+		{"msteams string integration id", mkReq("POST", "/extensions/msteams/webhook/", nil, `{"type":"message","value":{"payload":{"integrationId":"19"}}}`),
+			want{action: Capture, status: 202, subject: "19"}},
+		{"msteams null integration id falls back to the team", mkReq("POST", "/extensions/msteams/webhook/", nil, `{"type":"message","value":{"payload":{"integrationId":null}},"channelData":{"team":{"id":"team-1"}}}`),
+			want{action: Capture, status: 202, subject: "19"}},
+		{"msteams body an array", mkReq("POST", "/extensions/msteams/webhook/", nil, `[{"type":"message"}]`), want{action: PassOn}},
+		{"msteams body truncated", mkReq("POST", "/extensions/msteams/webhook/", nil, `{"type":"message","channelData":{"team":{"id":"team-1"}}`), want{action: PassOn}},
+		{"msteams team not an object", mkReq("POST", "/extensions/msteams/webhook/", nil, `{"type":"message","channelData":{"team":"team-1"}}`), want{action: PassOn}},
+		{"discord body an array", discordSigned(`[{"type":1}]`), want{action: Respond, status: 400}},
+		{"discord fractional type", discordSigned(`{"type":1.5}`), want{action: Respond, status: 400}},
+		{"discord Type cased otherwise is absent", discordSigned(`{"Type":1}`), want{action: Respond, status: 400}},
+		{"slack event body a string", slackSigned("/extensions/slack/event/", "application/json", `"x"`, testNow), want{action: Respond, status: 400}},
+		{"slack event body truncated", slackSigned("/extensions/slack/event/", "application/json", `{"type":"event_callback","team_id":"T123"`, testNow),
+			want{action: Respond, status: 400}},
+		{"slack action payload an array", slackForm("/extensions/slack/action/", slackAction(`[{"team":{"id":"T123"}}]`)), want{action: Respond, status: 400}},
+		{"slack actions not an array", slackForm("/extensions/slack/action/", slackAction(`{"team":{"id":"T123"},"actions":{"action_id":"link_clicked"}}`)),
+			want{action: Respond, status: 400}},
 
 		// Control fall-throughs (case 53).
 		{"vercel", mkReq("POST", "/extensions/vercel/webhook/", nil, `{}`), want{action: PassOn}},
