@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -58,8 +59,7 @@ func (p *Postgres) InsertPayloads(ctx context.Context, payloads []NewPayload) ([
 // pgInsertArrays inserts a whole batch in one statement: one array per
 // column, in batch order (ids follow it); duplicates of pending rows are
 // skipped by the partial unique index. The optional columns come as empty
-// strings and zeros rather than NULLs: plain arrays are encoded without reflection,
-// which the capture path at 10,000 rows/s notices.
+// strings and zeros rather than NULLs, so the arrays have no NULLs.
 const pgInsertArrays = `
 INSERT INTO silo_webhook_payload (mailbox_name, provider, destination_type, region_name, integration_id,
 	callback_url, request_method, request_path, request_headers, request_body, delivery_key)
@@ -73,35 +73,64 @@ ORDER BY ord
 ON CONFLICT (mailbox_name, delivery_key) WHERE delivery_key IS NOT NULL DO NOTHING
 RETURNING id, mailbox_name, coalesce(delivery_key, '')`
 
-// insertArrays is InsertPayloads for small and medium batches.
+// pgInsertArraysName names pgInsertArrays prepared on a pooled connection;
+// the version keeps a later release's different text from meeting this
+// one's on a long-lived session.
+const pgInsertArraysName = "silo_insert_payloads_v1"
+
+// binaryParams sends every parameter in binary format.
+var binaryParams = []int16{1}
+
+// insertArrays is InsertPayloads for small and medium batches. The
+// parameters are encoded by arrayEncoder and the prepared statement run
+// through pgconn directly (see postgres_arrays.go for why).
 func (p *Postgres) insertArrays(ctx context.Context, payloads []NewPayload, headers []string) ([]InsertResult, error) {
 	n := len(payloads)
-	text := make([]string, 9*n)
-	mailbox, provider, dest, region, callback := text[:n], text[n:2*n], text[2*n:3*n], text[3*n:4*n], text[4*n:5*n]
-	method, path, key := text[5*n:6*n], text[6*n:7*n], text[7*n:8*n]
-	integration := make([]int64, n)
-	body := make([][]byte, n)
-	for i := range payloads {
-		pl := &payloads[i]
-		mailbox[i], provider[i], dest[i], region[i], callback[i] = pl.MailboxName, pl.Provider, destinationOf(pl), pl.Region, pl.CallbackURL
-		method[i], path[i], key[i] = pl.Method, pl.Path, pl.DeliveryKey
-		integration[i] = pl.IntegrationID
-		body[i] = pl.Body
-		if body[i] == nil {
-			body[i] = []byte{}
+	e := getArrayEncoder()
+	defer e.release()
+	e.text(n, func(i int) string { return payloads[i].MailboxName })
+	e.text(n, func(i int) string { return payloads[i].Provider })
+	e.text(n, func(i int) string { return destinationOf(&payloads[i]) })
+	e.text(n, func(i int) string { return payloads[i].Region })
+	e.int8(n, func(i int) int64 { return payloads[i].IntegrationID })
+	e.text(n, func(i int) string { return payloads[i].CallbackURL })
+	e.text(n, func(i int) string { return payloads[i].Method })
+	e.text(n, func(i int) string { return payloads[i].Path })
+	e.text(n, func(i int) string { return headers[i] })
+	e.bytea(n, func(i int) []byte { return payloads[i].Body })
+	e.text(n, func(i int) string { return payloads[i].DeliveryKey })
+
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return nil, pgErr("postgres insert payloads", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Conn().Prepare(ctx, pgInsertArraysName, pgInsertArrays); err != nil {
+		return nil, pgErr("postgres insert payloads", err)
+	}
+	rr := conn.Conn().PgConn().ExecPrepared(ctx, pgInsertArraysName, e.values(), binaryParams, nil)
+	inserted := make([]insertedRow, 0, n)
+	var rowErr error
+	for rr.NextRow() {
+		v := rr.Values()
+		if len(v) != 3 {
+			rowErr = fmt.Errorf("insert returned %d columns, want 3", len(v))
+			continue
 		}
+		id, err := strconv.ParseInt(string(v[0]), 10, 64)
+		if err != nil && rowErr == nil {
+			rowErr = fmt.Errorf("insert returned id %q: %w", v[0], err)
+		}
+		inserted = append(inserted, insertedRow{id: id, mailbox: string(v[1]), key: string(v[2]), inserted: true})
 	}
-	rows, err := p.pool.Query(ctx, pgInsertArrays, mailbox, provider, dest, region, integration, callback,
-		method, path, headers, body, key)
-	if err != nil {
+	if _, err := rr.Close(); err != nil {
 		return nil, pgErr("postgres insert payloads", err)
 	}
-	inserted, err := collectInserted(rows)
-	if err != nil {
-		return nil, pgErr("postgres insert payloads", err)
+	if rowErr != nil {
+		return nil, rowErr
 	}
 	if len(inserted) < n {
-		pending, err := pendingKeys(ctx, p.pool, payloads)
+		pending, err := pendingKeys(ctx, conn, payloads)
 		if err != nil {
 			return nil, pgErr("postgres insert payloads", err)
 		}
