@@ -52,6 +52,43 @@ const captureHeaders = "Content-Type: application/json\r\n" +
 	"X-Hub-Signature: sha1=0123456789abcdef0123456789abcdef01234567\r\n" +
 	"X-Hub-Signature-256: sha256=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n"
 
+// prewarmWAL has the server create the WAL segments the run will write
+// into, then recycle them at a checkpoint, as a server in service does:
+// a fresh cluster otherwise creates (zero-fills and fsyncs) a new 16 MB
+// segment about every second of this load, and every commit waits
+// 100-200 ms behind each one.
+func prewarmWAL(ctx context.Context, db *sql.DB) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS bench_wal_prewarm (n int)`); err != nil {
+		return err
+	}
+	for range 96 {
+		if _, err := db.ExecContext(ctx, `INSERT INTO bench_wal_prewarm VALUES (1)`); err != nil {
+			return err
+		}
+		if _, err := db.ExecContext(ctx, `SELECT pg_switch_wal()`); err != nil {
+			return err
+		}
+	}
+	if _, err := db.ExecContext(ctx, `DROP TABLE bench_wal_prewarm`); err != nil {
+		return err
+	}
+	_, err := db.ExecContext(ctx, `CHECKPOINT`)
+	return err
+}
+
+// benchPostgresSettings size the durable cluster the way a server taking
+// 10,000 writes/s is sized: with the defaults (1 GB of WAL between
+// checkpoints, 128 MB of shared buffers) a checkpoint would start every
+// ~40 s of this load and land its page flushes and full-page writes in
+// the measured window. min_wal_size keeps the segments prewarmWAL created
+// for reuse. fsync, full_page_writes and synchronous_commit stay on.
+var benchPostgresSettings = map[string]string{
+	"max_wal_size":       "'8GB'",
+	"min_wal_size":       "'2GB'",
+	"checkpoint_timeout": "'30min'",
+	"shared_buffers":     "'1GB'",
+}
+
 type captureTarget struct {
 	client *rawClient
 	host   string
@@ -137,14 +174,14 @@ func closedLoop(ctx context.Context, concurrency int, d time.Duration, op func(c
 }
 
 func runCapture(ctx context.Context, env *Env) error {
-	cluster, err := pgtest.StartCluster(pgtest.Options{Durable: true})
+	cluster, err := pgtest.StartCluster(pgtest.Options{Durable: true, Settings: benchPostgresSettings})
 	if err != nil {
 		return fmt.Errorf("PostgreSQL for the capture bench: %v", err)
 	}
 	defer cluster.Destroy()
 	dsn := cluster.AdminURL()
 
-	pg, err := startCaptureInstance(env, "postgres "+dsn)
+	pg, err := startCaptureInstance(env, "", "postgres "+dsn)
 	if err != nil {
 		return err
 	}
@@ -156,9 +193,15 @@ func runCapture(ctx context.Context, env *Env) error {
 	if err := seedGitHub(ctx, db, captureIntegrations); err != nil {
 		return err
 	}
-	var syncCommit, fsync string
+	if err := prewarmWAL(ctx, db); err != nil {
+		return fmt.Errorf("pre-creating the WAL: %v", err)
+	}
+	var syncCommit, fsync, fpw, walSize, sharedBuffers string
 	_ = db.QueryRowContext(ctx, `SHOW synchronous_commit`).Scan(&syncCommit)
 	_ = db.QueryRowContext(ctx, `SHOW fsync`).Scan(&fsync)
+	_ = db.QueryRowContext(ctx, `SHOW full_page_writes`).Scan(&fpw)
+	_ = db.QueryRowContext(ctx, `SHOW max_wal_size`).Scan(&walSize)
+	_ = db.QueryRowContext(ctx, `SHOW shared_buffers`).Scan(&sharedBuffers)
 
 	pool, err := pgxpool.New(ctx, dsn+poolSuffix(dsn, env.Concurrency))
 	if err != nil {
@@ -193,14 +236,36 @@ func runCapture(ctx context.Context, env *Env) error {
 	captRound := func() postResult {
 		return metered(pgMeter, func() postResult { return closedLoop(ctx, env.Concurrency, per, capturePG) })
 	}
-	var raw, capt []postResult
+	// -compare-binary: the same load on a second Caddy, same database,
+	// in the same alternating rounds.
+	var cmpRound func() postResult
+	if env.CompareBinary != "" {
+		cmp, err := startCaptureInstance(env, env.CompareBinary, "postgres "+dsn)
+		if err != nil {
+			return err
+		}
+		cmpTarget := newCaptureTarget(cmp.base, "cmp-", env.Concurrency*4)
+		defer cmpTarget.client.Close()
+		cmpMeter := cpuMeter{caddy: cmp.inst.Pid(), postgres: cluster.ServerPID()}
+		closedLoop(ctx, env.Concurrency, env.Warmup, cmpTarget.send)
+		cmpRound = func() postResult {
+			return metered(cmpMeter, func() postResult { return closedLoop(ctx, env.Concurrency, per, cmpTarget.send) })
+		}
+	}
+	var raw, capt, cmp []postResult
 	for r := range env.Rounds {
-		if r%2 == 0 {
-			raw = append(raw, rawRound())
-			capt = append(capt, captRound())
-		} else {
-			capt = append(capt, captRound())
-			raw = append(raw, rawRound())
+		order := []func(){
+			func() { raw = append(raw, rawRound()) },
+			func() { capt = append(capt, captRound()) },
+		}
+		if cmpRound != nil {
+			order = append(order, func() { cmp = append(cmp, cmpRound()) })
+		}
+		if r%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, f := range order {
+			f()
 		}
 	}
 	rawR, captR := combinePost(raw), combinePost(capt)
@@ -215,6 +280,10 @@ func runCapture(ctx context.Context, env *Env) error {
 		if err := pg.inst.Profile(env.Profile, 5*time.Second, func() { closedLoop(ctx, env.Concurrency, 5*time.Second, capturePG) }); err != nil {
 			return err
 		}
+		// The floor's profile, for go tool pprof -diff_base.
+		if err := pg.inst.Profile(env.Profile+".floor", 5*time.Second, func() { closedLoop(ctx, env.Concurrency, 5*time.Second, floor.send) }); err != nil {
+			return err
+		}
 	}
 	half := captR.rps() / 2
 	if env.Rate > 0 {
@@ -227,7 +296,7 @@ func runCapture(ctx context.Context, env *Env) error {
 	stored := pendingRows(ctx, db)
 
 	// The SQLite default, same load.
-	lite, err := startCaptureInstance(env, "sqlite "+filepath.Join(pg.dir, "silo.db"))
+	lite, err := startCaptureInstance(env, "", "sqlite "+filepath.Join(pg.dir, "silo.db"))
 	if err != nil {
 		return err
 	}
@@ -249,8 +318,8 @@ func runCapture(ctx context.Context, env *Env) error {
 		return openLoopPost(ctx, env.Concurrency, liteR.rps()/2, env.Duration/2, captureLite)
 	})
 
-	fmt.Fprintf(env.Out, "machine: %s; PostgreSQL fsync=%s synchronous_commit=%s; %d integrations; concurrency %d; closed loop %s in %d alternating rounds, open loop %s\n",
-		env.Machine(), fsync, syncCommit, captureIntegrations, env.Concurrency, env.Duration, env.Rounds, env.Duration/2)
+	fmt.Fprintf(env.Out, "machine: %s, load average %s; PostgreSQL fsync=%s synchronous_commit=%s full_page_writes=%s max_wal_size=%s shared_buffers=%s; %d integrations; concurrency %d; closed loop %s in %d alternating rounds, open loop %s\n",
+		env.Machine(), loadAverage(), fsync, syncCommit, fpw, walSize, sharedBuffers, captureIntegrations, env.Concurrency, env.Duration, env.Rounds, env.Duration/2)
 	tw := tabwriter.NewWriter(env.Out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "what\trows/s\tp50 ms\tp99 ms\terrors\t|\tCPU µs/row: caddy\tpostgres\tload generator\t\n")
 	row := func(what string, r postResult) {
@@ -259,6 +328,9 @@ func runCapture(ctx context.Context, env *Env) error {
 	}
 	row("baseline: raw pgx single-row INSERT", rawR)
 	row("capture, PostgreSQL, closed loop", captR)
+	if len(cmp) > 0 {
+		row("capture, PostgreSQL, closed loop, "+filepath.Base(env.CompareBinary), combinePost(cmp))
+	}
 	row("floor: same POST, Caddy answers 200 without capture", floorR)
 	row(fmt.Sprintf("baseline: raw INSERT, open loop at %.0f/s", half), openRaw)
 	row(fmt.Sprintf("capture, PostgreSQL, open loop at %.0f/s", half), openPG)
@@ -309,7 +381,7 @@ type captureInstance struct {
 
 // startCaptureInstance runs capture with the drainer off, so the figures
 // are the capture path alone.
-func startCaptureInstance(env *Env, storage string) (*captureInstance, error) {
+func startCaptureInstance(env *Env, bin, storage string) (*captureInstance, error) {
 	ports := make([]int, 2)
 	for i := range ports {
 		p, err := FreePort()
@@ -339,7 +411,11 @@ http://127.0.0.1:%d {
 	}
 }
 `, GlobalOptions(admin), storage, ports[1])
-	inst, err := env.Start(admin, caddyfile)
+	start := env.Start
+	if bin != "" {
+		start = func(admin, caddyfile string) (*Instance, error) { return env.StartBinary(bin, admin, caddyfile) }
+	}
+	inst, err := start(admin, caddyfile)
 	if err != nil {
 		return nil, err
 	}

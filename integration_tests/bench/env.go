@@ -27,6 +27,9 @@ type Env struct {
 	Rate         float64
 	Rounds       int
 	Profile      string
+	// CompareBinary is a second caddy binary the capture scenario measures
+	// against the subject, in alternating rounds.
+	CompareBinary string
 
 	buildOnce sync.Once
 	bin       string
@@ -143,6 +146,11 @@ func (e *Env) Start(admin, caddyfile string) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
+	return e.StartBinary(bin, admin, caddyfile)
+}
+
+// StartBinary is Start with another Caddy binary (-compare-binary).
+func (e *Env) StartBinary(bin, admin, caddyfile string) (*Instance, error) {
 	dir, err := e.TempDir()
 	if err != nil {
 		return nil, err
