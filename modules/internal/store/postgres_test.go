@@ -1,9 +1,11 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -289,8 +291,45 @@ func TestPostgresMigrateFromInstances(t *testing.T) {
 		}
 	}
 	var n int
-	if err := pool.QueryRow(testCtx(t), `SELECT count(*) FROM silo_schema_migrations`).Scan(&n); err != nil || n != 1 {
-		t.Fatalf("recorded migrations = %d, %v", n, err)
+	const versions = 2 // migrations/postgres/0001..0002
+	if err := pool.QueryRow(testCtx(t), `SELECT count(*) FROM silo_schema_migrations`).Scan(&n); err != nil || n != versions {
+		t.Fatalf("recorded migrations = %d, %v; want %d", n, err, versions)
+	}
+}
+
+// TestPostgresBodiesCompressWithLZ4 checks migration 0002 on a server
+// built with lz4 (Debian's, here): a large body is stored compressed with
+// lz4, not pglz, and reads back byte for byte.
+func TestPostgresBodiesCompressWithLZ4(t *testing.T) {
+	s, pool := openPostgres(t, pgtest.DSN(t), true)
+	ctx := testCtx(t)
+	for _, table := range []string{"silo_webhook_payload", "silo_dead_letter"} {
+		for _, col := range []string{"request_body", "request_headers"} {
+			var method string
+			err := pool.QueryRow(ctx, `SELECT attcompression::text FROM pg_attribute
+				WHERE attrelid = $1::regclass AND attname = $2`, table, col).Scan(&method)
+			if err != nil || method != "l" {
+				t.Errorf("%s.%s compression = %q, %v; want l (lz4)", table, col, method, err)
+			}
+		}
+	}
+	body := []byte(strings.Repeat(`{"sha":"0123456789abcdef","message":"a commit message"},`, 300))
+	res, err := s.InsertPayloads(ctx, []store.NewPayload{{MailboxName: "github:us:1", Region: "us",
+		Method: "POST", Path: "/extensions/github/webhook/", Headers: http.Header{"X-A": {"1"}}, Body: body}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var method string
+	var got []byte
+	if err := pool.QueryRow(ctx, `SELECT coalesce(pg_column_compression(request_body), ''), request_body
+		FROM silo_webhook_payload WHERE id = $1`, res[0].ID).Scan(&method, &got); err != nil {
+		t.Fatal(err)
+	}
+	if method != "lz4" {
+		t.Errorf("a %d-byte body is stored with compression %q, want lz4", len(body), method)
+	}
+	if !bytes.Equal(got, body) {
+		t.Error("the body did not read back byte for byte")
 	}
 }
 
