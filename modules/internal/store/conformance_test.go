@@ -102,6 +102,7 @@ func runConformance(t *testing.T, e engine) {
 		{"Directory", testDirectory},
 		{"WriterConcurrency", testWriterConcurrency},
 		{"ConcurrentInserts", testConcurrentInserts},
+		{"ConcurrentDuplicates", testConcurrentDuplicates},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -918,6 +919,68 @@ func testConcurrentInserts(t *testing.T, s store.Store, _ func(string)) {
 	}
 	if total != 2*writers*perWriter {
 		t.Fatalf("stored %d rows, want %d", total, 2*writers*perWriter)
+	}
+}
+
+// testConcurrentDuplicates sends the same deliveries from several writers
+// at once, in batches with fresh rows around them, as a provider retrying
+// into two instances does: each key is stored once, every other copy is
+// reported as a duplicate of that row, and the fresh rows all get in
+// (on PostgreSQL this goes through the unique-violation retry).
+func testConcurrentDuplicates(t *testing.T, s store.Store, _ func(string)) {
+	const writers, keys = 4, 25
+	keyed := func(key string) store.NewPayload {
+		p := payload("github:us:1", key)
+		p.DeliveryKey = key
+		return p
+	}
+	results := make([][]store.InsertResult, writers)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for k := range keys {
+				ps := []store.NewPayload{payload("github:us:2", fmt.Sprint("fresh-", w, "-", k)), keyed(fmt.Sprint("k", k))}
+				res, err := s.InsertPayloads(testCtx(t), ps)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				results[w] = append(results[w], res...)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for k := range keys {
+		var stored []int64
+		var dupOf []int64
+		for w := range writers {
+			fresh, key := results[w][2*k], results[w][2*k+1]
+			if fresh.Duplicate || fresh.ID == 0 {
+				t.Errorf("writer %d fresh row %d = %+v", w, k, fresh)
+			}
+			if key.Duplicate {
+				dupOf = append(dupOf, key.ID)
+			} else {
+				stored = append(stored, key.ID)
+			}
+		}
+		if len(stored) != 1 {
+			t.Errorf("key k%d stored %d times (%v)", k, len(stored), stored)
+			continue
+		}
+		for _, id := range dupOf {
+			if id != stored[0] {
+				t.Errorf("key k%d: a duplicate points at %d, the row is %d", k, id, stored[0])
+			}
+		}
+	}
+	for mb, want := range map[string]int{"github:us:1": keys, "github:us:2": writers * keys} {
+		if got := len(next(t, s, mb, now(), false)); got != want {
+			t.Errorf("%s holds %d rows, want %d", mb, got, want)
+		}
 	}
 }
 

@@ -2,11 +2,13 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // pgPayloadColumns are the columns scanPGPayload reads, in order.
@@ -57,9 +59,14 @@ func (p *Postgres) InsertPayloads(ctx context.Context, payloads []NewPayload) ([
 }
 
 // pgInsertArrays inserts a whole batch in one statement: one array per
-// column, in batch order (ids follow it); duplicates of pending rows are
-// skipped by the partial unique index. The optional columns come as empty
-// strings and zeros rather than NULLs, so the arrays have no NULLs.
+// column, in batch order (ids follow it). The optional columns come as
+// empty strings and zeros rather than NULLs, so the arrays have no NULLs.
+// It is a plain INSERT: a delivery key already pending fails the whole
+// statement (unique_violation), and the batch is then sent again as
+// pgInsertArraysSkipDuplicates. Duplicates are rare (a provider retrying
+// a delivery that is still pending), and ON CONFLICT's speculative
+// insertion costs on every row: BenchmarkInsertPayloadsPostgres ran 7%
+// faster at 16 rows and 15-25% at 64 without it.
 const pgInsertArrays = `
 INSERT INTO silo_webhook_payload (mailbox_name, provider, destination_type, region_name, integration_id,
 	callback_url, request_method, request_path, request_headers, request_body, delivery_key)
@@ -69,20 +76,30 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::te
 	$7::text[], $8::text[], $9::text[], $10::bytea[], $11::text[])
 	WITH ORDINALITY AS t(mailbox_name, provider, destination_type, region_name, integration_id, callback_url,
 		request_method, request_path, request_headers, request_body, delivery_key, ord)
-ORDER BY ord
-ON CONFLICT (mailbox_name, delivery_key) WHERE delivery_key IS NOT NULL DO NOTHING
+ORDER BY ord`
+
+// pgInsertReturning ends both insert statements.
+const pgInsertReturning = `
 RETURNING id, mailbox_name, coalesce(delivery_key, '')`
 
-// pgInsertArraysName names pgInsertArrays prepared on a pooled connection;
-// the version keeps a later release's different text from meeting this
-// one's on a long-lived session.
-const pgInsertArraysName = "silo_insert_payloads_v1"
+// pgInsertArraysSkipDuplicates is pgInsertArrays that skips the rows whose
+// delivery key is pending (or repeated in the batch) instead of failing.
+const pgInsertArraysSkipDuplicates = pgInsertArrays + `
+ON CONFLICT (mailbox_name, delivery_key) WHERE delivery_key IS NOT NULL DO NOTHING` + pgInsertReturning
+
+// Names of the statements prepared on pooled connections; the version
+// keeps a later release's different text from meeting this one's on a
+// long-lived session.
+const (
+	pgInsertArraysName               = "silo_insert_payloads_v2"
+	pgInsertArraysSkipDuplicatesName = "silo_insert_payloads_skip_duplicates_v2"
+)
 
 // binaryParams sends every parameter in binary format.
 var binaryParams = []int16{1}
 
 // insertArrays is InsertPayloads for small and medium batches. The
-// parameters are encoded by arrayEncoder and the prepared statement run
+// parameters are encoded by arrayEncoder and the prepared statements run
 // through pgconn directly (see postgres_arrays.go for why).
 func (p *Postgres) insertArrays(ctx context.Context, payloads []NewPayload, headers []string) ([]InsertResult, error) {
 	n := len(payloads)
@@ -99,16 +116,43 @@ func (p *Postgres) insertArrays(ctx context.Context, payloads []NewPayload, head
 	e.text(n, func(i int) string { return headers[i] })
 	e.bytea(n, func(i int) []byte { return payloads[i].Body })
 	e.text(n, func(i int) string { return payloads[i].DeliveryKey })
+	params := e.values()
 
 	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
 		return nil, pgErr("postgres insert payloads", err)
 	}
 	defer conn.Release()
-	if _, err := conn.Conn().Prepare(ctx, pgInsertArraysName, pgInsertArrays); err != nil {
+	inserted, err := execInsert(ctx, conn.Conn(), pgInsertArraysName, pgInsertArrays+pgInsertReturning, params, n)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == pgUniqueViolation {
+		inserted, err = execInsert(ctx, conn.Conn(), pgInsertArraysSkipDuplicatesName, pgInsertArraysSkipDuplicates, params, n)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(inserted) < n {
+		pending, err := pendingKeys(ctx, conn, payloads)
+		if err != nil {
+			return nil, pgErr("postgres insert payloads", err)
+		}
+		inserted = append(inserted, pending...)
+	}
+	// A duplicate whose pending row was delivered meanwhile keeps ID 0.
+	return matchInserted(payloads, inserted)
+}
+
+// pgUniqueViolation is SQLSTATE unique_violation.
+const pgUniqueViolation = "23505"
+
+// execInsert runs one of the insert statements, prepared on conn under
+// name, and reads its RETURNING rows. A PostgreSQL error comes back
+// unwrapped when it is a unique violation, so the caller can retry.
+func execInsert(ctx context.Context, conn *pgx.Conn, name, sql string, params [][]byte, n int) ([]insertedRow, error) {
+	if _, err := conn.Prepare(ctx, name, sql); err != nil {
 		return nil, pgErr("postgres insert payloads", err)
 	}
-	rr := conn.Conn().PgConn().ExecPrepared(ctx, pgInsertArraysName, e.values(), binaryParams, nil)
+	rr := conn.PgConn().ExecPrepared(ctx, name, params, binaryParams, nil)
 	inserted := make([]insertedRow, 0, n)
 	var rowErr error
 	for rr.NextRow() {
@@ -124,20 +168,13 @@ func (p *Postgres) insertArrays(ctx context.Context, payloads []NewPayload, head
 		inserted = append(inserted, insertedRow{id: id, mailbox: string(v[1]), key: string(v[2]), inserted: true})
 	}
 	if _, err := rr.Close(); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == pgUniqueViolation {
+			return nil, err
+		}
 		return nil, pgErr("postgres insert payloads", err)
 	}
-	if rowErr != nil {
-		return nil, rowErr
-	}
-	if len(inserted) < n {
-		pending, err := pendingKeys(ctx, conn, payloads)
-		if err != nil {
-			return nil, pgErr("postgres insert payloads", err)
-		}
-		inserted = append(inserted, pending...)
-	}
-	// A duplicate whose pending row was delivered meanwhile keeps ID 0.
-	return matchInserted(payloads, inserted)
+	return inserted, rowErr
 }
 
 // collectInserted reads the RETURNING rows of an insert.
