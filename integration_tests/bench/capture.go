@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -327,7 +328,15 @@ func runCapture(ctx context.Context, env *Env) error {
 	var walMB float64
 	_ = db.QueryRowContext(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn) / 1048576`, walStart).Scan(&walMB)
 
-	// The SQLite default, same load.
+	// The SQLite default, same load, on a machine without the PostgreSQL
+	// run's leftovers: its server (autovacuum of the rows just written)
+	// stopped and their dirty pages written back, which otherwise delay
+	// SQLite's fsyncs. A SQLite deployment has no PostgreSQL beside it.
+	pool.Close()
+	_ = db.Close()
+	pg.inst.Stop()
+	cluster.Destroy()
+	syscall.Sync()
 	lite, err := startCaptureInstance(env, "", "sqlite "+filepath.Join(pg.dir, "silo.db"))
 	if err != nil {
 		return err
