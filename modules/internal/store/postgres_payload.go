@@ -98,6 +98,12 @@ const (
 // binaryParams sends every parameter in binary format.
 var binaryParams = []int16{1}
 
+// pgInsertParamOIDs are the parameter types of both insert statements,
+// for the unnamed statements sent when the DSN asks for no prepared
+// statements: text[], text[], text[], text[], bigint[], text[], text[],
+// text[], text[], bytea[], text[].
+var pgInsertParamOIDs = []uint32{1009, 1009, 1009, 1009, 1016, 1009, 1009, 1009, 1009, 1001, 1009}
+
 // insertArrays is InsertPayloads for small and medium batches. The
 // parameters are encoded by arrayEncoder and the prepared statements run
 // through pgconn directly (see postgres_arrays.go for why).
@@ -146,13 +152,21 @@ func (p *Postgres) insertArrays(ctx context.Context, payloads []NewPayload, head
 const pgUniqueViolation = "23505"
 
 // execInsert runs one of the insert statements, prepared on conn under
-// name, and reads its RETURNING rows. A PostgreSQL error comes back
-// unwrapped when it is a unique violation, so the caller can retry.
+// name, and reads its RETURNING rows. When the DSN chose a
+// default_query_exec_mode other than cache_statement (PgBouncer in
+// transaction mode, say), the statement goes unnamed instead, as pgx's
+// own would. A PostgreSQL error comes back unwrapped when it is a unique
+// violation, so the caller can retry.
 func execInsert(ctx context.Context, conn *pgx.Conn, name, sql string, params [][]byte, n int) ([]insertedRow, error) {
-	if _, err := conn.Prepare(ctx, name, sql); err != nil {
-		return nil, pgErr("postgres insert payloads", err)
+	var rr *pgconn.ResultReader
+	if conn.Config().DefaultQueryExecMode == pgx.QueryExecModeCacheStatement {
+		if _, err := conn.Prepare(ctx, name, sql); err != nil {
+			return nil, pgErr("postgres insert payloads", err)
+		}
+		rr = conn.PgConn().ExecPrepared(ctx, name, params, binaryParams, nil)
+	} else {
+		rr = conn.PgConn().ExecParams(ctx, sql, params, pgInsertParamOIDs, binaryParams, nil)
 	}
-	rr := conn.PgConn().ExecPrepared(ctx, name, params, binaryParams, nil)
 	inserted := make([]insertedRow, 0, n)
 	var rowErr error
 	for rr.NextRow() {

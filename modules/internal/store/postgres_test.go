@@ -60,6 +60,35 @@ func TestPostgres(t *testing.T) {
 	runConformance(t, postgresEngine)
 }
 
+// TestPostgresExecModes runs the insert paths with each
+// default_query_exec_mode a DSN may choose: only cache_statement (the
+// default) uses named prepared statements; the others, chosen for
+// PgBouncer in transaction mode, must get unnamed ones.
+func TestPostgresExecModes(t *testing.T) {
+	for _, mode := range []string{"cache_describe", "describe_exec", "exec", "simple_protocol"} {
+		for name, run := range map[string]func(*testing.T, store.Store, func(string)){
+			"Dedup": testDedup, "ConcurrentDuplicates": testConcurrentDuplicates,
+		} {
+			t.Run(mode+"/"+name, func(t *testing.T) {
+				dsn := pgtest.DSN(t)
+				sep := "?"
+				if strings.Contains(dsn, "?") {
+					sep = "&"
+				}
+				s, pool := openPostgres(t, dsn+sep+"default_query_exec_mode="+mode, true)
+				run(t, s, nil)
+				var named int
+				if err := pool.QueryRow(testCtx(t), `SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'silo_insert%'`).Scan(&named); err != nil {
+					t.Fatal(err)
+				}
+				if named != 0 {
+					t.Errorf("%d named insert statements prepared on this connection", named)
+				}
+			})
+		}
+	}
+}
+
 func TestPostgresPoolConfig(t *testing.T) {
 	cfg, err := store.PostgresPoolConfig("postgres://u:secret@127.0.0.1:5432/silo?sslmode=disable")
 	if err != nil {
