@@ -17,6 +17,12 @@ type InsertFunc func(ctx context.Context, rows []store.NewPayload) ([]store.Inse
 type BatcherOptions struct {
 	// MaxRows caps the rows of one batch [512].
 	MaxRows int
+	// MaxBytes caps the body bytes of one batch [32 MiB], so a burst of
+	// large webhooks commits in several statements rather than one that
+	// holds them all twice in memory (once encoded) or passes
+	// PostgreSQL's 1 GB limit on a parameter. A single request larger than
+	// this still goes in, alone.
+	MaxBytes int
 	// Linger is the longest a flusher waits for more requests once the
 	// queue is empty [1ms]. It waits only while its batch is smaller
 	// than its previous one: under load the clients of the last batch are
@@ -72,6 +78,9 @@ var ErrClosed = errors.New("mailbox: batcher closed")
 func NewBatcher(insert InsertFunc, opts BatcherOptions) *Batcher {
 	if opts.MaxRows <= 0 {
 		opts.MaxRows = 512
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = 32 << 20
 	}
 	if opts.Linger < 0 {
 		opts.Linger = 0
@@ -207,20 +216,31 @@ func (b *Batcher) leave() bool {
 
 // collect adds queued jobs to the batch: all that are waiting, then, while
 // the batch is smaller than the previous one (want), what arrives within
-// Linger; never more than MaxRows.
+// Linger; never more than MaxRows, and no more once MaxBytes of bodies
+// are in.
 func (b *Batcher) collect(rows []store.NewPayload, jobs []*job, linger *time.Timer, want int) ([]store.NewPayload, []*job) {
 	want = min(want, b.opts.MaxRows)
+	size := 0
+	for i := range rows {
+		size += len(rows[i].Body)
+	}
+	add := func(j *job) {
+		jobs = append(jobs, j)
+		rows = append(rows, j.rows...)
+		for i := range j.rows {
+			size += len(j.rows[i].Body)
+		}
+	}
 	lingering := false
 	defer func() {
 		if lingering {
 			linger.Stop()
 		}
 	}()
-	for len(rows) < b.opts.MaxRows {
+	for len(rows) < b.opts.MaxRows && size < b.opts.MaxBytes {
 		select {
 		case j := <-b.queue:
-			jobs = append(jobs, j)
-			rows = append(rows, j.rows...)
+			add(j)
 			continue
 		default:
 		}
@@ -231,8 +251,7 @@ func (b *Batcher) collect(rows []store.NewPayload, jobs []*job, linger *time.Tim
 			// Linger already started: wait only on the timer.
 			select {
 			case j := <-b.queue:
-				jobs = append(jobs, j)
-				rows = append(rows, j.rows...)
+				add(j)
 				continue
 			case <-linger.C:
 				lingering = false

@@ -106,6 +106,56 @@ func TestBatcherGroupsConcurrentSubmits(t *testing.T) {
 	t.Logf("%d submits in %d batches", n, len(f.batches))
 }
 
+// TestBatcherCapsBatchBytes sends 1 MiB bodies concurrently with a 4 MiB
+// cap: no batch carries more than the cap plus its last request, and
+// every body is stored.
+func TestBatcherCapsBatchBytes(t *testing.T) {
+	// The slow first commit lets the queue fill, so the cap is what
+	// stops the next batches.
+	f := &fakeInsert{delay: 20 * time.Millisecond}
+	var sizes []int
+	var smu sync.Mutex
+	insert := func(ctx context.Context, rows []store.NewPayload) ([]store.InsertResult, error) {
+		n := 0
+		for _, r := range rows {
+			n += len(r.Body)
+		}
+		smu.Lock()
+		sizes = append(sizes, n)
+		smu.Unlock()
+		return f.insert(ctx, rows)
+	}
+	const mib = 1 << 20
+	b := NewBatcher(insert, BatcherOptions{Flushers: 1, MaxBytes: 4 * mib})
+	defer b.Close()
+	body := make([]byte, mib)
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			r := row(fmt.Sprint("m:us:", i))
+			r.Body = body
+			if _, err := b.Submit(context.Background(), []store.NewPayload{r}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	total := 0
+	for _, n := range sizes {
+		if n > 4*mib {
+			t.Errorf("a batch carried %d bytes of bodies, cap %d", n, 4*mib)
+		}
+		total += n
+	}
+	if total != 40*mib {
+		t.Errorf("stored %d bytes of bodies, want %d", total, 40*mib)
+	}
+	if len(sizes) >= 40 {
+		t.Errorf("no grouping: %d batches for 40 submits", len(sizes))
+	}
+	t.Logf("batch body sizes: %v", sizes)
+}
+
 func TestBatcherStoreDown(t *testing.T) {
 	down := fmt.Errorf("dial: %w", store.ErrUnavailable)
 	f := &fakeInsert{fail: func([]store.NewPayload) error { return down }}
