@@ -135,7 +135,7 @@ func (p *Postgres) insertArrays(ctx context.Context, payloads []NewPayload, head
 		inserted, err = execInsert(ctx, conn.Conn(), pgInsertArraysSkipDuplicatesName, pgInsertArraysSkipDuplicates, params, n)
 	}
 	if err != nil {
-		return nil, err
+		return nil, pgErr("postgres insert payloads", err)
 	}
 	if len(inserted) < n {
 		pending, err := pendingKeys(ctx, conn, payloads)
@@ -155,13 +155,13 @@ const pgUniqueViolation = "23505"
 // name, and reads its RETURNING rows. When the DSN chose a
 // default_query_exec_mode other than cache_statement (PgBouncer in
 // transaction mode, say), the statement goes unnamed instead, as pgx's
-// own would. A PostgreSQL error comes back unwrapped when it is a unique
-// violation, so the caller can retry.
+// own would. Errors come back as PostgreSQL or pgconn gave them, so the
+// caller can tell a unique violation.
 func execInsert(ctx context.Context, conn *pgx.Conn, name, sql string, params [][]byte, n int) ([]insertedRow, error) {
 	var rr *pgconn.ResultReader
 	if conn.Config().DefaultQueryExecMode == pgx.QueryExecModeCacheStatement {
 		if _, err := conn.Prepare(ctx, name, sql); err != nil {
-			return nil, pgErr("postgres insert payloads", err)
+			return nil, err
 		}
 		rr = conn.PgConn().ExecPrepared(ctx, name, params, binaryParams, nil)
 	} else {
@@ -182,11 +182,7 @@ func execInsert(ctx context.Context, conn *pgx.Conn, name, sql string, params []
 		inserted = append(inserted, insertedRow{id: id, mailbox: string(v[1]), key: string(v[2]), inserted: true})
 	}
 	if _, err := rr.Close(); err != nil {
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == pgUniqueViolation {
-			return nil, err
-		}
-		return nil, pgErr("postgres insert payloads", err)
+		return nil, err
 	}
 	return inserted, rowErr
 }
