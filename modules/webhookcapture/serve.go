@@ -2,7 +2,6 @@ package webhookcapture
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -19,10 +18,6 @@ import (
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 	"github.com/sentrysilo/caddy-silo/modules/internal/webhooks"
 )
-
-// commitWait bounds how long a request waits for its batch to commit
-// before it is answered 503.
-const commitWait = 10 * time.Second
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
@@ -144,9 +139,9 @@ func (h *Handler) store(w http.ResponseWriter, r *http.Request, provider string,
 		return
 	}
 
-	ctx, cancel := context.WithTimeout(r.Context(), commitWait)
-	results, err := h.batcher.Submit(ctx, rows)
-	cancel()
+	// The batcher bounds the wait (5 s queued, 5 s committing), so a
+	// stuck database answers 503 rather than holding the request.
+	results, err := h.batcher.Submit(r.Context(), rows)
 	if err != nil {
 		if c := h.logger.Check(zapcore.WarnLevel, "webhook not stored"); c != nil {
 			c.Write(zap.String("provider", provider), zap.Bool("store_unavailable", errors.Is(err, store.ErrUnavailable)), zap.Error(err))

@@ -34,6 +34,12 @@ type BatcherOptions struct {
 	Flushers int
 	// CommitTimeout bounds one InsertPayloads call [5s].
 	CommitTimeout time.Duration
+	// MaxQueueWait is how long a request may wait for a flusher [5s]:
+	// one still queued after that fails with ErrQueueTimeout instead of
+	// going into a batch. With CommitTimeout it bounds a Submit (10 s by
+	// default) without a timer per request, which showed in profiles at
+	// 10,000 captures/s.
+	MaxQueueWait time.Duration
 	// IdleExit is how long an idle flusher lives [2s].
 	IdleExit time.Duration
 	// OnCommit is called after each commit with the distinct mailboxes
@@ -62,6 +68,7 @@ type Batcher struct {
 }
 
 type job struct {
+	queued  time.Time
 	rows    []store.NewPayload
 	results []store.InsertResult
 	err     error
@@ -73,6 +80,10 @@ var jobPool = sync.Pool{New: func() any { return &job{done: make(chan struct{}, 
 // ErrClosed is never returned today; kept for callers that want to tell a
 // shut batcher apart in the future.
 var ErrClosed = errors.New("mailbox: batcher closed")
+
+// ErrQueueTimeout is a Submit whose rows waited MaxQueueWait for a
+// flusher: they were not stored.
+var ErrQueueTimeout = errors.New("mailbox: no flusher took the rows in time")
 
 // NewBatcher returns a Batcher writing through insert.
 func NewBatcher(insert InsertFunc, opts BatcherOptions) *Batcher {
@@ -93,6 +104,9 @@ func NewBatcher(insert InsertFunc, opts BatcherOptions) *Batcher {
 	if opts.CommitTimeout <= 0 {
 		opts.CommitTimeout = 5 * time.Second
 	}
+	if opts.MaxQueueWait <= 0 {
+		opts.MaxQueueWait = 5 * time.Second
+	}
 	if opts.IdleExit <= 0 {
 		opts.IdleExit = 2 * time.Second
 	}
@@ -105,7 +119,7 @@ func NewBatcher(insert InsertFunc, opts BatcherOptions) *Batcher {
 }
 
 // Submit stores rows in the next batch and waits for its commit, or for
-// ctx. The results are in the order of rows. When ctx ends first the rows
+// ctx, at most MaxQueueWait + CommitTimeout. The results are in the order of rows. When ctx ends first the rows
 // may still be committed later; the caller answers as if they were not
 // (the provider retries, and the delivery key de-duplicates).
 func (b *Batcher) Submit(ctx context.Context, rows []store.NewPayload) ([]store.InsertResult, error) {
@@ -113,7 +127,7 @@ func (b *Batcher) Submit(ctx context.Context, rows []store.NewPayload) ([]store.
 		return nil, nil
 	}
 	j := jobPool.Get().(*job)
-	j.rows, j.err = rows, nil
+	j.rows, j.err, j.queued = rows, nil, time.Now()
 	j.results = j.results[:0]
 	select {
 	case b.queue <- j:
@@ -185,6 +199,9 @@ func (b *Batcher) flusher() {
 			}
 			continue
 		}
+		if b.expired(first) {
+			continue
+		}
 		jobs = append(jobs[:0], first)
 		rows = append(rows[:0], first.rows...)
 		rows, jobs = b.collect(rows, jobs, linger, last)
@@ -225,6 +242,9 @@ func (b *Batcher) collect(rows []store.NewPayload, jobs []*job, linger *time.Tim
 		size += len(rows[i].Body)
 	}
 	add := func(j *job) {
+		if b.expired(j) {
+			return
+		}
 		jobs = append(jobs, j)
 		rows = append(rows, j.rows...)
 		for i := range j.rows {
@@ -265,6 +285,16 @@ func (b *Batcher) collect(rows []store.NewPayload, jobs []*job, linger *time.Tim
 		lingering = true
 	}
 	return rows, jobs
+}
+
+// expired fails a job that waited MaxQueueWait in the queue, and says so.
+func (b *Batcher) expired(j *job) bool {
+	if time.Since(j.queued) <= b.opts.MaxQueueWait {
+		return false
+	}
+	j.err = ErrQueueTimeout
+	j.done <- struct{}{}
+	return true
 }
 
 func (b *Batcher) commit(rows []store.NewPayload, jobs []*job) {

@@ -156,6 +156,53 @@ func TestBatcherCapsBatchBytes(t *testing.T) {
 	t.Logf("batch body sizes: %v", sizes)
 }
 
+// TestBatcherQueueTimeout holds the only flusher in a slow commit: the
+// requests queued behind it longer than MaxQueueWait fail with
+// ErrQueueTimeout and are not stored, and the batcher works afterwards.
+func TestBatcherQueueTimeout(t *testing.T) {
+	f := &fakeInsert{}
+	release := make(chan struct{})
+	var once sync.Once
+	insert := func(ctx context.Context, rows []store.NewPayload) ([]store.InsertResult, error) {
+		once.Do(func() { <-release })
+		return f.insert(ctx, rows)
+	}
+	b := NewBatcher(insert, BatcherOptions{Flushers: 1, MaxQueueWait: 50 * time.Millisecond})
+	defer b.Close()
+	first := make(chan error, 1)
+	go func() {
+		_, err := b.Submit(context.Background(), []store.NewPayload{row("a:us:1")})
+		first <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // the flusher is now inside the first commit
+	late := make(chan error, 1)
+	go func() {
+		_, err := b.Submit(context.Background(), []store.NewPayload{row("a:us:2")})
+		late <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("first submit: %v", err)
+	}
+	if err := <-late; !errors.Is(err, ErrQueueTimeout) {
+		t.Fatalf("submit queued past MaxQueueWait: err = %v, want ErrQueueTimeout", err)
+	}
+	if _, err := b.Submit(context.Background(), []store.NewPayload{row("a:us:3")}); err != nil {
+		t.Fatalf("submit afterwards: %v", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.rows {
+		if r.MailboxName == "a:us:2" {
+			t.Error("the timed-out rows were stored")
+		}
+	}
+	if len(f.rows) != 2 {
+		t.Errorf("%d rows stored, want 2", len(f.rows))
+	}
+}
+
 func TestBatcherStoreDown(t *testing.T) {
 	down := fmt.Errorf("dial: %w", store.ErrUnavailable)
 	f := &fakeInsert{fail: func([]store.NewPayload) error { return down }}
