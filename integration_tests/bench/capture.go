@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -260,6 +261,22 @@ func runCapture(ctx context.Context, env *Env) error {
 			return metered(cmpMeter, func() postResult { return closedLoop(ctx, env.Concurrency, per, cmpTarget.send) })
 		}
 	}
+	// -wrk: wrk as a third target in the same rounds, a cross-check of
+	// the load generator (wrk costs the machine as much per request).
+	var wrks []wrkResult
+	var wrkErr error
+	haveWrk := error(nil)
+	if env.Wrk {
+		_, haveWrk = exec.LookPath("wrk")
+	}
+	wrkRound := func(r int) {
+		w, _, err := runWrk(ctx, env, pgMeter, pg.base, fmt.Sprintf("wrk%d-", r), per)
+		if err != nil {
+			wrkErr = err
+			return
+		}
+		wrks = append(wrks, w)
+	}
 	var raw, capt, cmp []postResult
 	for r := range env.Rounds {
 		order := []func(){
@@ -268,6 +285,9 @@ func runCapture(ctx context.Context, env *Env) error {
 		}
 		if cmpRound != nil {
 			order = append(order, func() { cmp = append(cmp, cmpRound()) })
+		}
+		if env.Wrk && haveWrk == nil && wrkErr == nil {
+			order = append(order, func() { wrkRound(r) })
 		}
 		if r%2 == 1 {
 			slices.Reverse(order)
@@ -375,6 +395,22 @@ func runCapture(ctx context.Context, env *Env) error {
 	if len(cmp) > 0 {
 		row("capture, PostgreSQL, closed loop, "+filepath.Base(env.CompareBinary), combinePost(cmp))
 	}
+	var wrkRPS float64
+	if len(wrks) > 0 {
+		var requests, non2xx int
+		var cpu, caddy, pgCPU time.Duration
+		var p50s, p99s []string
+		for _, w := range wrks {
+			requests += w.requests
+			non2xx += w.non2xx
+			cpu, caddy, pgCPU = cpu+w.cpu, caddy+w.caddy, pgCPU+w.pg
+			wrkRPS += w.rps / float64(len(wrks))
+			p50s, p99s = append(p50s, ms(w.p50)), append(p99s, ms(w.p99))
+		}
+		perRow := func(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d.Microseconds())/float64(requests)) }
+		fmt.Fprintf(tw, "capture, PostgreSQL, closed loop, wrk -t2 -c%d\t%.0f\t%s\t%s\t%d\t|\t%s\t%s\t%s\t\n", env.Concurrency, wrkRPS,
+			strings.Join(p50s, "/"), strings.Join(p99s, "/"), non2xx, perRow(caddy), perRow(pgCPU), perRow(cpu))
+	}
 	row("floor: same POST, Caddy answers 200 without capture", floorR)
 	row(fmt.Sprintf("baseline: raw INSERT, open loop at %.0f/s", half), openRaw)
 	row(fmt.Sprintf("capture, PostgreSQL, open loop at %.0f/s", half), openPG)
@@ -387,6 +423,11 @@ func runCapture(ctx context.Context, env *Env) error {
 			parts = append(parts, ms(quantile(r.latencies, .99)))
 		}
 		return strings.Join(parts, " ")
+	}
+	if wrkErr != nil {
+		fmt.Fprintf(env.Out, "wrk failed: %v\n", wrkErr)
+	} else if env.Wrk && haveWrk != nil {
+		fmt.Fprintln(env.Out, "wrk is not installed (apt-get install wrk): no wrk row")
 	}
 	fmt.Fprintf(env.Out, "open-loop p99 per round (ms): raw INSERT %s; capture %s\n", roundP99(openRaws), roundP99(openPGs))
 	fmt.Fprintf(env.Out, "capture/raw INSERT: %.2fx (target >= 0.60x); PostgreSQL %.0f/s (target >= 10000); SQLite %.0f/s (target >= 5000); p99 at half peak %s ms (target <= 25)\n",

@@ -30,6 +30,8 @@ type Env struct {
 	// CompareBinary is a second caddy binary the capture scenario measures
 	// against the subject, in alternating rounds.
 	CompareBinary string
+	// Wrk adds a capture row loaded by wrk, if it is installed.
+	Wrk bool
 
 	buildOnce sync.Once
 	bin       string
