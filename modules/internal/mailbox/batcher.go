@@ -119,9 +119,10 @@ func NewBatcher(insert InsertFunc, opts BatcherOptions) *Batcher {
 }
 
 // Submit stores rows in the next batch and waits for its commit, or for
-// ctx, at most MaxQueueWait + CommitTimeout. The results are in the order of rows. When ctx ends first the rows
-// may still be committed later; the caller answers as if they were not
-// (the provider retries, and the delivery key de-duplicates).
+// ctx; once queued, at most MaxQueueWait + CommitTimeout. The results are
+// in the order of rows. When ctx ends first the rows may still be
+// committed later; the caller answers as if they were not (the provider
+// retries, and the delivery key de-duplicates).
 func (b *Batcher) Submit(ctx context.Context, rows []store.NewPayload) ([]store.InsertResult, error) {
 	if len(rows) == 0 {
 		return nil, nil
