@@ -286,19 +286,19 @@ func runCapture(ctx context.Context, env *Env) error {
 	}
 	var wrkRPS float64
 	if len(wrks) > 0 {
-		var requests, non2xx int
+		var requests, errors int
 		var cpu, caddy, pgCPU time.Duration
 		var p50s, p99s []string
 		for _, w := range wrks {
 			requests += w.requests
-			non2xx += w.non2xx
+			errors += w.errors
 			cpu, caddy, pgCPU = cpu+w.cpu, caddy+w.caddy, pgCPU+w.pg
 			wrkRPS += w.rps / float64(len(wrks))
 			p50s, p99s = append(p50s, ms(w.p50)), append(p99s, ms(w.p99))
 		}
 		perRow := func(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d.Microseconds())/float64(requests)) }
 		fmt.Fprintf(tw, "capture, PostgreSQL, closed loop, wrk -t2 -c%d\t%.0f\t%s\t%s\t%d\t|\t%s\t%s\t%s\t\n", env.Concurrency, wrkRPS,
-			strings.Join(p50s, "/"), strings.Join(p99s, "/"), non2xx, perRow(caddy), perRow(pgCPU), perRow(cpu))
+			strings.Join(p50s, "/"), strings.Join(p99s, "/"), errors, perRow(caddy), perRow(pgCPU), perRow(cpu))
 	}
 	row("floor: same POST, Caddy answers 200 without capture", floorR)
 	row(fmt.Sprintf("baseline: raw INSERT, open loop at %.0f/s", half), openRaw)

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -51,20 +50,19 @@ end
 `
 
 type wrkResult struct {
-	rps        float64
-	p50, p99   time.Duration
-	requests   int
-	non2xx     int
-	socketErrs string
-	cpu        time.Duration // wrk's user+system time
-	caddy, pg  time.Duration // CPU of Caddy and PostgreSQL meanwhile
+	rps       float64
+	p50, p99  time.Duration
+	requests  int
+	errors    int           // non-2xx answers and socket errors
+	cpu       time.Duration // wrk's user+system time
+	caddy, pg time.Duration // CPU of Caddy and PostgreSQL meanwhile
 }
 
 var (
 	wrkRPS      = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 	wrkRequests = regexp.MustCompile(`([0-9]+) requests in`)
 	wrkNon2xx   = regexp.MustCompile(`Non-2xx or 3xx responses: ([0-9]+)`)
-	wrkSocket   = regexp.MustCompile(`Socket errors: (.*)`)
+	wrkSocket   = regexp.MustCompile(`Socket errors: connect ([0-9]+), read ([0-9]+), write ([0-9]+), timeout ([0-9]+)`)
 	wrkLatency  = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s)\s*$`)
 )
 
@@ -102,10 +100,14 @@ func runWrk(ctx context.Context, env *Env, meter cpuMeter, base, prefix string, 
 		r.requests, _ = strconv.Atoi(m[1])
 	}
 	if m := wrkNon2xx.FindStringSubmatch(text); m != nil {
-		r.non2xx, _ = strconv.Atoi(m[1])
+		n, _ := strconv.Atoi(m[1])
+		r.errors += n
 	}
 	if m := wrkSocket.FindStringSubmatch(text); m != nil {
-		r.socketErrs = strings.TrimSpace(m[1])
+		for _, v := range m[1:] {
+			n, _ := strconv.Atoi(v)
+			r.errors += n
+		}
 	}
 	for _, m := range wrkLatency.FindAllStringSubmatch(text, -1) {
 		v, _ := strconv.ParseFloat(m[2], 64)

@@ -77,10 +77,6 @@ type job struct {
 
 var jobPool = sync.Pool{New: func() any { return &job{done: make(chan struct{}, 1)} }}
 
-// ErrClosed is never returned today; kept for callers that want to tell a
-// shut batcher apart in the future.
-var ErrClosed = errors.New("mailbox: batcher closed")
-
 // ErrQueueTimeout is a Submit whose rows waited MaxQueueWait for a
 // flusher: they were not stored.
 var ErrQueueTimeout = errors.New("mailbox: no flusher took the rows in time")
