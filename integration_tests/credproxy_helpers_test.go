@@ -187,6 +187,7 @@ type credSetup struct {
 	tp        *fakeThirdParty
 	control   *fakeUpstream
 	storage   string
+	storageDB *sql.DB // the storage database when it is not db
 	client    *http.Client
 }
 
@@ -196,6 +197,11 @@ type credOptions struct {
 	mode      string // sentry_silo mode
 	noSecret  bool   // leave subnet_secret out
 	handler   string // replaces the sentry_cred_proxy block's body
+	// control, when set, is the DSN of a database that plays Sentry's
+	// control database: the test creates its tables as Sentry does,
+	// the instances read it through directory_dsn, and the fixture is
+	// seeded (and read back) there; dsn must then be set too.
+	control string
 }
 
 func newCredSetup(t *testing.T, opts credOptions) *credSetup {
@@ -231,6 +237,9 @@ func newCredSetup(t *testing.T, opts credOptions) *credSetup {
 		oauth gitlab %s {env.SILO_TEST_GITLAB_SECRET} %s/oauth/token
 		discord_bot_token {env.SILO_TEST_DISCORD_TOKEN}`, credGitHubAppID, keyPath, credMSTeamsClient, s.tp.URL(), credGitLabClientID, s.tp.URL())
 	}
+	if opts.control != "" {
+		createSentryControlTables(t, opts.control)
+	}
 	n := opts.instances
 	if n == 0 {
 		n = 1
@@ -247,10 +256,14 @@ func newCredSetup(t *testing.T, opts credOptions) *credSetup {
 		if opts.noSecret {
 			secret = ""
 		}
+		directory := ""
+		if opts.control != "" {
+			directory = "\t\tdirectory_dsn " + opts.control + "\n"
+		}
 		caddyfile := fmt.Sprintf(`{
 %s	sentry_silo {
 %s%s		storage %s
-		region us http://127.0.0.1:%d
+%s		region us http://127.0.0.1:%d
 		directory_cache 1s 1s
 		drainer {
 			off
@@ -263,7 +276,7 @@ http://127.0.0.1:%d {
 	}
 	reverse_proxy %s
 }
-`, harness.GlobalOptions(admin), mode, secret, s.storage, harness.FreePort(t), port, handler, s.control.Host())
+`, harness.GlobalOptions(admin), mode, secret, s.storage, directory, harness.FreePort(t), port, handler, s.control.Host())
 		s.instances = append(s.instances, harness.Start(t, admin, caddyfile, env...))
 		s.bases = append(s.bases, fmt.Sprintf("http://127.0.0.1:%d", port))
 	}
@@ -273,6 +286,13 @@ http://127.0.0.1:%d {
 	}
 	t.Cleanup(func() { db.Close() })
 	s.db = db
+	if opts.control != "" {
+		s.storageDB = db
+		if s.db, err = sql.Open("pgx", opts.control); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.db.Close() })
+	}
 	s.client = &http.Client{
 		Timeout:       30 * time.Second,
 		Transport:     &http.Transport{MaxIdleConnsPerHost: 128, DisableCompression: true},
@@ -430,4 +450,119 @@ func (s *credSetup) logs() string {
 		b.WriteString(c.Logs())
 	}
 	return b.String()
+}
+
+// sentryControlTables creates the directory tables the way Sentry's own
+// migrations shape them on a control database: metadata is jsonb, the
+// models' other columns are there (NOT NULL ones with defaults, so the
+// fixture's inserts need not name them), and the keys are Sentry's, not
+// the ones our own directory.sql would choose.
+const sentryControlTables = `
+CREATE TABLE sentry_organizationmapping (
+	id bigserial PRIMARY KEY,
+	organization_id bigint NOT NULL UNIQUE,
+	slug varchar(50) NOT NULL UNIQUE,
+	name varchar(64) NOT NULL DEFAULT '',
+	date_created timestamptz NOT NULL DEFAULT now(),
+	customer_id varchar(255),
+	verified boolean NOT NULL DEFAULT false,
+	idempotency_key varchar(48) NOT NULL DEFAULT '',
+	region_name varchar(48) NOT NULL,
+	status integer,
+	allow_joinleave boolean NOT NULL DEFAULT false,
+	enhanced_privacy boolean NOT NULL DEFAULT false,
+	require_2fa boolean NOT NULL DEFAULT false,
+	early_adopter boolean NOT NULL DEFAULT false,
+	disable_shared_issues boolean NOT NULL DEFAULT false,
+	disable_new_visibility_features boolean NOT NULL DEFAULT false,
+	require_email_verification boolean NOT NULL DEFAULT false,
+	codecov_access boolean NOT NULL DEFAULT false
+);
+CREATE TABLE sentry_integration (
+	id bigserial PRIMARY KEY,
+	provider varchar(64) NOT NULL,
+	external_id varchar(64) NOT NULL,
+	name varchar(200) NOT NULL,
+	metadata jsonb NOT NULL DEFAULT '{}',
+	status integer DEFAULT 0,
+	date_added timestamptz DEFAULT now(),
+	date_updated timestamptz NOT NULL DEFAULT now(),
+	UNIQUE (provider, external_id)
+);
+CREATE TABLE sentry_organizationintegration (
+	id bigserial PRIMARY KEY,
+	organization_id bigint NOT NULL,
+	integration_id bigint NOT NULL REFERENCES sentry_integration (id) DEFERRABLE INITIALLY DEFERRED,
+	config jsonb NOT NULL DEFAULT '{}',
+	default_auth_id bigint,
+	date_added timestamptz DEFAULT now(),
+	date_updated timestamptz NOT NULL DEFAULT now(),
+	status integer NOT NULL DEFAULT 0,
+	grace_period_end timestamptz,
+	UNIQUE (organization_id, integration_id)
+);
+CREATE TABLE sentry_identity (
+	id bigserial PRIMARY KEY,
+	idp_id bigint NOT NULL DEFAULT 1,
+	user_id bigint NOT NULL DEFAULT 1,
+	external_id text NOT NULL DEFAULT '',
+	data text NOT NULL DEFAULT '{}',
+	status integer NOT NULL DEFAULT 0,
+	scopes text[] NOT NULL DEFAULT '{}',
+	date_verified timestamptz NOT NULL DEFAULT now(),
+	date_added timestamptz DEFAULT now()
+);
+CREATE TABLE sentry_sentryapp (
+	id bigserial PRIMARY KEY,
+	application_id bigint,
+	proxy_user_id bigint,
+	owner_id bigint NOT NULL,
+	name text NOT NULL DEFAULT '',
+	slug varchar(64) NOT NULL UNIQUE,
+	status integer NOT NULL DEFAULT 0,
+	uuid varchar(64) NOT NULL DEFAULT '',
+	events text[] NOT NULL DEFAULT '{}',
+	date_added timestamptz NOT NULL DEFAULT now(),
+	date_updated timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE sentry_sentryappinstallation (
+	id bigserial PRIMARY KEY,
+	sentry_app_id bigint NOT NULL,
+	organization_id bigint NOT NULL,
+	uuid varchar(64) NOT NULL,
+	status integer NOT NULL DEFAULT 0,
+	date_added timestamptz NOT NULL DEFAULT now(),
+	date_updated timestamptz NOT NULL DEFAULT now(),
+	date_deleted timestamptz
+);
+CREATE TABLE sentry_projectkeymapping (
+	id bigserial PRIMARY KEY,
+	project_key_id bigint NOT NULL UNIQUE,
+	public_key varchar(32) NOT NULL,
+	region_name varchar(48) NOT NULL,
+	date_updated timestamptz NOT NULL DEFAULT now()
+);`
+
+// createSentryControlTables gives a database the tables of a Sentry
+// control database (sentryControlTables); skip names tables to leave out.
+func createSentryControlTables(t *testing.T, dsn string, skip ...string) {
+	t.Helper()
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, stmt := range strings.Split(sentryControlTables, ";") {
+		stmt = strings.TrimSpace(stmt)
+		if stmt == "" {
+			continue
+		}
+		leave := false
+		for _, name := range skip {
+			leave = leave || strings.HasPrefix(stmt, "CREATE TABLE "+name+" ")
+		}
+		if !leave {
+			mustExec(t, db, stmt)
+		}
+	}
 }

@@ -1,11 +1,13 @@
 package integration_tests
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -494,4 +496,98 @@ func metricsOf(t *testing.T, admin string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// The README's production topology: our tables in one database, Sentry's
+// control tables in another (directory_dsn). Tokens are read, locked and
+// written back in the control database, where Sentry's own code reads
+// them; the storage database gets no directory tables, not even empty
+// ones, and a stale copy there is never used.
+func TestCredProxyUsesTheControlDatabase(t *testing.T) {
+	cluster := pgtest.NewCluster(t, pgtest.Options{})
+	s := newCredSetup(t, credOptions{dsn: cluster.DSN(t), control: cluster.DSN(t), instances: 2})
+	waitForTables(t, s.storageDB, 30*time.Second, s.instances[0].Logs, "silo_webhook_payload")
+	var tables []string
+	rows, err := s.storageDB.Query(`SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 'sentry_%' ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name string
+		_ = rows.Scan(&name)
+		tables = append(tables, name)
+	}
+	rows.Close()
+	if len(tables) != 0 {
+		t.Errorf("migrate created directory tables in the storage database: %v", tables)
+	}
+
+	tp := s.tp.URL()
+	concurrentCalls(t, s, 20, oiGitHub, func(i int) int { return i % 2 })
+	if n := s.tp.githubMint.Load(); n != 1 {
+		t.Fatalf("%d GitHub refreshes across both instances, want 1", n)
+	}
+	md := s.metadataOf(t, 20)
+	if md["access_token"] != "ghs_minted_1" || md["sender"] == nil {
+		t.Fatalf("control database metadata after the refresh: %v", md)
+	}
+	var kind string
+	if err := s.db.QueryRow(`SELECT jsonb_typeof(metadata) FROM sentry_integration WHERE id = 20`).Scan(&kind); err != nil || kind != "object" {
+		t.Fatalf("metadata written back as %q (%v), want a jsonb object", kind, err)
+	}
+	// A refresh_token identity: refreshed once, written to the control
+	// database's sentry_identity.data.
+	resp, got := s.call(t, 1, http.MethodGet, tp+"/api/v4/projects", tp+"/api/v4", oiGitLab, "", nil)
+	if resp.StatusCode != 200 || !strings.Contains(string(got), "glat_minted_1") {
+		t.Fatalf("GitLab call: %d %s", resp.StatusCode, got)
+	}
+	if d := s.identityOf(t, 300); d["access_token"] != "glat_minted_1" {
+		t.Fatalf("control database identity after the refresh: %v", d)
+	}
+	assertNoSecretsLogged(t, s.logs())
+}
+
+// A directory_dsn whose database lacks one of Sentry's tables: the app
+// says which table is missing and where, never with the password, and
+// does not create it.
+func TestDirectoryTableMissingIsNamed(t *testing.T) {
+	cluster := pgtest.NewCluster(t, pgtest.Options{})
+	control := cluster.DSN(t)
+	createSentryControlTables(t, control, "sentry_identity")
+	u, err := url.Parse(control)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const password = "pw-never-logged-4711"
+	u.User = url.UserPassword("postgres", password) // trust auth ignores it
+	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	c := harness.Start(t, admin, fmt.Sprintf(`{
+%s	sentry_silo {
+		storage postgres %s
+		directory_dsn %s
+		region us http://127.0.0.1:%d
+	}
+}
+`, harness.GlobalOptions(admin), cluster.DSN(t), u.String(), harness.FreePort(t)))
+	host := fmt.Sprintf("127.0.0.1:%d", cluster.Port())
+	waitFor(t, 30*time.Second, "an error naming sentry_identity and "+host, func() bool {
+		for _, line := range strings.Split(c.Logs(), "\n") {
+			if strings.Contains(line, "sentry_identity") && strings.Contains(line, host) && strings.Contains(line, `"error"`) {
+				return true
+			}
+		}
+		return false
+	})
+	if strings.Contains(c.Logs(), password) {
+		t.Fatalf("the DSN's password is in the log:\n%s", grepLines(c.Logs(), password))
+	}
+	db, err := sql.Open("pgx", control)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var reg *string
+	if err := db.QueryRow(`SELECT to_regclass('sentry_identity')::text`).Scan(&reg); err != nil || reg != nil {
+		t.Fatalf("sentry_identity in the control database: %v %v; caddy-silo must not create Sentry's tables", reg, err)
+	}
 }

@@ -239,8 +239,12 @@ func (h *Handler) lookups() Lookups {
 	return nil
 }
 
+// credentialStore is where tokens are read, locked and written back: the
+// directory's database (Sentry's control database with directory_dsn),
+// where Sentry's own code reads them, never a copy in the storage
+// database.
 func (h *Handler) credentialStore() credentials.Store {
-	if s := h.app.Store(); s != nil {
+	if s := h.app.DirectoryDatabase(); s != nil {
 		return s
 	}
 	return nil

@@ -39,8 +39,11 @@ type App struct {
 	// DirectoryDSN is a pgx DSN of the Sentry control database holding the
 	// directory tables [the storage database].
 	DirectoryDSN string `json:"directory_dsn,omitempty"`
-	// Migrate creates our tables and the missing directory tables at
-	// start [true].
+	// Migrate creates our tables at start, and the missing directory
+	// tables when the directory lives in the storage database (no
+	// directory_dsn) [true]. Tables are never created in directory_dsn's
+	// database: that is Sentry's control database, whose schema belongs
+	// to Sentry's migrations.
 	Migrate *bool `json:"migrate,omitempty"`
 	// Regions are the regions (cells), one per name.
 	Regions []RegionConfig `json:"regions,omitempty"`
@@ -72,7 +75,7 @@ type App struct {
 	shared       *sharedStorage
 	dir          *directory.Directory
 	store        store.Store
-	dirSource    directory.Source
+	dirDB        directoryDB
 
 	drainer  *drain.Drainer // nil when this instance does not deliver
 	notifier *notifier      // nil when the store cannot wake other instances
@@ -179,8 +182,35 @@ func (a *App) Secret() string { return a.secret }
 // Directory returns the cached directory.
 func (a *App) Directory() *directory.Directory { return a.dir }
 
-// Store returns the payload store.
+// Store returns the payload store: the mailboxes, dead letters and leases
+// in the storage database.
 func (a *App) Store() store.Store { return a.store }
+
+// DirectoryDatabase is the database that holds Sentry's directory tables,
+// read without the cache and written to.
+type DirectoryDatabase interface {
+	directory.Source
+	directory.Writer
+}
+
+// DirectoryDatabase returns the database of the directory tables:
+// Sentry's control database when directory_dsn is set, else the storage
+// database. Whatever must read or write what Sentry's own code reads
+// (tokens refreshed by the credential proxy) goes here, not to Store.
+func (a *App) DirectoryDatabase() DirectoryDatabase {
+	if a.dirDB == nil {
+		return nil
+	}
+	return a.dirDB
+}
+
+// directoryDB is what the app needs of the directory's database.
+type directoryDB interface {
+	DirectoryDatabase
+	MigrateDirectory(ctx context.Context) error
+	MissingDirectoryTables(ctx context.Context) ([]string, error)
+	Where() string
+}
 
 // Wake tells the local drainer that these mailboxes have new payloads; other
 // instances hear of them through the store (LISTEN/NOTIFY).
@@ -208,7 +238,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	for _, o := range a.Organizations {
 		static = append(static, directory.Organization{ID: o.ID, Slug: o.Slug, Region: o.Region, Status: directory.StatusActive})
 	}
-	a.dir = directory.New(a.dirSource, directory.Options{
+	a.dir = directory.New(a.dirDB, directory.Options{
 		TTL:           time.Duration(a.DirectoryCache.TTL),
 		NegativeTTL:   time.Duration(a.DirectoryCache.NegativeTTL),
 		Organizations: static,
@@ -288,8 +318,12 @@ func (a *App) Start() error {
 }
 
 // run migrates the storage, retrying with backoff until it works or the
-// app stops, then drains mailboxes until the app stops.
+// app stops, then drains mailboxes until the app stops. The directory
+// tables are checked meanwhile, on their own.
 func (a *App) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { a.checkDirectory(ctx) })
 	if *a.Migrate {
 		backoff := 500 * time.Millisecond
 		for {
@@ -315,7 +349,9 @@ func (a *App) run(ctx context.Context) {
 }
 
 // migrateOnce runs the migrations unless they already succeeded on this
-// database (reloads share it).
+// database (reloads share it). Without directory_dsn the storage
+// database is the directory's too, and its missing directory tables are
+// created with ours.
 func (a *App) migrateOnce(ctx context.Context, timeout time.Duration) error {
 	if !*a.Migrate || a.shared.migrated.Load() {
 		return nil
@@ -325,8 +361,53 @@ func (a *App) migrateOnce(ctx context.Context, timeout time.Duration) error {
 	if err := a.store.Migrate(mctx); err != nil {
 		return err
 	}
+	if a.directoryDSN == "" {
+		if err := a.dirDB.MigrateDirectory(mctx); err != nil {
+			return err
+		}
+	}
 	a.shared.migrated.Store(true)
 	return nil
+}
+
+// checkDirectory looks, once the directory's database answers, for the
+// directory tables it lacks, and logs an error naming them and the
+// database: without them the gateway, capture and the credential proxy
+// cannot resolve anything, and the operator must be told where to look.
+// It retries with backoff while the database cannot be reached.
+func (a *App) checkDirectory(ctx context.Context) {
+	backoff := 500 * time.Millisecond
+	for {
+		if !*a.Migrate || a.directoryDSN != "" || a.shared.migrated.Load() {
+			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			missing, err := a.dirDB.MissingDirectoryTables(cctx)
+			cancel()
+			if err == nil {
+				if len(missing) > 0 {
+					hint := "directory_dsn must name Sentry's control database; caddy-silo never creates tables there"
+					if a.directoryDSN == "" {
+						hint = "migrate is off: create them, or set directory_dsn to Sentry's control database"
+					}
+					a.logger.Error("directory tables missing: organizations, integrations and tokens cannot be resolved",
+						zap.Strings("tables", missing), zap.String("database", a.dirDB.Where()), zap.String("fix", hint))
+				}
+				return
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			a.logger.Warn("checking the directory tables failed; retrying", zap.String("database", a.dirDB.Where()),
+				zap.Error(err), zap.Duration("retry_in", backoff))
+		}
+		// Without directory_dsn the migrations create the tables: look
+		// once they ran.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
 }
 
 // Stop stops the background work, waiting at most stopTimeout.

@@ -71,14 +71,19 @@ func (a *App) openStorage() error {
 		a.shared = v.(*sharedStorage)
 		a.store = a.shared.sqlite
 	}
-	a.dirSource = a.store
 	if a.directoryDSN != "" {
 		shared, err := a.acquirePostgres("directory_dsn", a.directoryDSN)
 		if err != nil {
 			return err
 		}
-		a.dirSource = store.NewPostgres(shared.pool)
+		a.dirDB = store.NewPostgres(shared.pool)
+		return nil
 	}
+	dir, ok := a.store.(directoryDB)
+	if !ok {
+		return fmt.Errorf("storage %s cannot hold the directory tables", a.Storage.Engine)
+	}
+	a.dirDB = dir
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -118,6 +119,39 @@ func runConformance(t *testing.T, e engine) {
 			}
 		}
 		mustInsert(t, s, payload("github:us:1", "{}"))
+	})
+	t.Run("DirectoryTables", func(t *testing.T) {
+		s, _ := e.open(t, false)
+		if err := s.Migrate(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+		dir, ok := s.(interface {
+			MigrateDirectory(context.Context) error
+			MissingDirectoryTables(context.Context) ([]string, error)
+		})
+		if !ok {
+			t.Fatalf("%T has no MigrateDirectory/MissingDirectoryTables", s)
+		}
+		// Migrate creates our tables only: a directory_dsn database keeps
+		// Sentry's tables to itself, and no empty copies appear here.
+		missing, err := dir.MissingDirectoryTables(testCtx(t))
+		if err != nil || !slices.Equal(missing, store.DirectoryTables) {
+			t.Fatalf("after Migrate, missing directory tables = %v, %v; want all of %v", missing, err, store.DirectoryTables)
+		}
+		if _, err := s.OrganizationBySlug(testCtx(t), "acme"); err == nil || errors.Is(err, directory.ErrNotFound) || !strings.Contains(err.Error(), "sentry_organizationmapping") {
+			t.Fatalf("lookup without the table: %v; want an error naming the table", err)
+		}
+		for i := range 2 {
+			if err := dir.MigrateDirectory(testCtx(t)); err != nil {
+				t.Fatalf("MigrateDirectory #%d: %v", i+1, err)
+			}
+		}
+		if missing, err := dir.MissingDirectoryTables(testCtx(t)); err != nil || len(missing) != 0 {
+			t.Fatalf("after MigrateDirectory, missing = %v, %v", missing, err)
+		}
+		if _, err := s.OrganizationBySlug(testCtx(t), "acme"); !errors.Is(err, directory.ErrNotFound) {
+			t.Fatalf("lookup in the empty table: %v; want ErrNotFound", err)
+		}
 	})
 	t.Run("MigrateConcurrently", func(t *testing.T) {
 		s, _ := e.open(t, false)

@@ -13,7 +13,7 @@ import (
 // Migrations are embedded and versioned: migrations/<engine>/NNNN_name.sql
 // is applied once, in version order, and recorded in
 // silo_schema_migrations(version, applied_at). migrations/<engine>/
-// directory.sql is not versioned: it runs on every Migrate and only
+// directory.sql is not versioned: MigrateDirectory runs it, and it only
 // creates the Sentry directory tables that are missing.
 //
 //go:embed migrations
@@ -24,6 +24,18 @@ type migration struct {
 	version int
 	name    string
 	sql     string
+}
+
+// DirectoryTables are the Sentry control-silo tables the directory reads,
+// as directory.sql creates them where they are missing.
+var DirectoryTables = []string{
+	"sentry_organizationmapping",
+	"sentry_integration",
+	"sentry_organizationintegration",
+	"sentry_identity",
+	"sentry_sentryapp",
+	"sentry_sentryappinstallation",
+	"sentry_projectkeymapping",
 }
 
 // directoryScript is the unversioned CREATE TABLE IF NOT EXISTS script.

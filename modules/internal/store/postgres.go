@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"fmt"
+	"net"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,13 +17,30 @@ import (
 // one PostgreSQL database. Timestamps are timestamptz.
 type Postgres struct {
 	pool *pgxpool.Pool
+	// where names the database for operators: its name and host,
+	// never its password (see Where).
+	where string
 }
 
 // NewPostgres wraps a pool the caller owns (the app keeps it in a
 // caddy.UsagePool so a reload reuses it). Postgres never closes it.
 func NewPostgres(pool *pgxpool.Pool) *Postgres {
-	return &Postgres{pool: pool}
+	return &Postgres{pool: pool, where: describeDatabase(pool.Config().ConnConfig)}
 }
+
+// describeDatabase names a database by its name, host and port, which is
+// what an operator needs to tell the storage database from Sentry's
+// control database; the DSN itself may hold a password.
+func describeDatabase(cfg *pgx.ConnConfig) string {
+	where := fmt.Sprintf("database %q on %s", cfg.Database, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
+	if n := len(cfg.Fallbacks); n > 0 {
+		where += fmt.Sprintf(" (and %d more hosts)", n)
+	}
+	return where
+}
+
+// Where names the database (name, host and port; never the password).
+func (p *Postgres) Where() string { return p.where }
 
 // Pool settings PostgresPoolConfig applies when the DSN does not set them.
 const (
@@ -83,10 +102,6 @@ func (p *Postgres) Migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	dirSQL, err := directorySQL("postgres")
-	if err != nil {
-		return err
-	}
 	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLockKey)); err != nil {
 			return err
@@ -123,12 +138,41 @@ func (p *Postgres) Migrate(ctx context.Context) error {
 				return err
 			}
 		}
-		if _, err := tx.Exec(ctx, dirSQL); err != nil {
-			return fmt.Errorf("directory tables: %w", err)
-		}
 		return nil
 	})
 	return pgErr("postgres migrate", err)
+}
+
+// MigrateDirectory creates the Sentry directory tables that are missing,
+// for a database that plays Sentry's control database too (one database
+// for everything: tests, demos, a single-region setup). It is never run
+// on a real Sentry control database (directory_dsn), whose tables belong
+// to Sentry's migrations.
+func (p *Postgres) MigrateDirectory(ctx context.Context) error {
+	dirSQL, err := directorySQL("postgres")
+	if err != nil {
+		return err
+	}
+	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLockKey)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, dirSQL)
+		return err
+	})
+	return pgErr("postgres directory tables", err)
+}
+
+// MissingDirectoryTables lists the directory tables the database does not
+// have (as search_path resolves them), in DirectoryTables order.
+func (p *Postgres) MissingDirectoryTables(ctx context.Context) ([]string, error) {
+	rows, err := p.pool.Query(ctx, `SELECT t FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n)
+		WHERE to_regclass(quote_ident(t)) IS NULL ORDER BY n`, DirectoryTables)
+	if err != nil {
+		return nil, pgErr("postgres directory tables", err)
+	}
+	missing, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return missing, pgErr("postgres directory tables", err)
 }
 
 // notifyChannel is the LISTEN/NOTIFY channel; the payload is a mailbox.

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
 )
@@ -23,14 +24,29 @@ import (
 // organization's status (a pending-deletion organization still lives in
 // its region). Status is returned for callers that care.
 
-// pgOne runs a single-row lookup and maps no row to directory.ErrNotFound.
-func pgOne(ctx context.Context, q querier, op, sql string, args []any, dest ...any) error {
+// one runs a single-row lookup and maps no row to directory.ErrNotFound.
+func (p *Postgres) one(ctx context.Context, q querier, op, sql string, args []any, dest ...any) error {
 	if !storableKeys(args) {
 		return directory.ErrNotFound
 	}
 	err := q.QueryRow(ctx, sql, args...).Scan(dest...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return directory.ErrNotFound
+	}
+	return p.directoryErr(op, err)
+}
+
+// pgUndefinedTable is SQLSTATE undefined_table.
+const pgUndefinedTable = "42P01"
+
+// directoryErr is pgErr for directory queries, naming the database when a
+// table is missing: a directory_dsn that points at the wrong database is
+// a deployment mistake the operator has to locate, and PostgreSQL's own
+// message names only the table.
+func (p *Postgres) directoryErr(op string, err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == pgUndefinedTable {
+		return fmt.Errorf("%s: %w (a directory table is missing in %s: directory_dsn must name Sentry's control database)", op, err, p.where)
 	}
 	return pgErr(op, err)
 }
@@ -49,7 +65,7 @@ func storableKeys(args []any) bool {
 	return true
 }
 
-// querier is what pgOne needs of a pool or a transaction.
+// querier is what one needs of a pool or a transaction.
 type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
@@ -57,7 +73,7 @@ type querier interface {
 // OrganizationBySlug implements directory.Source.
 func (p *Postgres) OrganizationBySlug(ctx context.Context, slug string) (directory.Organization, error) {
 	var o directory.Organization
-	err := pgOne(ctx, p.pool, "postgres organization by slug", `SELECT organization_id, slug, region_name, coalesce(status, 0)
+	err := p.one(ctx, p.pool, "postgres organization by slug", `SELECT organization_id, slug, region_name, coalesce(status, 0)
 		FROM sentry_organizationmapping WHERE slug = $1 LIMIT 1`, []any{slug}, &o.ID, &o.Slug, &o.Region, &o.Status)
 	return o, err
 }
@@ -65,7 +81,7 @@ func (p *Postgres) OrganizationBySlug(ctx context.Context, slug string) (directo
 // OrganizationByID implements directory.Source.
 func (p *Postgres) OrganizationByID(ctx context.Context, id int64) (directory.Organization, error) {
 	var o directory.Organization
-	err := pgOne(ctx, p.pool, "postgres organization by id", `SELECT organization_id, slug, region_name, coalesce(status, 0)
+	err := p.one(ctx, p.pool, "postgres organization by id", `SELECT organization_id, slug, region_name, coalesce(status, 0)
 		FROM sentry_organizationmapping WHERE organization_id = $1 LIMIT 1`, []any{id}, &o.ID, &o.Slug, &o.Region, &o.Status)
 	return o, err
 }
@@ -73,7 +89,7 @@ func (p *Postgres) OrganizationByID(ctx context.Context, id int64) (directory.Or
 // SentryAppInstallation implements directory.Source.
 func (p *Postgres) SentryAppInstallation(ctx context.Context, uuid string) (directory.SentryAppInstallation, error) {
 	var s directory.SentryAppInstallation
-	err := pgOne(ctx, p.pool, "postgres sentry app installation", `SELECT uuid, organization_id, sentry_app_id
+	err := p.one(ctx, p.pool, "postgres sentry app installation", `SELECT uuid, organization_id, sentry_app_id
 		FROM sentry_sentryappinstallation WHERE uuid = $1 LIMIT 1`, []any{uuid}, &s.UUID, &s.OrganizationID, &s.SentryAppID)
 	return s, err
 }
@@ -81,7 +97,7 @@ func (p *Postgres) SentryAppInstallation(ctx context.Context, uuid string) (dire
 // SentryAppByID implements directory.Source.
 func (p *Postgres) SentryAppByID(ctx context.Context, id int64) (directory.SentryApp, error) {
 	var s directory.SentryApp
-	err := pgOne(ctx, p.pool, "postgres sentry app by id", `SELECT id, slug, owner_id
+	err := p.one(ctx, p.pool, "postgres sentry app by id", `SELECT id, slug, owner_id
 		FROM sentry_sentryapp WHERE id = $1 LIMIT 1`, []any{id}, &s.ID, &s.Slug, &s.OwnerID)
 	return s, err
 }
@@ -89,7 +105,7 @@ func (p *Postgres) SentryAppByID(ctx context.Context, id int64) (directory.Sentr
 // SentryAppBySlug implements directory.Source.
 func (p *Postgres) SentryAppBySlug(ctx context.Context, slug string) (directory.SentryApp, error) {
 	var s directory.SentryApp
-	err := pgOne(ctx, p.pool, "postgres sentry app by slug", `SELECT id, slug, owner_id
+	err := p.one(ctx, p.pool, "postgres sentry app by slug", `SELECT id, slug, owner_id
 		FROM sentry_sentryapp WHERE slug = $1 LIMIT 1`, []any{slug}, &s.ID, &s.Slug, &s.OwnerID)
 	return s, err
 }
@@ -97,7 +113,7 @@ func (p *Postgres) SentryAppBySlug(ctx context.Context, slug string) (directory.
 // ProjectKeyRegion implements directory.Source.
 func (p *Postgres) ProjectKeyRegion(ctx context.Context, publicKey string) (string, error) {
 	var region string
-	err := pgOne(ctx, p.pool, "postgres project key region", `SELECT region_name
+	err := p.one(ctx, p.pool, "postgres project key region", `SELECT region_name
 		FROM sentry_projectkeymapping WHERE public_key = $1 LIMIT 1`, []any{publicKey}, &region)
 	return region, err
 }
@@ -135,12 +151,12 @@ func (p *Postgres) integration(ctx context.Context, sql string, args ...any) (di
 	}
 	rows, err := p.pool.Query(ctx, sql, args...)
 	if err != nil {
-		return in, pgErr("postgres integration", err)
+		return in, p.directoryErr("postgres integration", err)
 	}
 	defer rows.Close()
 	in, err = collectIntegration(rows)
 	if err != nil && !errors.Is(err, directory.ErrNotFound) {
-		return in, pgErr("postgres integration", err)
+		return in, p.directoryErr("postgres integration", err)
 	}
 	return in, err
 }
@@ -148,7 +164,7 @@ func (p *Postgres) integration(ctx context.Context, sql string, args ...any) (di
 // OrganizationIntegration implements directory.Source.
 func (p *Postgres) OrganizationIntegration(ctx context.Context, id int64) (directory.OrganizationIntegration, error) {
 	var oi directory.OrganizationIntegration
-	err := pgOne(ctx, p.pool, "postgres organization integration", `
+	err := p.one(ctx, p.pool, "postgres organization integration", `
 		SELECT oi.id, oi.organization_id, oi.integration_id, coalesce(oi.status, 0), oi.default_auth_id, coalesce(om.region_name, '')
 		FROM sentry_organizationintegration oi
 		LEFT JOIN sentry_organizationmapping om ON om.organization_id = oi.organization_id
@@ -161,7 +177,7 @@ func (p *Postgres) OrganizationIntegration(ctx context.Context, id int64) (direc
 func (p *Postgres) Identity(ctx context.Context, id int64) (directory.Identity, error) {
 	var ident directory.Identity
 	var data string
-	err := pgOne(ctx, p.pool, "postgres identity", `SELECT id, coalesce(data::text, '{}')
+	err := p.one(ctx, p.pool, "postgres identity", `SELECT id, coalesce(data::text, '{}')
 		FROM sentry_identity WHERE id = $1`, []any{id}, &ident.ID, &data)
 	ident.Data = json.RawMessage(data)
 	return ident, err
@@ -187,7 +203,7 @@ func (p *Postgres) updateJSON(ctx context.Context, table, column string, id int6
 	var fnErr error
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		var cur string
-		err := pgOne(ctx, tx, "postgres lock "+table, `SELECT coalesce(`+column+`::text, '{}') FROM `+table+
+		err := p.one(ctx, tx, "postgres lock "+table, `SELECT coalesce(`+column+`::text, '{}') FROM `+table+
 			` WHERE id = $1 FOR UPDATE`, []any{id}, &cur)
 		if err != nil {
 			return err

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -40,7 +42,11 @@ func openPostgres(t testing.TB, dsn string, migrate bool) (*store.Postgres, *pgx
 	t.Cleanup(pool.Close)
 	s := store.NewPostgres(pool)
 	if migrate {
+		// One database for everything: ours and the directory's tables.
 		if err := s.Migrate(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MigrateDirectory(testCtx(t)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -469,5 +475,30 @@ func TestPostgresUnstorableKeysAreNotFound(t *testing.T) {
 		if _, err := s.ProjectKeyRegion(ctx, key); !errors.Is(err, directory.ErrNotFound) {
 			t.Errorf("ProjectKeyRegion(%q) = %v, want ErrNotFound", key, err)
 		}
+	}
+}
+
+// A directory table missing from the database a lookup runs on: the
+// error names the table and the database (name, host and port), never
+// the password.
+func TestPostgresMissingDirectoryTableNamesTheDatabase(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword("postgres", "pw-4711") // trust auth ignores it
+	s, _ := openPostgres(t, u.String(), true)
+	_, pool := openPostgres(t, dsn, false)
+	if _, err := pool.Exec(testCtx(t), `DROP TABLE sentry_identity`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Identity(testCtx(t), 1)
+	msg := fmt.Sprint(err)
+	if err == nil || !strings.Contains(msg, "sentry_identity") || !strings.Contains(msg, u.Host) || !strings.Contains(msg, strings.TrimPrefix(u.Path, "/")) || strings.Contains(msg, "pw-4711") {
+		t.Fatalf("error %q; want one naming sentry_identity and %s, without the password", msg, u.Host)
+	}
+	if !strings.Contains(s.Where(), u.Host) || strings.Contains(s.Where(), "pw-4711") {
+		t.Fatalf("Where() = %q", s.Where())
 	}
 }

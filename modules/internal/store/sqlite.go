@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -118,10 +119,6 @@ func (s *SQLite) Migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	dirSQL, err := directorySQL("sqlite")
-	if err != nil {
-		return err
-	}
 	return s.write(ctx, "sqlite migrate", func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS silo_schema_migrations (
 			version    INTEGER PRIMARY KEY,
@@ -157,12 +154,42 @@ func (s *SQLite) Migrate(ctx context.Context) error {
 				return err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, dirSQL); err != nil {
-			return fmt.Errorf("directory tables: %w", err)
-		}
 		return nil
 	})
 }
+
+// MigrateDirectory creates the Sentry directory tables that are missing
+// (see Postgres.MigrateDirectory).
+func (s *SQLite) MigrateDirectory(ctx context.Context) error {
+	dirSQL, err := directorySQL("sqlite")
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, "sqlite directory tables", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, dirSQL)
+		return err
+	})
+}
+
+// MissingDirectoryTables lists the directory tables the database does not
+// have, in DirectoryTables order.
+func (s *SQLite) MissingDirectoryTables(ctx context.Context) ([]string, error) {
+	var missing []string
+	for _, t := range DirectoryTables {
+		var n int
+		err := s.reader.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`, t).Scan(&n)
+		if err != nil {
+			return nil, sqliteErr("sqlite directory tables", err)
+		}
+		if n == 0 {
+			missing = append(missing, t)
+		}
+	}
+	return missing, nil
+}
+
+// Where names the database file.
+func (s *SQLite) Where() string { return "SQLite file " + strconv.Quote(s.path) }
 
 // micros and fromMicros convert timestamps to and from the stored form.
 func micros(t time.Time) int64 { return t.UnixMicro() }

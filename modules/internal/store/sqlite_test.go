@@ -30,7 +30,11 @@ func openSQLite(t testing.TB, path string, migrate bool) *store.SQLite {
 	}
 	t.Cleanup(s.Close)
 	if migrate {
+		// One database for everything: ours and the directory's tables.
 		if err := s.Migrate(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MigrateDirectory(testCtx(t)); err != nil {
 			t.Fatal(err)
 		}
 	}
