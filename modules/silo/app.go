@@ -22,6 +22,11 @@ func init() {
 	caddy.RegisterModule(App{})
 }
 
+// drainMetrics are the drainer's collectors for the whole process: each
+// config builds a new drainer, and counters that restarted from 0 at every
+// reload would break rate() on every dashboard.
+var drainMetrics = drain.NewMetrics()
+
 // Modes of operation (Sentry's SiloMode).
 const (
 	ModeControl  = "control"
@@ -250,8 +255,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.notifier = newNotifier(w, a.logger)
 	}
 	if a.Control() && !a.Drainer.Off {
+		drainMetrics.Register(ctx.GetMetricsRegistry())
 		a.drainer = drain.New(a.Drainer.config(), a.store, a.regionAddress,
-			a.logger.Named("drainer"), drain.NewMetrics(ctx.GetMetricsRegistry()))
+			a.logger.Named("drainer"), drainMetrics)
 	}
 	return nil
 }

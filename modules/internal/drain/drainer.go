@@ -69,7 +69,7 @@ func New(cfg Config, st store.Store, regions func(name string) (*url.URL, bool),
 		logger = zap.NewNop()
 	}
 	if metrics == nil {
-		metrics = NewMetrics(nil)
+		metrics = NewMetrics()
 	}
 	if cfg.Transport == nil {
 		cfg.Transport = newTransport(cfg)

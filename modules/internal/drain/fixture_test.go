@@ -111,7 +111,8 @@ type fixture struct {
 func newFixture(t testing.TB, st store.Store) *fixture {
 	f := &fixture{t: t, st: st, us: newFakeRegion(t), de: newFakeRegion(t), reg: prometheus.NewRegistry()}
 	f.regions = map[string]*url.URL{"us": f.us.url(), "de": f.de.url()}
-	f.metrics = NewMetrics(f.reg)
+	f.metrics = NewMetrics()
+	f.metrics.Register(f.reg)
 	return f
 }
 

@@ -30,36 +30,46 @@ type Metrics struct {
 	BreakerOpen *prometheus.GaugeVec
 }
 
-// NewMetrics builds the collectors and registers them with reg (nil: not
-// registered), reusing collectors already registered there, so reloads and
-// several drainers in one config never panic.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+// NewMetrics builds a set of collectors. They count for as long as they
+// live, so a caller whose drainers come and go (one per config, reload
+// after reload) builds one set for the process and registers it with each
+// config's registry (Register): a counter that restarts from 0 breaks
+// every rate() over it.
+func NewMetrics() *Metrics {
 	return &Metrics{
-		Deliveries: promutil.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "caddy_sentry_deliveries_total",
 			Help: "Webhook delivery attempts to regions, by region and outcome.",
-		}, []string{"region", "outcome"})),
-		Duration: promutil.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		}, []string{"region", "outcome"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "caddy_sentry_delivery_duration_seconds",
 			Help:    "Duration of one webhook delivery request to a region.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 12},
-		}, []string{"region"})),
-		Lag: promutil.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		}, []string{"region"}),
+		Lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "caddy_sentry_delivery_lag_seconds",
 			Help:    "Time from capture to delivery of delivered webhooks.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10, 60, 300, 1800, 3600, 14400},
-		}, []string{"region"})),
-		Depth: promutil.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		}, []string{"region"}),
+		Depth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "caddy_sentry_mailbox_depth",
 			Help: "Webhooks waiting in mailboxes, by region.",
-		}, []string{"region"})),
-		OldestAge: promutil.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		}, []string{"region"}),
+		OldestAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "caddy_sentry_mailbox_oldest_age_seconds",
 			Help: "Age of the oldest waiting webhook, by region.",
-		}, []string{"region"})),
-		BreakerOpen: promutil.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		}, []string{"region"}),
+		BreakerOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "caddy_sentry_region_breaker_open",
 			Help: "1 while the drainer's breaker for a region is open (deliveries paused).",
-		}, []string{"region"})),
+		}, []string{"region"}),
+	}
+}
+
+// Register registers the collectors with reg (a config's registry). A
+// registry that has them already keeps them.
+func (m *Metrics) Register(reg prometheus.Registerer) {
+	for _, c := range []prometheus.Collector{m.Deliveries, m.Duration, m.Lag, m.Depth, m.OldestAge, m.BreakerOpen} {
+		promutil.Register(reg, c)
 	}
 }

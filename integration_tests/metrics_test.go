@@ -1,0 +1,105 @@
+package integration_tests
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
+)
+
+// A counter that goes back to zero breaks every rate() on a dashboard:
+// the gateway's, capture's and the drainer's counters keep counting across
+// any number of reloads, read from the admin API's /metrics before and
+// after each.
+func TestMetricsKeepCountingAcrossReloads(t *testing.T) {
+	s := newDrainSetup(t)
+	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	port := harness.FreePort(t)
+	caddyfile := func(generation int) string {
+		return fmt.Sprintf(`{
+%s	sentry_silo {
+		storage %s
+		region us %s
+		organization 1 acme us
+		drainer {
+			poll_interval 200ms
+		}
+	}
+}
+http://127.0.0.1:%d {
+	route {
+		sentry_webhook_capture
+		sentry_region_route
+		respond "control %d" 200
+	}
+}
+`, harness.GlobalOptions(admin), s.storage, s.us.srv.URL, port, generation)
+	}
+	c := harness.Start(t, admin, caddyfile(0))
+	s.seed(t, 1)
+	in := &drainInstance{c: c, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+
+	counters := []struct{ name, labels string }{
+		{"caddy_sentry_gateway_requests_total", `outcome="ok",region="us"`},
+		{"caddy_sentry_webhooks_captured_total", `outcome="captured",provider="github"`},
+		{"caddy_sentry_deliveries_total", `outcome="delivered",region="us"`},
+	}
+	last := make([]float64, len(counters))
+	for round := 0; round <= 3; round++ {
+		if round > 0 {
+			c.Reload(t, caddyfile(round))
+		}
+		resp, err := http.Get(in.base + "/api/0/organizations/acme/issues/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		in.capture(t, 1, fmt.Sprintf("delivery-%d", round))
+		waitUntil(t, "the webhook of round "+fmt.Sprint(round)+" delivered", 30*time.Second, func() bool {
+			distinct, _, _ := s.us.delivered()
+			return distinct == round+1
+		})
+		// The delivery is counted right after the region answered.
+		waitUntil(t, fmt.Sprintf("%s{%s} to pass %v", counters[2].name, counters[2].labels, last[2]), 10*time.Second, func() bool {
+			return counterValue(t, admin, counters[2].name, counters[2].labels) > last[2]
+		})
+		for i, m := range counters {
+			v := counterValue(t, admin, m.name, m.labels)
+			if v < float64(round+1) || v < last[i] {
+				t.Errorf("after %d reloads %s{%s} = %v, was %v; want it to keep counting (≥ %d)", round, m.name, m.labels, v, last[i], round+1)
+			}
+			last[i] = v
+		}
+	}
+}
+
+// counterValue reads one sample of a counter from the admin API's
+// /metrics (0 when absent).
+func counterValue(t *testing.T, admin, name, labels string) float64 {
+	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(strings.NewReader(metricsOf(t, admin)))
+	if err != nil {
+		t.Fatalf("parsing /metrics: %v", err)
+	}
+	f, ok := families[name]
+	if !ok {
+		return 0
+	}
+	for _, m := range f.GetMetric() {
+		var got []string
+		for _, l := range m.GetLabel() {
+			got = append(got, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+		}
+		if strings.Join(got, ",") == labels {
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}
