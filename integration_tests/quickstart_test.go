@@ -54,6 +54,39 @@ func TestQuickstartRuns(t *testing.T) {
 			t.Errorf("GET %s = %d %q, want %d %q", tc.path, resp.StatusCode, body, tc.wantStatus, tc.wantBody)
 		}
 	}
+
+	// A GitHub webhook of installation 555, which the quickstart's static
+	// integration shares between acme (us) and beta (de): captured once
+	// per region, delivered to both demo regions, which log it.
+	req, _ := http.NewRequest(http.MethodPost, base+"/extensions/github/webhook/",
+		strings.NewReader(`{"action":"opened","installation":{"id":555},"repository":{"id":1}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", "pull_request")
+	req.Header.Set("X-GitHub-Delivery", "quickstart-1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("GitHub webhook: %d, want 202", resp.StatusCode)
+	}
+	for _, region := range []string{"us", "de"} {
+		port := ports["8010"]
+		if region == "de" {
+			port = ports["8011"]
+		}
+		waitFor(t, 30*time.Second, "the webhook delivered to region "+region, func() bool {
+			for _, line := range strings.Split(c.Logs(), "\n") {
+				if strings.Contains(line, "handled request") && strings.Contains(line, `"uri":"/extensions/github/webhook/"`) &&
+					strings.Contains(line, fmt.Sprintf(`"host":"127.0.0.1:%d"`, port)) {
+					return true
+				}
+			}
+			return false
+		})
+	}
+
 	time.Sleep(time.Second)
 	if !c.Running() {
 		t.Fatalf("the quickstart exited:\n%s", c.Logs())

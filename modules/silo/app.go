@@ -64,6 +64,11 @@ type App struct {
 	DirectoryCache *DirectoryCacheConfig `json:"directory_cache,omitempty"`
 	// Organizations are static directory entries, consulted first.
 	Organizations []StaticOrganization `json:"organizations,omitempty"`
+	// Integrations are static integrations, consulted before the
+	// directory's database: which organizations an integration is
+	// installed in, so that capture can route its webhooks without a
+	// Sentry control database (demos, tests, small setups).
+	Integrations []StaticIntegration `json:"integrations,omitempty"`
 	// Drainer configures delivery of captured webhooks.
 	Drainer *DrainerConfig `json:"drainer,omitempty"`
 
@@ -117,6 +122,17 @@ type StaticOrganization struct {
 	ID     int64  `json:"id"`
 	Slug   string `json:"slug"`
 	Region string `json:"region"`
+}
+
+// StaticIntegration is a directory entry from the config: an integration
+// (a row of sentry_integration, active) installed in organizations (rows
+// of sentry_organizationintegration). The regions are those of the
+// organizations, static or in the database.
+type StaticIntegration struct {
+	ID            int64   `json:"id"`
+	Provider      string  `json:"provider"`
+	ExternalID    string  `json:"external_id"`
+	Organizations []int64 `json:"organizations"`
 }
 
 // DrainerConfig configures the mailbox drainer. Zero values mean defaults.
@@ -243,10 +259,19 @@ func (a *App) Provision(ctx caddy.Context) error {
 	for _, o := range a.Organizations {
 		static = append(static, directory.Organization{ID: o.ID, Slug: o.Slug, Region: o.Region, Status: directory.StatusActive})
 	}
+	integrations := make([]directory.Integration, 0, len(a.Integrations))
+	for _, si := range a.Integrations {
+		in := directory.Integration{ID: si.ID, Provider: si.Provider, ExternalID: si.ExternalID, Status: directory.StatusActive}
+		for _, org := range si.Organizations {
+			in.Organizations = append(in.Organizations, directory.OrganizationIntegration{OrganizationID: org, Status: directory.StatusActive})
+		}
+		integrations = append(integrations, in)
+	}
 	a.dir = directory.New(a.dirDB, directory.Options{
 		TTL:           time.Duration(a.DirectoryCache.TTL),
 		NegativeTTL:   time.Duration(a.DirectoryCache.NegativeTTL),
 		Organizations: static,
+		Integrations:  integrations,
 		// Room for every organization of a large installation: the
 		// gateway's hit rate must not fall off at 100,000 orgs.
 		MaxEntries: 1 << 18,

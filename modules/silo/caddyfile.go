@@ -31,6 +31,7 @@ func init() {
 //		subnet_secret <secret>
 //		directory_cache <ttl> [<negative_ttl>]
 //		organization <id> <slug> <region>
+//		integration <id> <provider> <external_id> <organization_id...>
 //		drainer {
 //			off
 //			poll_interval <d>
@@ -204,6 +205,28 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			a.Organizations = append(a.Organizations, StaticOrganization{ID: n, Slug: slug, Region: region})
 			refs = append(refs, regionRef{region, fmt.Sprintf("organization %s %s: region %q", id, slug, region), d.File(), d.Line()})
+		case "integration":
+			args := d.RemainingArgs()
+			if len(args) < 4 {
+				return d.Err("integration needs <id> <provider> <external_id> <organization_id...>, e.g. integration 10 github 555 1 2")
+			}
+			id, err := strconv.ParseInt(args[0], 10, 64)
+			if err != nil || id <= 0 {
+				return d.Errf("integration %s: id must be a positive integer", args[0])
+			}
+			in := StaticIntegration{ID: id, Provider: args[1], ExternalID: args[2]}
+			for _, v := range args[3:] {
+				org, err := strconv.ParseInt(v, 10, 64)
+				if err != nil || org <= 0 {
+					return d.Errf("integration %s %s %s: organization id %q must be a positive integer", args[0], args[1], args[2], v)
+				}
+				in.Organizations = append(in.Organizations, org)
+			}
+			a.Integrations = append(a.Integrations, in)
+			// The rest is checked where the JSON is, with the same words.
+			if err := (&App{Integrations: a.Integrations}).checkIntegrations(); err != nil {
+				return d.Err(err.Error())
+			}
 		case "drainer":
 			if a.Drainer != nil {
 				return d.Err("drainer is set twice")

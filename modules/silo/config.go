@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/drain"
+	"github.com/sentrysilo/caddy-silo/modules/internal/webhooks"
 )
 
 // Storage engines.
@@ -132,6 +133,10 @@ func (a *App) resolve() error {
 		ids[o.ID], slugs[o.Slug] = true, true
 	}
 
+	if err := a.checkIntegrations(); err != nil {
+		return err
+	}
+
 	if a.DirectoryCache == nil {
 		a.DirectoryCache = new(DirectoryCacheConfig)
 	}
@@ -181,6 +186,42 @@ func (a *App) resolve() error {
 		a.Drainer = new(DrainerConfig)
 	}
 	return a.Drainer.resolve()
+}
+
+// checkIntegrations refuses static integrations that could never be read
+// or that contradict each other.
+func (a *App) checkIntegrations() error {
+	ids := map[int64]bool{}
+	keys := map[string]bool{}
+	for _, in := range a.Integrations {
+		line := fmt.Sprintf("integration %d %s %s", in.ID, in.Provider, in.ExternalID)
+		switch {
+		case in.ID <= 0:
+			return fmt.Errorf("%s: id must be a positive integer", line)
+		case !webhooks.ReadsIntegrations(in.Provider):
+			return fmt.Errorf("%s: provider %q: capture reads the integrations of %s only", line, in.Provider, strings.Join(webhooks.IntegrationProviders(), ", "))
+		case in.ExternalID == "":
+			return fmt.Errorf("%s: empty external id", line)
+		case len(in.Organizations) == 0:
+			return fmt.Errorf("%s: name at least one organization id it is installed in", line)
+		case ids[in.ID]:
+			return fmt.Errorf("%s: integration id %d is listed twice", line, in.ID)
+		case keys[in.Provider+"\x00"+in.ExternalID]:
+			return fmt.Errorf("%s: %s integration %q is listed twice", line, in.Provider, in.ExternalID)
+		}
+		orgs := map[int64]bool{}
+		for _, org := range in.Organizations {
+			if org <= 0 {
+				return fmt.Errorf("%s: organization id %d must be a positive integer", line, org)
+			}
+			if orgs[org] {
+				return fmt.Errorf("%s: organization %d is listed twice", line, org)
+			}
+			orgs[org] = true
+		}
+		ids[in.ID], keys[in.Provider+"\x00"+in.ExternalID] = true, true
+	}
+	return nil
 }
 
 func (c *DrainerConfig) resolve() error {

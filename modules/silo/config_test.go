@@ -28,6 +28,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		directory_cache 10s 2s
 		organization 1 acme us
 		organization 2 beta de
+		integration 10 github 555 1 2
 		drainer {
 			off
 			poll_interval 2s
@@ -52,6 +53,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		`"regions":[{"name":"us","address":"http://127.0.0.1:8010","gateway_address":"http://127.0.0.1:8020"},{"name":"de","address":"https://de.internal"}],` +
 		`"default_region":"de","url_prefix":"https://sentry.example.com","subnet_secret":"{file./run/secrets/subnet}",` +
 		`"directory_cache":{"ttl":10000000000,"negative_ttl":2000000000},"organizations":[{"id":1,"slug":"acme","region":"us"},{"id":2,"slug":"beta","region":"de"}],` +
+		`"integrations":[{"id":10,"provider":"github","external_id":"555","organizations":[1,2]}],` +
 		`"drainer":{"off":true,"poll_interval":2000000000,"workers":8,"claim_size":100,"max_attempts":5,"backoff":{"base":1000000000,"rate":2,"cap":60000000000},` +
 		`"max_age":86400000000000,"request_timeout":5000000000,"skip_on_failure":["github"],"region_breaker":{"failures":3,"probe_interval":5000000000},` +
 		`"lease":20000000000,"dead_letter_retention":172800000000000}}`
@@ -95,6 +97,10 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"drainer unknown", "sentry_silo {\n drainer {\n turbo\n }\n}", `unrecognized drainer option "turbo"`},
 		{"bad migrate", "sentry_silo {\n migrate maybe\n}", `migrate must be on or off`},
 		{"postgres without dsn", "sentry_silo {\n storage postgres\n}", "storage postgres needs exactly one DSN"},
+		{"integration without orgs", "sentry_silo {\n integration 10 github 555\n}", "integration needs <id> <provider> <external_id> <organization_id...>, e.g. integration 10 github 555 1 2, at Testfile:2"},
+		{"integration bad org", "sentry_silo {\n integration 10 github 555 acme\n}", `organization id "acme" must be a positive integer`},
+		{"integration unread provider", "sentry_silo {\n integration 10 bitbucket 555 1\n}", `provider "bitbucket": capture reads the integrations of discord, github,`},
+		{"integration twice", "sentry_silo {\n integration 10 github 555 1\n integration 11 github 555 2\n}", `github integration "555" is listed twice, at Testfile:3`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var a App
@@ -132,6 +138,12 @@ func TestResolve(t *testing.T) {
 		{"missing file secret", App{Regions: regions, SubnetSecret: "{file./nonexistent/silo-secret}"}, "subnet_secret"},
 		{"backoff cap below base", App{Regions: regions, Drainer: &DrainerConfig{Backoff: &BackoffConfig{Base: caddy.Duration(time.Hour), Cap: caddy.Duration(time.Minute)}}}, "cap 1m0s is below base 1h0m0s"},
 		{"short lease", App{Regions: regions, Drainer: &DrainerConfig{Lease: caddy.Duration(time.Second)}}, "lease 1s: must be at least 2s"},
+		{"integration", App{Regions: regions, Integrations: []StaticIntegration{{ID: 10, Provider: "github", ExternalID: "555", Organizations: []int64{1, 2}}}}, ""},
+		{"integration no orgs", App{Regions: regions, Integrations: []StaticIntegration{{ID: 10, Provider: "slack", ExternalID: "T1"}}}, "integration 10 slack T1: name at least one organization"},
+		{"integration unknown provider", App{Regions: regions, Integrations: []StaticIntegration{{ID: 10, Provider: "githb", ExternalID: "1", Organizations: []int64{1}}}}, `provider "githb"`},
+		{"integration dup id", App{Regions: regions, Integrations: []StaticIntegration{
+			{ID: 10, Provider: "github", ExternalID: "1", Organizations: []int64{1}}, {ID: 10, Provider: "slack", ExternalID: "T", Organizations: []int64{1}}}}, "integration id 10 is listed twice"},
+		{"integration dup org", App{Regions: regions, Integrations: []StaticIntegration{{ID: 10, Provider: "github", ExternalID: "1", Organizations: []int64{1, 1}}}}, "organization 1 is listed twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := tc.app

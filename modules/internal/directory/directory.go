@@ -29,6 +29,12 @@ type Options struct {
 	// Organizations are static entries from the Caddyfile; they are
 	// consulted before the cache and the database.
 	Organizations []Organization
+	// Integrations are static integrations from the Caddyfile, consulted
+	// before the cache and the database like Organizations. Each lists
+	// its organizations (OrganizationID is enough); their regions come
+	// from the organization lookup, static entries first. Status is
+	// taken as given (0, active, for the Caddyfile's).
+	Integrations []Integration
 	// MaxEntries bounds each lookup kind's cache [65536], so a scan of
 	// random slugs cannot grow memory without bound.
 	MaxEntries int
@@ -55,6 +61,10 @@ type Directory struct {
 
 	staticByID   map[int64]Organization
 	staticBySlug map[string]Organization
+	// Static integrations, with the regions of static organizations
+	// filled in; staticIntegByID holds the same values.
+	staticIntegByExt map[externalKey]Integration
+	staticIntegByID  map[int64]Integration
 
 	orgBySlug    flight[string, Organization]
 	orgByID      flight[int64, Organization]
@@ -112,6 +122,22 @@ func New(src Source, opts Options) *Directory {
 	for _, o := range opts.Organizations {
 		d.staticByID[o.ID] = o
 		d.staticBySlug[o.Slug] = o
+	}
+	if len(opts.Integrations) > 0 {
+		d.staticIntegByExt = make(map[externalKey]Integration, len(opts.Integrations))
+		d.staticIntegByID = make(map[int64]Integration, len(opts.Integrations))
+	}
+	for _, in := range opts.Integrations {
+		in.Organizations = append([]OrganizationIntegration(nil), in.Organizations...)
+		for i := range in.Organizations {
+			oi := &in.Organizations[i]
+			oi.IntegrationID = in.ID
+			if o, ok := d.staticByID[oi.OrganizationID]; ok {
+				oi.Region = o.Region
+			}
+		}
+		d.staticIntegByExt[externalKey{in.Provider, in.ExternalID}] = in
+		d.staticIntegByID[in.ID] = in
 	}
 	idKey := func(id int64) string { return strconv.FormatInt(id, 10) }
 	strKey := func(s string) string { return s }
@@ -261,7 +287,38 @@ func (d *Directory) IntegrationByExternalID(ctx context.Context, provider, exter
 	if externalID == "" {
 		return Integration{}, ErrNotFound
 	}
-	return lookup(ctx, d, &d.integByExt, externalKey{provider, externalID})
+	k := externalKey{provider, externalID}
+	if in, ok := d.staticIntegByExt[k]; ok {
+		return d.withRegions(ctx, in)
+	}
+	return lookup(ctx, d, &d.integByExt, k)
+}
+
+// withRegions fills in the regions of a static integration's
+// organizations that are not static themselves, from the organization
+// lookup (cache, then database). An organization that is not found keeps
+// no region, as an unmapped organization does in the database query.
+func (d *Directory) withRegions(ctx context.Context, in Integration) (Integration, error) {
+	copied := false
+	for i := range in.Organizations {
+		if in.Organizations[i].Region != "" {
+			continue
+		}
+		o, err := d.OrganizationByID(ctx, in.Organizations[i].OrganizationID)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return Integration{}, err
+		}
+		if !copied {
+			// The static value is shared: fill in a copy.
+			in.Organizations = append([]OrganizationIntegration(nil), in.Organizations...)
+			copied = true
+		}
+		in.Organizations[i].Region = o.Region
+	}
+	return in, nil
 }
 
 func (d *Directory) integByExtQuery(ctx context.Context, k externalKey) (Integration, error) {
@@ -270,6 +327,9 @@ func (d *Directory) integByExtQuery(ctx context.Context, k externalKey) (Integra
 
 // IntegrationByID finds an integration by id.
 func (d *Directory) IntegrationByID(ctx context.Context, id int64) (Integration, error) {
+	if in, ok := d.staticIntegByID[id]; ok {
+		return d.withRegions(ctx, in)
+	}
 	return lookup(ctx, d, &d.integByID, id)
 }
 

@@ -660,3 +660,67 @@ func BenchmarkOrganizationHitParallelOneKey(b *testing.B) {
 		}
 	})
 }
+
+// Static integrations answer before the cache and the database, by
+// external id and by id, with the regions of their organizations: static
+// ones from the config, the others from the organization lookup.
+func TestStaticIntegrations(t *testing.T) {
+	src := newFakeSource()
+	src.orgs[3] = Organization{ID: 3, Slug: "gamma", Region: "eu"}
+	src.integ[10] = Integration{ID: 10, Provider: "github", ExternalID: "555", Name: "from the database"}
+	d := New(src, Options{
+		Organizations: []Organization{{ID: 1, Slug: "acme", Region: "us"}, {ID: 2, Slug: "beta", Region: "de"}},
+		Integrations: []Integration{
+			{ID: 10, Provider: "github", ExternalID: "555", Organizations: []OrganizationIntegration{{OrganizationID: 1}, {OrganizationID: 2}}},
+			{ID: 11, Provider: "slack", ExternalID: "T1", Organizations: []OrganizationIntegration{{OrganizationID: 3}, {OrganizationID: 99}}},
+		},
+	})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		lookup  func() (Integration, error)
+		id      int64
+		regions []string
+		queries int64
+	}{
+		{"static orgs by external id", func() (Integration, error) { return d.IntegrationByExternalID(ctx, "github", "555") }, 10, []string{"de", "us"}, 0},
+		{"static orgs by id", func() (Integration, error) { return d.IntegrationByID(ctx, 10) }, 10, []string{"de", "us"}, 0},
+		// Organization 3 is in the database, 99 nowhere (no region).
+		{"database org", func() (Integration, error) { return d.IntegrationByExternalID(ctx, "slack", "T1") }, 11, []string{"eu"}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := src.calls.Load()
+			in, err := tc.lookup()
+			if err != nil || in.ID != tc.id || fmt.Sprint(in.Regions()) != fmt.Sprint(tc.regions) {
+				t.Fatalf("got %+v %v; want id %d, regions %v", in, err, tc.id, tc.regions)
+			}
+			if n := src.calls.Load() - before; n != tc.queries {
+				t.Fatalf("%d database queries, want %d", n, tc.queries)
+			}
+			for _, oi := range in.Organizations {
+				if oi.IntegrationID != tc.id {
+					t.Fatalf("organization integration %+v: want integration id %d", oi, tc.id)
+				}
+			}
+		})
+	}
+	// The static value is not modified by the lookups that fill in
+	// database regions.
+	if in, _ := d.IntegrationByID(ctx, 11); in.Organizations[0].Region != "eu" || d.staticIntegByID[11].Organizations[0].Region != "" {
+		t.Fatalf("static integration changed: %+v", d.staticIntegByID[11])
+	}
+	// A provider or external id the config does not list goes to the
+	// database as before.
+	if _, err := d.IntegrationByExternalID(ctx, "gitlab", "555"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unlisted integration: %v", err)
+	}
+	// A database that fails while a database organization is looked up
+	// fails the lookup (the handler answers 503), never drops the region.
+	src.mu.Lock()
+	src.err = errors.New("down")
+	src.mu.Unlock()
+	d.Purge()
+	if _, err := d.IntegrationByExternalID(ctx, "slack", "T1"); err == nil || errors.Is(err, ErrNotFound) {
+		t.Fatalf("with the database down: %v; want its error", err)
+	}
+}
