@@ -99,6 +99,7 @@ func runConformance(t *testing.T, e engine) {
 		{"MissingRows", testMissingRows},
 		{"AdminStats", testAdminStats},
 		{"RetryMailbox", testRetryMailbox},
+		{"RegionAnswer", testRegionAnswer},
 		{"Directory", testDirectory},
 		{"WriterConcurrency", testWriterConcurrency},
 		{"ConcurrentInserts", testConcurrentInserts},
@@ -119,6 +120,7 @@ func runConformance(t *testing.T, e engine) {
 		}
 		mustInsert(t, s, payload("github:us:1", "{}"))
 	})
+	t.Run("MigrateFromPrevious", func(t *testing.T) { testMigrateFromPrevious(t, e) })
 	t.Run("MigrateConcurrently", func(t *testing.T) {
 		s, _ := e.open(t, false)
 		var wg sync.WaitGroup
