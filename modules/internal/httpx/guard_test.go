@@ -190,3 +190,36 @@ func TestDialerEnforcesAtDialTime(t *testing.T) {
 		})
 	}
 }
+
+func TestParseHostEntry(t *testing.T) {
+	tests := []struct {
+		entry, host, port, err string
+	}{
+		{"hooks.example.com", "hooks.example.com", "", ""},
+		{" Chat.Corp.:8443 ", "chat.corp", "8443", ""},
+		{"127.0.0.1:08443", "127.0.0.1", "8443", ""},
+		{"[::1]:443", "::1", "443", ""},
+		{"::1", "::1", "", ""},
+		{"[2001:db8::1]", "2001:db8::1", "", ""},
+		{"", "", "", "want host or host:port"},
+		{"https://hooks.example.com", "", "", "want host or host:port"},
+		{"user@host", "", "", "want host or host:port"},
+		{"host:0", "", "", "bad port"},
+		{"host:65536", "", "", "bad port"},
+		{"host:http", "", "", "bad port"},
+		{":443", "", "", "bad port"},
+		{"a:b:c", "", "", "want host or host:port"},
+	}
+	for _, tc := range tests {
+		host, port, err := ParseHostEntry(tc.entry)
+		if tc.err != "" {
+			if err == nil || err.Error() != tc.err {
+				t.Errorf("ParseHostEntry(%q) = %q, %q, %v; want error %q", tc.entry, host, port, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || host != tc.host || port != tc.port {
+			t.Errorf("ParseHostEntry(%q) = %q, %q, %v; want %q, %q", tc.entry, host, port, err, tc.host, tc.port)
+		}
+	}
+}
