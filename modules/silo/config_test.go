@@ -41,6 +41,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			region_breaker 3 5s
 			lease 20s
 			dead_letter_retention 48h
+			callback_hosts chat.example.com
+			callback_hosts 10.0.0.9:8443 [::1]:9443
 		}
 	}`
 	var a App
@@ -54,7 +56,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		`"directory_cache":{"ttl":10000000000,"negative_ttl":2000000000},"organizations":[{"id":1,"slug":"acme","region":"us"},{"id":2,"slug":"beta","region":"de"}],` +
 		`"drainer":{"off":true,"poll_interval":2000000000,"workers":8,"claim_size":100,"max_attempts":5,"backoff":{"base":1000000000,"rate":2,"cap":60000000000},` +
 		`"max_age":86400000000000,"request_timeout":5000000000,"skip_on_failure":["github"],"region_breaker":{"failures":3,"probe_interval":5000000000},` +
-		`"lease":20000000000,"dead_letter_retention":172800000000000}}`
+		`"lease":20000000000,"dead_letter_retention":172800000000000,"callback_hosts":["chat.example.com","10.0.0.9:8443","[::1]:9443"]}}`
 	if string(got) != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
@@ -93,6 +95,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"negative duration", "sentry_silo {\n drainer {\n lease -1s\n }\n}", `lease: duration "-1s" must be positive`},
 		{"bad workers", "sentry_silo {\n drainer {\n workers 0\n }\n}", `workers: "0" must be a positive integer`},
 		{"drainer unknown", "sentry_silo {\n drainer {\n turbo\n }\n}", `unrecognized drainer option "turbo"`},
+		{"callback_hosts empty", "sentry_silo {\n drainer {\n callback_hosts\n }\n}", "callback_hosts needs at least one host"},
+		{"callback_hosts url", "sentry_silo {\n drainer {\n callback_hosts https://chat.example.com\n }\n}", `callback_hosts "https://chat.example.com": want host or host:port, at Testfile:3`},
 		{"bad migrate", "sentry_silo {\n migrate maybe\n}", `migrate must be on or off`},
 		{"postgres without dsn", "sentry_silo {\n storage postgres\n}", "storage postgres needs exactly one DSN"},
 	} {
@@ -132,6 +136,7 @@ func TestResolve(t *testing.T) {
 		{"missing file secret", App{Regions: regions, SubnetSecret: "{file./nonexistent/silo-secret}"}, "subnet_secret"},
 		{"backoff cap below base", App{Regions: regions, Drainer: &DrainerConfig{Backoff: &BackoffConfig{Base: caddy.Duration(time.Hour), Cap: caddy.Duration(time.Minute)}}}, "cap 1m0s is below base 1h0m0s"},
 		{"short lease", App{Regions: regions, Drainer: &DrainerConfig{Lease: caddy.Duration(time.Second)}}, "lease 1s: must be at least 2s"},
+		{"bad callback host", App{Regions: regions, Drainer: &DrainerConfig{CallbackHosts: []string{"chat:0"}}}, `drainer callback_hosts "chat:0": bad port`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := tc.app
