@@ -27,6 +27,10 @@ func (f *fixture) peerConfig(peer *fakeRegion, moreHosts ...string) Config {
 	cfg.CallbackRootCAs = pool
 	cfg.CallbackHosts = append([]string{peer.srv.Listener.Addr().String()}, moreHosts...)
 	cfg.CallbackRetryDelay = 100 * time.Millisecond
+	// The tests count POSTs exactly; a POST that outlives the timeout is
+	// rightly retried (at least once), so leave room for a TLS handshake
+	// under -race on a busy machine (one such retry was seen with 2 s).
+	cfg.RequestTimeout = 10 * time.Second
 	return cfg
 }
 
