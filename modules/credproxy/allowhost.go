@@ -2,9 +2,8 @@ package credproxy
 
 import (
 	"fmt"
-	"net"
-	"strconv"
-	"strings"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/httpx"
 )
 
 // allowList holds the allow_host entries: hosts (names or IP literals)
@@ -33,28 +32,17 @@ func parseAllowList(entries []string) (allowList, error) {
 }
 
 func splitAllowEntry(e string) (host, port string, err error) {
-	e = strings.TrimSpace(e)
-	if e == "" || strings.Contains(e, "/") || strings.Contains(e, "@") {
-		return "", "", fmt.Errorf("allow_host %q: want host or host:port", e)
+	host, port, err = httpx.ParseHostEntry(e)
+	if err != nil {
+		return "", "", fmt.Errorf("allow_host %q: %v", e, err)
 	}
-	if h, p, splitErr := net.SplitHostPort(e); splitErr == nil {
-		n, convErr := strconv.Atoi(p)
-		if convErr != nil || n < 1 || n > 65535 || h == "" {
-			return "", "", fmt.Errorf("allow_host %q: bad port", e)
-		}
-		return normalHost(h), strconv.Itoa(n), nil
-	}
-	h := strings.TrimSuffix(strings.TrimPrefix(e, "["), "]")
-	if strings.Contains(h, ":") && net.ParseIP(h) == nil {
-		return "", "", fmt.Errorf("allow_host %q: want host or host:port", e)
-	}
-	return normalHost(h), "", nil
+	return host, port, nil
 }
 
 // allows reports whether host (a name or an IP literal, unbracketed) and
 // port are named by allow_host.
 func (a allowList) allows(host, port string) bool {
-	host = normalHost(host)
+	host = httpx.NormalHost(host)
 	if _, ok := a.anyPort[host]; ok {
 		return true
 	}
@@ -63,11 +51,3 @@ func (a allowList) allows(host, port string) bool {
 }
 
 func (a allowList) empty() bool { return len(a.anyPort) == 0 && len(a.ports) == 0 }
-
-func normalHost(h string) string {
-	h = strings.TrimSuffix(strings.ToLower(h), ".")
-	if ip := net.ParseIP(h); ip != nil {
-		return ip.String()
-	}
-	return h
-}

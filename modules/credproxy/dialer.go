@@ -2,21 +2,18 @@ package credproxy
 
 import (
 	"context"
-	"errors"
 	"net"
-	"net/netip"
-	"syscall"
 	"time"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/httpx"
 )
 
-// errForbiddenAddress is returned when a third-party host resolves to an
-// address the proxy must never reach on a region's behalf.
-var errForbiddenAddress = errors.New("address refused: loopback, link-local or cloud metadata")
-
-var (
-	awsMetadataV4 = netip.MustParseAddr("169.254.169.254")
-	awsMetadataV6 = netip.MustParseAddr("fd00:ec2::254")
-)
+// dialPolicy is what a third-party host may resolve to unless allow_host
+// names it: anything but this host, its link, cloud metadata and
+// multicast. Private addresses are allowed: GitHub Enterprise, self-hosted
+// GitLab and Azure DevOps Server commonly live on private networks, and
+// the host must already belong to the integration (target.go).
+const dialPolicy = httpx.NotLocal
 
 // dialError marks a failure to connect, which the proxy answers with 503
 // (Sentry's ApiHostError), as opposed to a timeout once connected (504).
@@ -33,26 +30,19 @@ func withConnectTimeout(ctx context.Context, d time.Duration) context.Context {
 }
 
 // guardedDialer dials third parties. Unless allow_host names the host,
-// the addresses it resolves to are checked in the socket's Control hook,
-// after resolution and before connect, so a DNS answer that changes
-// between the host check and the dial (rebinding) still cannot reach
-// loopback, link-local or metadata addresses.
+// dialPolicy is enforced at dial time (httpx.Dialer: in the socket's
+// Control hook, after resolution and before connect), so a DNS answer
+// that changes between the host check and the dial (rebinding) still
+// cannot reach loopback, link-local or metadata addresses.
 type guardedDialer struct {
 	allow  allowList
 	dialer net.Dialer
 }
 
 func (g *guardedDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := g.dialer
+	d := httpx.Dialer{Dialer: g.dialer, PolicyFor: g.policyFor}
 	if t, ok := ctx.Value(connectTimeoutKey{}).(time.Duration); ok && t > 0 {
-		d.Timeout = t
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, &dialError{err}
-	}
-	if !g.allow.allows(host, port) {
-		d.Control = refuseSpecialAddresses
+		d.Dialer.Timeout = t
 	}
 	c, err := d.DialContext(ctx, network, addr)
 	if err != nil {
@@ -61,22 +51,10 @@ func (g *guardedDialer) DialContext(ctx context.Context, network, addr string) (
 	return c, nil
 }
 
-func refuseSpecialAddresses(_, address string, _ syscall.RawConn) error {
-	ap, err := netip.ParseAddrPort(address)
-	if err != nil {
-		return errForbiddenAddress
+// policyFor lets the hosts allow_host names reach any address.
+func (g *guardedDialer) policyFor(host, port string) httpx.Policy {
+	if g.allow.allows(host, port) {
+		return 0
 	}
-	if forbiddenAddr(ap.Addr()) {
-		return errForbiddenAddress
-	}
-	return nil
-}
-
-func forbiddenAddr(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	return ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsInterfaceLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast() ||
-		ip == awsMetadataV4 || ip == awsMetadataV6 ||
-		// 0.0.0.0/8 reaches the local host on Linux.
-		(ip.Is4() && ip.As4()[0] == 0)
+	return dialPolicy
 }

@@ -289,12 +289,12 @@ func TestDialRefusesLoopback(t *testing.T) {
 		t.Fatalf("no refusal logged:\n%s", f.logText())
 	}
 	for _, ip := range []string{"169.254.169.254", "fd00:ec2::254", "127.0.0.1", "::1", "fe80::1", "0.1.2.3", "::ffff:127.0.0.1"} {
-		if refuseSpecialAddresses("tcp", net.JoinHostPort(ip, "80"), nil) == nil {
+		if dialPolicy.Control("tcp", net.JoinHostPort(ip, "80"), nil) == nil {
 			t.Errorf("%s allowed", ip)
 		}
 	}
 	for _, ip := range []string{"10.0.0.5", "192.168.1.1", "140.82.112.5", "2606:4700::1"} {
-		if refuseSpecialAddresses("tcp", net.JoinHostPort(ip, "443"), nil) != nil {
+		if dialPolicy.Control("tcp", net.JoinHostPort(ip, "443"), nil) != nil {
 			t.Errorf("%s refused", ip)
 		}
 	}

@@ -149,6 +149,11 @@ type DrainerConfig struct {
 	RegionBreaker       *BreakerConfig `json:"region_breaker,omitempty"`
 	Lease               caddy.Duration `json:"lease,omitempty"`
 	DeadLetterRetention caddy.Duration `json:"dead_letter_retention,omitempty"`
+	// CallbackHosts are more hosts a Slack or Discord response_url may
+	// name, beyond Slack's and Discord's own: "host" (any port, public
+	// addresses only) or "host:port" (that port, private and loopback
+	// addresses too). See docs/sentry_silo.md.
+	CallbackHosts []string `json:"callback_hosts,omitempty"`
 }
 
 // BackoffConfig is delay = min(base * rate^attempts, cap).

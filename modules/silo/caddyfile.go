@@ -9,6 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/drain"
 )
 
 func init() {
@@ -45,6 +47,7 @@ func init() {
 //			region_breaker <failures> <probe_interval>
 //			lease <d>
 //			dead_letter_retention <d>
+//			callback_hosts <host[:port]...>
 //		}
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
@@ -314,6 +317,18 @@ func (c *DrainerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			c.Lease, err = oneDuration(d)
 		case "dead_letter_retention":
 			c.DeadLetterRetention, err = oneDuration(d)
+		case "callback_hosts":
+			// May be repeated; the entries add up.
+			hosts := d.RemainingArgs()
+			if len(hosts) == 0 {
+				return d.Err("callback_hosts needs at least one host or host:port, e.g. callback_hosts chat.example.com:443")
+			}
+			for _, h := range hosts {
+				if err := drain.CheckCallbackHost(h); err != nil {
+					return d.Errf("%v", err)
+				}
+			}
+			c.CallbackHosts = append(c.CallbackHosts, hosts...)
 		default:
 			return d.Errf("unrecognized drainer option %q", opt)
 		}

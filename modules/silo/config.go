@@ -280,6 +280,11 @@ func (c *DrainerConfig) resolve() error {
 		def := drain.DefaultSkipOnFailure()
 		c.SkipOnFailure = &def
 	}
+	for _, h := range c.CallbackHosts {
+		if err := drain.CheckCallbackHost(h); err != nil {
+			return fmt.Errorf("drainer %v", err)
+		}
+	}
 	// A lease shorter than a delivery could lapse while the delivery runs,
 	// letting a second drainer into the mailbox.
 	if time.Duration(c.Lease) < 2*time.Second {
@@ -348,6 +353,7 @@ func (c *DrainerConfig) config() drain.Config {
 		BreakerProbeInterval: time.Duration(c.RegionBreaker.ProbeInterval),
 		Lease:                time.Duration(c.Lease),
 		DeadLetterRetention:  time.Duration(c.DeadLetterRetention),
+		CallbackHosts:        c.CallbackHosts,
 	}
 }
 

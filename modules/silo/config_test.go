@@ -42,6 +42,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			region_breaker 3 5s
 			lease 20s
 			dead_letter_retention 48h
+			callback_hosts chat.example.com
+			callback_hosts 10.0.0.9:8443 [::1]:9443
 		}
 	}`
 	var a App
@@ -56,7 +58,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		`"integrations":[{"id":10,"provider":"github","external_id":"555","organizations":[1,2]}],` +
 		`"drainer":{"off":true,"poll_interval":2000000000,"workers":8,"claim_size":100,"max_attempts":5,"backoff":{"base":1000000000,"rate":2,"cap":60000000000},` +
 		`"max_age":86400000000000,"request_timeout":5000000000,"skip_on_failure":["github"],"region_breaker":{"failures":3,"probe_interval":5000000000},` +
-		`"lease":20000000000,"dead_letter_retention":172800000000000}}`
+		`"lease":20000000000,"dead_letter_retention":172800000000000,"callback_hosts":["chat.example.com","10.0.0.9:8443","[::1]:9443"]}}`
 	if string(got) != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
@@ -95,6 +97,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"negative duration", "sentry_silo {\n drainer {\n lease -1s\n }\n}", `lease: duration "-1s" must be positive`},
 		{"bad workers", "sentry_silo {\n drainer {\n workers 0\n }\n}", `workers: "0" must be a positive integer`},
 		{"drainer unknown", "sentry_silo {\n drainer {\n turbo\n }\n}", `unrecognized drainer option "turbo"`},
+		{"callback_hosts empty", "sentry_silo {\n drainer {\n callback_hosts\n }\n}", "callback_hosts needs at least one host"},
+		{"callback_hosts url", "sentry_silo {\n drainer {\n callback_hosts https://chat.example.com\n }\n}", `callback_hosts "https://chat.example.com": want host or host:port, at Testfile:3`},
 		{"bad migrate", "sentry_silo {\n migrate maybe\n}", `migrate must be on or off`},
 		{"postgres without dsn", "sentry_silo {\n storage postgres\n}", "storage postgres needs exactly one DSN"},
 		{"integration without orgs", "sentry_silo {\n integration 10 github 555\n}", "integration needs <id> <provider> <external_id> <organization_id...>, e.g. integration 10 github 555 1 2, at Testfile:2"},
@@ -144,6 +148,7 @@ func TestResolve(t *testing.T) {
 		{"integration dup id", App{Regions: regions, Integrations: []StaticIntegration{
 			{ID: 10, Provider: "github", ExternalID: "1", Organizations: []int64{1}}, {ID: 10, Provider: "slack", ExternalID: "T", Organizations: []int64{1}}}}, "integration id 10 is listed twice"},
 		{"integration dup org", App{Regions: regions, Integrations: []StaticIntegration{{ID: 10, Provider: "github", ExternalID: "1", Organizations: []int64{1, 1}}}}, "organization 1 is listed twice"},
+		{"bad callback host", App{Regions: regions, Drainer: &DrainerConfig{CallbackHosts: []string{"chat:0"}}}, `drainer callback_hosts "chat:0": bad port`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := tc.app

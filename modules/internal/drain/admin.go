@@ -80,6 +80,9 @@ type DeadLetterView struct {
 	Attempts   int       `json:"attempts"`
 	DateAdded  time.Time `json:"date_added"`
 	DeadAt     time.Time `json:"dead_at"`
+	// RegionAnswered is set on a callback the region answered: the dead
+	// letter keeps the answer, and a replay only POSTs it again.
+	RegionAnswered bool `json:"region_answered"`
 }
 
 func (a Admin) now() time.Time {
@@ -201,6 +204,8 @@ func (a Admin) deadLetters(w http.ResponseWriter, r *http.Request) error {
 			Attempts:   dl.Attempts,
 			DateAdded:  dl.DateAdded,
 			DeadAt:     dl.DeadAt,
+
+			RegionAnswered: dl.Answered,
 		})
 	}
 	var next *int64

@@ -7,6 +7,7 @@
 package drain
 
 import (
+	"crypto/x509"
 	"net/http"
 	"time"
 )
@@ -77,12 +78,27 @@ type Config struct {
 	// ["/_health/"]: any answer but 502/503/504 closes the breaker.
 	ProbePath string
 
+	// CallbackHosts are more hosts a response_url may name (the
+	// callback_hosts option): "host" (any port, public addresses only) or
+	// "host:port" (that port, private and loopback addresses too). See
+	// callbackPolicy for the whole rule; CheckCallbackHost validates an
+	// entry.
+	CallbackHosts []string
+	// CallbackAttempts bounds the POSTs of one region answer to its
+	// response_url [DefaultCallbackAttempts].
+	CallbackAttempts int
+	// CallbackRetryDelay is the wait between them
+	// [DefaultCallbackRetryDelay].
+	CallbackRetryDelay time.Duration
+	// CallbackRootCAs, when set, replaces the system's roots for the
+	// TLS of response_url POSTs. It exists for tests (a real HTTPS peer
+	// on loopback); no Caddyfile or JSON option reaches it.
+	CallbackRootCAs *x509.CertPool
+
 	// Transport carries deliveries and probes; nil means a shared
-	// transport of our own. Redirects are never followed.
+	// transport of our own. Redirects are never followed. The POSTs to
+	// response_url always go through a guarded transport of their own.
 	Transport http.RoundTripper
-	// CallbackTransport carries the POSTs to response_url; nil means
-	// Transport.
-	CallbackTransport http.RoundTripper
 	// Now is the clock for everything recorded in the store; nil means
 	// time.Now.
 	Now func() time.Time
@@ -142,6 +158,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ScanLimit <= 0 {
 		c.ScanLimit = DefaultScanLimit
+	}
+	if c.CallbackAttempts <= 0 {
+		c.CallbackAttempts = DefaultCallbackAttempts
+	}
+	if c.CallbackRetryDelay <= 0 {
+		c.CallbackRetryDelay = DefaultCallbackRetryDelay
 	}
 	if c.ProbePath == "" {
 		c.ProbePath = "/_health/"

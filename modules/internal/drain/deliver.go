@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
-	"github.com/sentrysilo/caddy-silo/modules/internal/webhooks"
 )
 
 // resultKind is what a delivery attempt means for its row.
@@ -31,6 +29,9 @@ const (
 	// aborted: the drainer stopped or lost its lease mid-request; nothing
 	// is recorded and the row is delivered again later.
 	aborted
+	// refusedKind: the address guard refused the response_url at dial
+	// time; the row goes to the dead letters as callback_refused.
+	refusedKind
 )
 
 // result is the outcome of one attempt.
@@ -42,9 +43,11 @@ type result struct {
 	// connection errors, resets, timeouts and 502/503/504.
 	unreachable bool
 	retryAfter  time.Duration
-	// callback is set when the failure happened on the POST to the
-	// response_url, after the region had answered.
-	callback bool
+	// unreadable is set when the region answered a callback payload 2xx
+	// but its answer could not be read whole (err says why): the region
+	// acted, so it must not be called again, and there is no answer to
+	// POST.
+	unreadable bool
 }
 
 // maxRegionBody bounds what is read of a region's answer to a callback
@@ -131,10 +134,12 @@ func (d *Drainer) sendToRegion(ctx context.Context, base *url.URL, p *store.Payl
 			if ctx.Err() != nil {
 				return result{kind: aborted, err: "stopped"}, nil
 			}
-			return result{kind: retry, status: resp.StatusCode, err: "reading the region's answer: " + transportError(err, rctx)}, nil
+			res.unreadable, res.err = true, "reading the region's answer: "+transportError(err, rctx)
+			return res, nil
 		}
 		if len(regionBody) > maxRegionBody {
-			return result{kind: retry, status: resp.StatusCode, err: "region answer too large for a callback"}, nil
+			res.unreadable, res.err = true, "region answer too large for a callback (over 1 MiB)"
+			return res, nil
 		}
 		return res, regionBody
 	}
@@ -185,54 +190,4 @@ func safeError(err error) string {
 		s = s[:300]
 	}
 	return s
-}
-
-// postCallback POSTs what the region answered to the payload's
-// response_url (§3.6): Slack gets the body as is, Discord its "data".
-func (d *Drainer) postCallback(ctx context.Context, p *store.Payload, regionBody []byte) result {
-	body, err := webhooks.CallbackBody(p.Provider, regionBody)
-	if err != nil {
-		return result{kind: retry, callback: true, err: err.Error()}
-	}
-	u, err := url.Parse(p.CallbackURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return result{kind: retry, callback: true, err: "invalid response_url"}
-	}
-	rctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, u.String(), bytes.NewReader(body))
-	if err != nil {
-		return result{kind: retry, callback: true, err: "response_url request: " + safeError(err)}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := d.callbackClient.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return result{kind: aborted, err: "stopped"}
-		}
-		return result{kind: retry, callback: true, err: "response_url: " + transportError(err, rctx)}
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, discardBody))
-	code := resp.StatusCode
-	res := result{status: code, callback: true}
-	switch {
-	case code >= 200 && code < 300:
-		res.kind = delivered
-	case code == 404 && p.Provider == "discord":
-		// Discord answers 404 until the interaction's original answer
-		// exists: "Discord hook is not ready", retried.
-		res.kind = retry
-		res.err = "response_url answered 404 (discord hook not ready)"
-	case code == 400 || code == 401 || code == 403 || code == 404 || code == 409:
-		res.kind = dropped
-		res.err = fmt.Sprintf("response_url answered %d", code)
-	default:
-		res.kind = retry
-		res.err = fmt.Sprintf("response_url answered %d", code)
-		if code == 429 || code == 503 {
-			res.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), d.cfg.Now())
-		}
-	}
-	return res
 }

@@ -40,9 +40,19 @@ type fakeRegion struct {
 	respond func(w http.ResponseWriter, r *http.Request, body []byte) // nil: 200
 }
 
-func newFakeRegion(t testing.TB) *fakeRegion {
+func newFakeRegion(t testing.TB) *fakeRegion { return newFakeServer(t, false) }
+
+// newFakePeer is a fake response_url host: the same server over HTTPS
+// (trusted through trustPeer).
+func newFakePeer(t testing.TB) *fakeRegion { return newFakeServer(t, true) }
+
+func newFakeServer(t testing.TB, https bool) *fakeRegion {
 	f := &fakeRegion{}
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	start := httptest.NewServer
+	if https {
+		start = httptest.NewTLSServer
+	}
+	f.srv = start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		f.mu.Lock()
 		respond := f.respond

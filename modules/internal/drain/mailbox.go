@@ -156,6 +156,11 @@ func (d *Drainer) handle(ctx, leaseCtx context.Context, name string, p *store.Pa
 	if p.ScheduleFor.After(now) {
 		return next // skip-on-failure: not due yet, later rows may be
 	}
+	if p.Answered {
+		// The region answered this callback payload already: only the
+		// POST to its response_url is left, whatever the region's state.
+		return d.deliverCallback(leaseCtx, name, p)
+	}
 	base, ok := d.regions(p.Region)
 	if !ok {
 		d.logLimited("region:"+name, "payload for an unknown region waits until the region is configured",
@@ -174,8 +179,16 @@ func (d *Drainer) handle(ctx, leaseCtx context.Context, name string, p *store.Pa
 		return d.deadLetter(leaseCtx, name, p, store.ReasonMaxAge, OutcomeMaxAge, p.LastStatus, p.LastError)
 	}
 
-	start := time.Now()
 	callback := p.DestinationType == store.DestinationCallback
+	if callback {
+		// Never run the region's action for an answer that could not be
+		// delivered.
+		if err := d.callbacks.check(leaseCtx, p.Provider, p.CallbackURL); err != nil {
+			return d.deadLetter(leaseCtx, name, p, store.ReasonCallbackRefused, OutcomeCallbackRefused, 0, err.Error())
+		}
+	}
+
+	start := time.Now()
 	res, regionBody := d.sendToRegion(leaseCtx, base, p, callback)
 	elapsed := time.Since(start)
 	if res.kind != aborted {
@@ -189,7 +202,13 @@ func (d *Drainer) handle(ctx, leaseCtx context.Context, name string, p *store.Pa
 		}
 	}
 	if callback && res.kind == delivered && res.status < 300 {
-		res = d.postCallback(leaseCtx, p, regionBody)
+		if res.unreadable {
+			// The region acted but its answer is lost: calling it again
+			// would act twice. The operator decides (a replay calls the
+			// region again, since no answer was kept).
+			return d.deadLetter(leaseCtx, name, p, store.ReasonCallbackFailed, OutcomeCallbackFailed, res.status, res.err)
+		}
+		return d.answered(leaseCtx, name, p, res.status, regionBody)
 	}
 
 	switch res.kind {
@@ -207,7 +226,7 @@ func (d *Drainer) handle(ctx, leaseCtx context.Context, name string, p *store.Pa
 	// not the payload's, unless the region answered other requests while
 	// this one was failing: then it spends an attempt like a 500 does, so
 	// a payload that always times out cannot retry for free forever.
-	if res.unreachable && !res.callback && !br.answeredSince(start) {
+	if res.unreachable && !br.answeredSince(start) {
 		return d.deferred(leaseCtx, name, p, res, skip, br)
 	}
 	return d.failed(leaseCtx, name, p, res, skip)

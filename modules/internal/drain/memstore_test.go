@@ -237,6 +237,21 @@ func (m *memStore) DeadLetterPayload(ctx context.Context, id int64, reason strin
 	return nil
 }
 
+func (m *memStore) RecordRegionAnswer(ctx context.Context, id int64, mailbox string, answer []byte, status int, now time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failOps != nil {
+		return m.failOps
+	}
+	p, ok := m.rows[id]
+	if !ok {
+		return store.ErrNotFound
+	}
+	p.Answered, p.RegionAnswer = true, append([]byte{}, answer...)
+	p.MailboxName, p.Attempts, p.ScheduleFor, p.LastStatus, p.LastError = mailbox, 0, now, status, ""
+	return nil
+}
+
 func (m *memStore) Mailboxes(ctx context.Context, now time.Time) ([]store.MailboxStats, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

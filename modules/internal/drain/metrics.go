@@ -15,6 +15,14 @@ const (
 	OutcomeMaxAge           = "max_age"
 	OutcomeAbandoned        = "abandoned" // stop or lost lease mid-request
 	// Dead letters for a terminal status are counted as "dropped_<status>".
+
+	// Callback payloads (callback.go). The region's half and the
+	// response_url's half are counted apart, under the payload's region.
+	OutcomeAnswered          = "answered"           // the region answered; its answer is kept for the POST
+	OutcomeCallbackDelivered = "callback_delivered" // the answer was POSTed; the row is deleted
+	OutcomeCallbackRetry     = "callback_retry"     // the POST failed and is retried (only the POST)
+	OutcomeCallbackRefused   = "callback_refused"   // the response_url is refused; a dead letter
+	OutcomeCallbackFailed    = "callback_failed"    // the POST failed for good; a dead letter with the answer
 )
 
 // Metrics are the drainer's collectors. Labels carry a region and an
@@ -39,7 +47,7 @@ func NewMetrics() *Metrics {
 	return &Metrics{
 		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "caddy_sentry_deliveries_total",
-			Help: "Webhook delivery attempts to regions, by region and outcome.",
+			Help: "Webhook delivery attempts to regions, and response_url callbacks, by region and outcome.",
 		}, []string{"region", "outcome"}),
 		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "caddy_sentry_delivery_duration_seconds",

@@ -37,6 +37,9 @@ var suite = []struct {
 	{"BreakerSpendsNothing", testBreakerSpendsNothing},
 	{"PoisonTimeoutIsCharged", testPoisonTimeoutIsCharged},
 	{"Callbacks", testCallbacks},
+	{"CallbackRefused", testCallbackRefused},
+	{"CallbackRetryHoldsNothing", testCallbackRetryHoldsNothing},
+	{"CallbackIgnoresBreaker", testCallbackIgnoresBreaker},
 	{"StopIsBounded", testStopIsBounded},
 	{"KilledThenRestarted", testKilledThenRestarted},
 	{"TwoDrainersExclusive", testTwoDrainersExclusive},
@@ -495,59 +498,6 @@ func testPoisonTimeoutIsCharged(t *testing.T, newStore storeFactory) {
 	waitFor(t, "poison dead-lettered", 60*time.Second, func() bool { return len(f.deadLetters()) == 1 })
 	if dl := f.deadLetters()[0]; dl.Reason != store.ReasonAttemptsExceeded || dl.LastError != "timeout" {
 		t.Fatalf("dead letter %+v", dl)
-	}
-}
-
-// §3.6: callback payloads go to the region, then its answer goes to the
-// response_url (Slack as is, Discord its data); Discord's 404 is retried.
-func testCallbacks(t *testing.T, newStore storeFactory) {
-	tests := []struct {
-		provider     string
-		regionAnswer string
-		hookStatus   int
-		wantPosted   string
-		wantPending  bool
-	}{
-		{"slack", `{"text":"done"}`, 200, `{"text":"done"}`, false},
-		{"discord", `{"type":4,"data":{"content":"done"}}`, 204, `{"content":"done"}`, false},
-		{"discord", `{"type":4,"data":{"content":"done"}}`, 404, `{"content":"done"}`, true},
-	}
-	for _, tc := range tests {
-		t.Run(fmt.Sprint(tc.provider, tc.hookStatus), func(t *testing.T) {
-			f := newFixture(t, newStore(t))
-			f.us.set(func(w http.ResponseWriter, r *http.Request, body []byte) {
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(200)
-				_, _ = w.Write([]byte(tc.regionAnswer))
-			})
-			hook := newFakeRegion(t)
-			hook.status(tc.hookStatus)
-			np := newPayload(tc.provider, "us", "T1", 0)
-			np.DestinationType = store.DestinationCallback
-			np.CallbackURL = hook.srv.URL + "/hooks/abc"
-			res, err := f.st.InsertPayloads(context.Background(), []store.NewPayload{np})
-			if err != nil {
-				t.Fatal(err)
-			}
-			f.run(f.newDrainer(f.fastConfig()))
-			waitFor(t, "callback posted", 30*time.Second, func() bool { return len(hook.requests()) >= 1 })
-			got := hook.requests()[0]
-			if got.Method != "POST" || got.URI != "/hooks/abc" || string(got.Body) != tc.wantPosted || got.Header.Get("Content-Type") != "application/json" {
-				t.Fatalf("callback %s %s %q %v", got.Method, got.URI, got.Body, got.Header)
-			}
-			if tc.wantPending {
-				waitFor(t, "retry recorded", 30*time.Second, func() bool {
-					p, ok := f.payload(np.MailboxName, res[0].ID)
-					return ok && p.Attempts == 1
-				})
-				p, _ := f.payload(np.MailboxName, res[0].ID)
-				if p.LastStatus != 404 || !strings.Contains(p.LastError, "not ready") {
-					t.Fatalf("row %+v", p)
-				}
-			} else {
-				waitFor(t, "row deleted", 30*time.Second, func() bool { return f.pending() == 0 })
-			}
-		})
 	}
 }
 

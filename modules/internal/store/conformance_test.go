@@ -100,6 +100,7 @@ func runConformance(t *testing.T, e engine) {
 		{"MissingRows", testMissingRows},
 		{"AdminStats", testAdminStats},
 		{"RetryMailbox", testRetryMailbox},
+		{"RegionAnswer", testRegionAnswer},
 		{"Directory", testDirectory},
 		{"WriterConcurrency", testWriterConcurrency},
 		{"ConcurrentInserts", testConcurrentInserts},
@@ -153,6 +154,7 @@ func runConformance(t *testing.T, e engine) {
 			t.Fatalf("lookup in the empty table: %v; want ErrNotFound", err)
 		}
 	})
+	t.Run("MigrateFromPrevious", func(t *testing.T) { testMigrateFromPrevious(t, e) })
 	t.Run("MigrateConcurrently", func(t *testing.T) {
 		s, _ := e.open(t, false)
 		var wg sync.WaitGroup

@@ -47,7 +47,7 @@ func fillMailboxTimes(m *MailboxStats, now, headAdded, headSchedule time.Time) {
 const pgDeadLetterColumns = `id, mailbox_name, coalesce(provider, ''), destination_type, coalesce(region_name, ''),
 	coalesce(integration_id, 0), coalesce(callback_url, ''), request_method, request_path, request_headers,
 	request_body, coalesce(delivery_key, ''), date_added, schedule_for, attempts, last_status, last_error,
-	reason, dead_at`
+	reason, dead_at, ` + pgAnswerColumns
 
 // DeadLetters implements Store.
 func (p *Postgres) DeadLetters(ctx context.Context, limit int, after int64) ([]DeadLetter, error) {
@@ -61,29 +61,32 @@ func (p *Postgres) DeadLetters(ctx context.Context, limit int, after int64) ([]D
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (DeadLetter, error) {
 		var d DeadLetter
+		var a answer
 		var err error
-		d.Payload, err = scanPGPayload(r, &d.Reason, &d.DeadAt)
+		d.Payload, err = scanPGPayload(r, &d.Reason, &d.DeadAt, &a.answered, &a.body)
 		d.DeadAt = d.DeadAt.UTC()
+		a.fill(&d.Payload)
 		return d, err
 	})
 	return out, pgErr("postgres dead letters", err)
 }
 
 // pgReplayDeadLetter moves a dead letter back to the tail of its mailbox
-// in one statement. The delivery key comes along unless a pending row of
+// in one statement, with its region answer (a callback the region already
+// answered is only POSTed again). The delivery key comes along unless a pending row of
 // the mailbox took it meanwhile (a provider redelivery): the operator's
 // replay must not fail on the unique index.
 const pgReplayDeadLetter = `
 WITH d AS (DELETE FROM silo_dead_letter WHERE id = $1 RETURNING *)
 INSERT INTO silo_webhook_payload (mailbox_name, provider, destination_type, region_name, integration_id,
 	date_added, schedule_for, attempts, request_method, request_path, request_headers, request_body,
-	delivery_key, callback_url)
+	delivery_key, callback_url, region_answer)
 SELECT d.mailbox_name, d.provider, d.destination_type, d.region_name, d.integration_id,
 	$2, $2, 0, d.request_method, d.request_path, d.request_headers, d.request_body,
 	CASE WHEN EXISTS (SELECT 1 FROM silo_webhook_payload p
 	                  WHERE p.mailbox_name = d.mailbox_name AND p.delivery_key = d.delivery_key)
 	     THEN NULL ELSE d.delivery_key END,
-	d.callback_url
+	d.callback_url, d.region_answer
 FROM d
 RETURNING id, mailbox_name`
 

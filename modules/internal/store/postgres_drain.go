@@ -140,14 +140,56 @@ func (p *Postgres) NextPayloads(ctx context.Context, mailbox string, afterID int
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := p.pool.Query(ctx, `SELECT `+pgPayloadColumns+` FROM silo_webhook_payload
+	rows, err := p.pool.Query(ctx, `SELECT `+pgPayloadColumns+`, `+pgAnswerColumns+` FROM silo_webhook_payload
 		WHERE mailbox_name = $1 AND id > $2 AND (NOT $3 OR schedule_for <= $4)
 		ORDER BY id LIMIT $5`, mailbox, afterID, dueOnly, now, limit)
 	if err != nil {
 		return nil, pgErr("postgres next payloads", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Payload, error) { return scanPGPayload(r) })
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Payload, error) {
+		var a answer
+		p, err := scanPGPayload(r, &a.answered, &a.body)
+		a.fill(&p)
+		return p, err
+	})
 	return out, pgErr("postgres next payloads", err)
+}
+
+// pgAnswerColumns read region_answer after the payload columns: whether
+// the region answered, and the answer (empty when it did not).
+const pgAnswerColumns = `region_answer IS NOT NULL, coalesce(region_answer, ''::bytea)`
+
+// answer is what the answer columns scan into.
+type answer struct {
+	answered bool
+	body     []byte
+}
+
+func (a answer) fill(p *Payload) {
+	p.Answered = a.answered
+	if a.answered {
+		p.RegionAnswer = a.body
+		if p.RegionAnswer == nil {
+			p.RegionAnswer = []byte{}
+		}
+	}
+}
+
+// RecordRegionAnswer implements Store.
+func (p *Postgres) RecordRegionAnswer(ctx context.Context, id int64, mailbox string, answer []byte, lastStatus int, now time.Time) error {
+	if answer == nil {
+		answer = []byte{}
+	}
+	tag, err := p.pool.Exec(ctx, `UPDATE silo_webhook_payload
+		SET region_answer = $2, mailbox_name = $3, attempts = 0, schedule_for = $4, last_status = $5, last_error = ''
+		WHERE id = $1`, id, answer, mailbox, now, lastStatus)
+	if err != nil {
+		return pgErr("postgres record region answer", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
 }
 
 // DeletePayload implements Store.
@@ -182,10 +224,10 @@ const pgDeadLetterPayload = `
 WITH moved AS (DELETE FROM silo_webhook_payload WHERE id = $1 RETURNING *)
 INSERT INTO silo_dead_letter (id, mailbox_name, provider, destination_type, region_name, integration_id,
 	date_added, schedule_for, attempts, request_method, request_path, request_headers, request_body,
-	delivery_key, callback_url, reason, last_status, last_error, dead_at)
+	delivery_key, callback_url, region_answer, reason, last_status, last_error, dead_at)
 SELECT id, mailbox_name, provider, destination_type, region_name, integration_id,
 	date_added, schedule_for, attempts, request_method, request_path, request_headers, request_body,
-	delivery_key, callback_url, $2, $3, $4, $5
+	delivery_key, callback_url, region_answer, $2, $3, $4, $5
 FROM moved`
 
 // DeadLetterPayload implements Store.

@@ -326,7 +326,7 @@ func TestPostgresMigrateFromInstances(t *testing.T) {
 		}
 	}
 	var n int
-	const versions = 2 // migrations/postgres/0001..0002
+	const versions = 3 // migrations/postgres/0001..0003
 	if err := pool.QueryRow(testCtx(t), `SELECT count(*) FROM silo_schema_migrations`).Scan(&n); err != nil || n != versions {
 		t.Fatalf("recorded migrations = %d, %v; want %d", n, err, versions)
 	}

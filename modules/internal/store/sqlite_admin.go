@@ -33,7 +33,7 @@ func (s *SQLite) Mailboxes(ctx context.Context, now time.Time) ([]MailboxStats, 
 }
 
 // sqliteDeadLetterColumns are pgDeadLetterColumns for SQLite.
-const sqliteDeadLetterColumns = sqlitePayloadColumns + `, reason, dead_at`
+const sqliteDeadLetterColumns = sqlitePayloadColumns + `, reason, dead_at, ` + sqliteAnswerColumns
 
 // DeadLetters implements Store.
 func (s *SQLite) DeadLetters(ctx context.Context, limit int, after int64) ([]DeadLetter, error) {
@@ -50,11 +50,13 @@ func (s *SQLite) DeadLetters(ctx context.Context, limit int, after int64) ([]Dea
 	for rows.Next() {
 		var d DeadLetter
 		var dead int64
-		d.Payload, err = scanSQLitePayload(rows, &d.Reason, &dead)
+		var a answer
+		d.Payload, err = scanSQLitePayload(rows, &d.Reason, &dead, &a.answered, &a.body)
 		if err != nil {
 			return nil, sqliteErr("sqlite dead letters", err)
 		}
 		d.DeadAt = fromMicros(dead)
+		a.fill(&d.Payload)
 		out = append(out, d)
 	}
 	return out, sqliteErr("sqlite dead letters", rows.Err())
@@ -68,13 +70,13 @@ func (s *SQLite) ReplayDeadLetter(ctx context.Context, id int64, now time.Time) 
 		err := tx.QueryRowContext(ctx, `
 			INSERT INTO silo_webhook_payload (mailbox_name, provider, destination_type, region_name, integration_id,
 				date_added, schedule_for, attempts, request_method, request_path, request_headers, request_body,
-				delivery_key, callback_url)
+				delivery_key, callback_url, region_answer)
 			SELECT d.mailbox_name, d.provider, d.destination_type, d.region_name, d.integration_id,
 				?2, ?2, 0, d.request_method, d.request_path, d.request_headers, d.request_body,
 				CASE WHEN EXISTS (SELECT 1 FROM silo_webhook_payload p
 				                  WHERE p.mailbox_name = d.mailbox_name AND p.delivery_key = d.delivery_key)
 				     THEN NULL ELSE d.delivery_key END,
-				d.callback_url
+				d.callback_url, d.region_answer
 			FROM silo_dead_letter d WHERE d.id = ?1
 			RETURNING id`, id, micros(now)).Scan(&newID)
 		if isNoRows(err) {

@@ -138,7 +138,7 @@ func (s *SQLite) NextPayloads(ctx context.Context, mailbox string, afterID int64
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.reader.QueryContext(ctx, `SELECT `+sqlitePayloadColumns+` FROM silo_webhook_payload
+	rows, err := s.reader.QueryContext(ctx, `SELECT `+sqlitePayloadColumns+`, `+sqliteAnswerColumns+` FROM silo_webhook_payload
 		WHERE mailbox_name = ?1 AND id > ?2 AND (NOT ?3 OR schedule_for <= ?4)
 		ORDER BY id LIMIT ?5`, mailbox, afterID, dueOnly, micros(now), limit)
 	if err != nil {
@@ -147,13 +147,28 @@ func (s *SQLite) NextPayloads(ctx context.Context, mailbox string, afterID int64
 	defer rows.Close()
 	var out []Payload
 	for rows.Next() {
-		p, err := scanSQLitePayload(rows)
+		var a answer
+		p, err := scanSQLitePayload(rows, &a.answered, &a.body)
 		if err != nil {
 			return nil, sqliteErr("sqlite next payloads", err)
 		}
+		a.fill(&p)
 		out = append(out, p)
 	}
 	return out, sqliteErr("sqlite next payloads", rows.Err())
+}
+
+// sqliteAnswerColumns is pgAnswerColumns for SQLite.
+const sqliteAnswerColumns = `region_answer IS NOT NULL, coalesce(region_answer, x'')`
+
+// RecordRegionAnswer implements Store.
+func (s *SQLite) RecordRegionAnswer(ctx context.Context, id int64, mailbox string, answer []byte, lastStatus int, now time.Time) error {
+	if answer == nil {
+		answer = []byte{}
+	}
+	return s.execOne(ctx, "sqlite record region answer", `UPDATE silo_webhook_payload
+		SET region_answer = ?, mailbox_name = ?, attempts = 0, schedule_for = ?, last_status = ?, last_error = ''
+		WHERE id = ?`, answer, mailbox, micros(now), lastStatus, id)
 }
 
 // DeletePayload implements Store.
@@ -175,10 +190,10 @@ func (s *SQLite) DeadLetterPayload(ctx context.Context, id int64, reason string,
 		r, err := tx.ExecContext(ctx, `
 			INSERT INTO silo_dead_letter (id, mailbox_name, provider, destination_type, region_name, integration_id,
 				date_added, schedule_for, attempts, request_method, request_path, request_headers, request_body,
-				delivery_key, callback_url, reason, last_status, last_error, dead_at)
+				delivery_key, callback_url, region_answer, reason, last_status, last_error, dead_at)
 			SELECT id, mailbox_name, provider, destination_type, region_name, integration_id,
 				date_added, schedule_for, attempts, request_method, request_path, request_headers, request_body,
-				delivery_key, callback_url, ?, ?, ?, ?
+				delivery_key, callback_url, region_answer, ?, ?, ?, ?
 			FROM silo_webhook_payload WHERE id = ?`, reason, lastStatus, lastError, micros(now), id)
 		if err != nil {
 			return err

@@ -20,7 +20,8 @@ import (
 // Destination types of a payload. A region payload is replayed to its
 // region. A callback payload (the Slack/Discord response_url jobs of
 // §3.6) is replayed to its region and the region's answer is then POSTed to
-// CallbackURL.
+// CallbackURL. Once the region has answered, the answer is recorded with
+// RecordRegionAnswer and the region is never called again for that row.
 const (
 	DestinationRegion   = "sentry_region"
 	DestinationCallback = "response_url"
@@ -32,6 +33,13 @@ const (
 	ReasonMaxAge           = "max_age"
 	// ReasonDropped is a prefix: "dropped_404".
 	ReasonDropped = "dropped_"
+	// ReasonCallbackRefused: the response_url is not one the drainer may
+	// POST to (scheme, host or address). When the region had not been
+	// called yet it never is.
+	ReasonCallbackRefused = "callback_refused"
+	// ReasonCallbackFailed: the region answered (the dead letter keeps
+	// the answer) but the POST to the response_url failed for good.
+	ReasonCallbackFailed = "callback_failed"
 )
 
 // ErrUnavailable wraps every error that means "the database cannot be
@@ -101,6 +109,12 @@ type Payload struct {
 	Attempts    int
 	LastStatus  int    // last delivery HTTP status, 0 if none
 	LastError   string // last delivery error, "" if none
+	// Answered is set once the region answered a callback payload;
+	// RegionAnswer is that answer (possibly empty). The row then only
+	// waits for its POST to CallbackURL: the region is never called
+	// again for it, and Attempts counts those POSTs.
+	Answered     bool
+	RegionAnswer []byte
 }
 
 // InsertResult tells, for each NewPayload in order, the id of its row and
@@ -175,6 +189,13 @@ type Store interface {
 	// transaction, so it is never lost in between. The dead letter keeps
 	// the payload's id, which is never reused (ErrNotFound if gone).
 	DeadLetterPayload(ctx context.Context, id int64, reason string, lastStatus int, lastError string, now time.Time) error
+	// RecordRegionAnswer keeps the region's answer to a callback payload
+	// and, in the same statement, moves the row to mailbox (the callback
+	// mailbox the drainer names for it), due at now, with attempts 0 and
+	// lastStatus the region's status: from then on it waits only for its
+	// POST to the response_url, and holds no other row of its old
+	// mailbox. The row keeps its id. ErrNotFound if gone.
+	RecordRegionAnswer(ctx context.Context, id int64, mailbox string, answer []byte, lastStatus int, now time.Time) error
 
 	// Mailboxes lists every mailbox with its depth and head, by name.
 	// NextAttemptAt is the head's schedule_for, or now when the head is
@@ -186,7 +207,8 @@ type Store interface {
 	// mailbox (a new id, attempts 0, due now, date_added now so that
 	// max_age counts from the replay) and returns the new id. The
 	// replayed row keeps its delivery key unless a pending row of the
-	// mailbox already holds it.
+	// mailbox already holds it, and keeps its region answer: a callback
+	// the region had answered is POSTed again, the region not called.
 	ReplayDeadLetter(ctx context.Context, id int64, now time.Time) (int64, error)
 	// RetryMailbox makes the head of the mailbox due now: every row
 	// scheduled after now becomes due now (for skip-on-failure mailboxes

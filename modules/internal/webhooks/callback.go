@@ -4,7 +4,29 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 )
+
+// callbackHosts are the hosts a provider's response_url may name, on
+// https's port 443, before the drainer's callback_hosts option adds any:
+//   - Slack's response_url is on hooks.slack.com (/commands/, /actions/,
+//     /app/), or hooks.slack-gov.com for GovSlack, which runs on its own
+//     domain, slack-gov.com;
+//   - Discord's follow-up URL is built by the parser on discord.com
+//     (DiscordAPIBase); discordapp.com, Discord's former domain, still
+//     serves the same API and older integrations name it.
+//
+// Slack sends response_url in the request body, so without
+// slack_signing_secret anyone can name one: the list is what stops the
+// drainer from POSTing a region's answer anywhere else.
+var callbackHosts = map[string][]string{
+	"slack":   {"hooks.slack.com", "hooks.slack-gov.com"},
+	"discord": {"discord.com", "discordapp.com"},
+}
+
+// CallbackHosts returns the hosts provider's response_url callbacks may
+// POST to by default (lower case), nil for a provider without callbacks.
+func CallbackHosts(provider string) []string { return slices.Clone(callbackHosts[provider]) }
 
 // CallbackBody returns what the drainer POSTs to a response_url once the
 // region has answered a callback payload (§3.6): Slack gets the region's

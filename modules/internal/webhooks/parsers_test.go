@@ -148,6 +148,13 @@ func TestParsers(t *testing.T) {
 			want{action: Respond, status: 400}},
 		{"slack command with response_url is a callback", slackForm("/extensions/slack/commands/", url.Values{"team_id": {"T123"}, "response_url": {"https://hooks.slack.com/commands/T/1/abc"}, "command": {"/sentry"}}),
 			want{action: Callback, status: 200, regions: []string{"de"}, subject: "13", integration: 13, callback: "https://hooks.slack.com/commands/T/1/abc"}},
+		// Any response_url makes a callback job: the drainer, not the
+		// edge, decides whether it may be POSTed to (and never calls the
+		// region for one it refuses), so the edge's answer tells nothing.
+		{"slack command with a loopback response_url is still a callback", slackForm("/extensions/slack/commands/", url.Values{"team_id": {"T123"}, "response_url": {"http://127.0.0.1:9/x"}}),
+			want{action: Callback, status: 200, regions: []string{"de"}, subject: "13", integration: 13, callback: "http://127.0.0.1:9/x"}},
+		{"slack action with a response_url that is no URL is still a callback", slackForm("/extensions/slack/action/", slackAction(`{"type":"block_actions","team":{"id":"T123"},"response_url":"%zz","actions":[{"action_id":"resolve"}]}`)),
+			want{action: Callback, status: 200, regions: []string{"de"}, subject: "13", integration: 13, callback: "%zz"}},
 		{"slack action without response_url goes to all regions", slackForm("/extensions/slack/action/", slackAction(`{"type":"block_actions","team":{"id":"T123"},"actions":[{"action_id":"resolve"}]}`)),
 			want{action: ProxyAll, regions: []string{"de", "us"}}},
 		{"slack unfurl action goes to the first region", slackForm("/extensions/slack/action/", slackAction(`{"type":"block_actions","team":{"id":"T123"},"actions":[{"action_id":"link_clicked"}]}`)),
