@@ -21,6 +21,9 @@ type step int
 const (
 	next step = iota // go on with the next row
 	stop             // end this mailbox's turn; the rows stay as they are
+	// kept: go on with the next row; this one stays in place and due (a
+	// skip-on-failure row deferred while its region looked unreachable).
+	kept
 )
 
 // parkUnknownRegion is how long a mailbox whose region is not configured
@@ -63,15 +66,27 @@ func (d *Drainer) drainMailbox(ctx context.Context, name string) (more bool) {
 	}()
 
 	skip := d.skip[providerOf(name)]
-	var afterID int64
+	// Every page is read from the mailbox's head, not from the last id
+	// seen: ids are taken when a row is inserted but it becomes visible
+	// when its group commit ends, and commits (two flushers per instance,
+	// several instances) finish in either order. A cursor would step past
+	// a row that committed after the page was read, and that row, already
+	// acknowledged, would wait for the next turn behind rows stored after
+	// it. Rows this turn left in place and due (kept) are skipped, and
+	// asked for on top of the page, so that a page always brings up to
+	// fetchBatch new rows; every other outcome removes the row from the
+	// head (deleted, dead-lettered, moved, or rescheduled out of the due
+	// set) or ends the turn.
+	var left map[int64]struct{}
 	processed := 0
 	for processed < d.cfg.ClaimSize {
 		if ctx.Err() != nil || leaseCtx.Err() != nil {
 			return false
 		}
 		limit := min(d.cfg.ClaimSize-processed, fetchBatch)
+		want := limit + len(left)
 		qctx, cancel := context.WithTimeout(leaseCtx, d.opTimeout())
-		rows, err := d.st.NextPayloads(qctx, name, afterID, d.cfg.Now(), skip, limit)
+		rows, err := d.st.NextPayloads(qctx, name, 0, d.cfg.Now(), skip, want)
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil && leaseCtx.Err() == nil {
@@ -84,13 +99,25 @@ func (d *Drainer) drainMailbox(ctx context.Context, name string) (more bool) {
 				return false
 			}
 			p := &rows[i]
-			afterID = p.ID
+			if _, done := left[p.ID]; done {
+				continue
+			}
+			if processed == d.cfg.ClaimSize {
+				keep = true
+				return true // the claim is used up: another turn
+			}
 			processed++
-			if d.handle(ctx, leaseCtx, name, p, skip) == stop {
+			switch d.handle(ctx, leaseCtx, name, p, skip) {
+			case stop:
 				return false
+			case kept:
+				if left == nil {
+					left = make(map[int64]struct{})
+				}
+				left[p.ID] = struct{}{}
 			}
 		}
-		if len(rows) < limit {
+		if len(rows) < want {
 			// Drained. Rows stored after the query come with a wake,
 			// which marks this mailbox for another turn.
 			keep = true
@@ -318,7 +345,7 @@ func (d *Drainer) deferred(ctx context.Context, name string, p *store.Payload, r
 			zap.Int("status", res.status), zap.String("error", res.err))
 	}
 	if skip && !br.isOpen() {
-		return next
+		return kept
 	}
 	return stop
 }
