@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -280,6 +281,7 @@ func TestParsers(t *testing.T) {
 		{"not a webhook path", mkReq("GET", "/api/0/organizations/", nil, ""), want{action: PassOn}},
 	}
 	env := testEnv(newFakeDir())
+	stored := map[string]bool{} // providers seen storing a payload
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			provider, res, err := Parse(ctx, env, tc.req)
@@ -287,8 +289,34 @@ func TestParsers(t *testing.T) {
 				t.Fatalf("Parse: %v", err)
 			}
 			checkResult(t, provider, res, tc.want)
+			if res.Action == Capture || res.Action == Callback {
+				stored[res.Provider] = true
+				// shed <provider> <integration_id> relies on this.
+				if (res.IntegrationID == 0) != ByOrganization(res.Provider) {
+					t.Errorf("%s payload with integration id %d, but ByOrganization(%[1]q) = %v", res.Provider, res.IntegrationID, ByOrganization(res.Provider))
+				}
+			}
 		})
 	}
+	// Providers is what shed and skip_on_failure accept: every name in
+	// it must store payloads under that name, and no other name does.
+	if got, want := Providers(), sortedKeys(stored); !reflect.DeepEqual(got, want) {
+		t.Errorf("Providers() = %v; the providers whose payloads these cases store are %v", got, want)
+	}
+	for p := range controlOnly {
+		if CheckStored(p) == nil {
+			t.Errorf("control-only %s accepted as a stored provider", p)
+		}
+	}
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func checkResult(t *testing.T, provider string, res Result, w want) {
@@ -408,6 +436,24 @@ func TestRegistryCoversEveryProvider(t *testing.T) {
 	for _, p := range []string{"vercel", "google"} {
 		if !controlOnly[p] {
 			t.Errorf("%s is not control-only", p)
+		}
+	}
+}
+
+func TestCheckStored(t *testing.T) {
+	all := strings.Join(Providers(), ", ")
+	for _, tc := range []struct{ name, want string }{
+		{"github", ""},
+		{"plugins", ""},
+		{"vercel", "vercel webhooks are served by the control silo and never stored; the providers whose webhooks are stored are " + all},
+		{"google", "google webhooks are served by the control silo"},
+		{"githb", `unknown provider "githb"; the providers whose webhooks are stored are ` + all},
+		{"github-enterprise", `unknown provider "github-enterprise"`},
+		{"", `unknown provider ""`},
+	} {
+		err := CheckStored(tc.name)
+		if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("CheckStored(%q) = %v, want %q", tc.name, err, tc.want)
 		}
 	}
 }
