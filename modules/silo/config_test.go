@@ -10,6 +10,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestUnmarshalCaddyfile(t *testing.T) {
@@ -95,6 +97,12 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"drainer unknown", "sentry_silo {\n drainer {\n turbo\n }\n}", `unrecognized drainer option "turbo"`},
 		{"bad migrate", "sentry_silo {\n migrate maybe\n}", `migrate must be on or off`},
 		{"postgres without dsn", "sentry_silo {\n storage postgres\n}", "storage postgres needs exactly one DSN"},
+		{"skip_on_failure misspelt", "sentry_silo {\n drainer {\n skip_on_failure github githb\n }\n}",
+			`drainer skip_on_failure githb: unknown provider "githb"; the providers whose webhooks are stored are bitbucket, bitbucket_server, discord, github, github_enterprise, gitlab, jira, jira_server, msteams, plugins, slack, vsts, at Testfile:3`},
+		{"skip_on_failure control-only", "sentry_silo {\n drainer {\n skip_on_failure vercel\n }\n}", "vercel webhooks are served by the control silo and never stored"},
+		{"skip_on_failure twice", "sentry_silo {\n drainer {\n skip_on_failure gitlab gitlab\n }\n}", "drainer skip_on_failure: gitlab is given twice"},
+		{"drainer option twice", "sentry_silo {\n drainer {\n workers 1\n workers 2\n }\n}", "drainer workers is given twice, at Testfile:4"},
+		{"skip_on_failure lines twice", "sentry_silo {\n drainer {\n skip_on_failure github\n skip_on_failure gitlab\n }\n}", "drainer skip_on_failure is given twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var a App
@@ -132,6 +140,9 @@ func TestResolve(t *testing.T) {
 		{"missing file secret", App{Regions: regions, SubnetSecret: "{file./nonexistent/silo-secret}"}, "subnet_secret"},
 		{"backoff cap below base", App{Regions: regions, Drainer: &DrainerConfig{Backoff: &BackoffConfig{Base: caddy.Duration(time.Hour), Cap: caddy.Duration(time.Minute)}}}, "cap 1m0s is below base 1h0m0s"},
 		{"short lease", App{Regions: regions, Drainer: &DrainerConfig{Lease: caddy.Duration(time.Second)}}, "lease 1s: must be at least 2s"},
+		{"skip_on_failure misspelt", App{Regions: regions, Drainer: &DrainerConfig{SkipOnFailure: &[]string{"githb"}}}, `drainer skip_on_failure githb: unknown provider "githb"; the providers whose webhooks are stored are bitbucket,`},
+		{"skip_on_failure control-only", App{Regions: regions, Drainer: &DrainerConfig{SkipOnFailure: &[]string{"google"}}}, "google webhooks are served by the control silo"},
+		{"skip_on_failure none", App{Regions: regions, Drainer: &DrainerConfig{SkipOnFailure: &[]string{}}}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := tc.app
@@ -239,5 +250,40 @@ func TestCleanupIsNilSafe(t *testing.T) {
 	}
 	if err := a.Stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDrainerOptionsThatDoNothing: options of a drainer that does not run
+// are accepted (the same config serves other instances and modes) but
+// logged.
+func TestDrainerOptionsThatDoNothing(t *testing.T) {
+	regions := []RegionConfig{{Name: "us", Address: "http://us.internal"}}
+	for _, tc := range []struct {
+		name string
+		app  App
+		want string // "" : no warning
+	}{
+		{"off alone", App{Regions: regions, Drainer: &DrainerConfig{Off: true}}, ""},
+		{"tuned and running", App{Regions: regions, Drainer: &DrainerConfig{Workers: 4}}, ""},
+		{"tuned and off", App{Regions: regions, Drainer: &DrainerConfig{Off: true, Workers: 4, Lease: caddy.Duration(time.Minute)}},
+			"sentry_silo: the drainer is off on this instance, so these drainer options do nothing: workers, lease"},
+		{"tuned in monolith", App{Mode: ModeMonolith, Drainer: &DrainerConfig{SkipOnFailure: &[]string{}}},
+			"sentry_silo: the mode is monolith, where the drainer does not run, so these drainer options do nothing: skip_on_failure"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			core, logs := observer.New(zap.WarnLevel)
+			a := tc.app
+			a.logger = zap.New(core)
+			if err := a.resolve(); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range logs.All() {
+				got = append(got, e.Message)
+			}
+			if tc.want == "" && len(got) > 0 || tc.want != "" && (len(got) != 1 || got[0] != tc.want) {
+				t.Errorf("warnings %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
