@@ -373,7 +373,7 @@ func (h *Handler) resolve(r *http.Request, m routes.Match) (*region, outcome, *a
 		name = h.defaultReg
 	case routes.ErrorPage:
 		var def bool
-		name, def, err = routes.RegionFromDSN(r.URL.Query().Get("dsn"), h.appHost)
+		name, def, err = routes.RegionFromDSN(routes.DSNParam(r.URL.RawQuery), h.appHost)
 		if err != nil {
 			return nil, outcomeInvalid, &errInvalid
 		}
