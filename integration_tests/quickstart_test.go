@@ -30,7 +30,9 @@ func TestQuickstartRuns(t *testing.T) {
 		conf = strings.ReplaceAll(conf, ":"+p, fmt.Sprintf(":%d", ports[p]))
 	}
 	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	conf = strings.Replace(conf, "{\n", "{\n"+harness.GlobalOptions(admin), 1)
+	// The global options block is the one that opens on a line of its own
+	// (a snippet comes before it).
+	conf = strings.Replace(conf, "\n{\n", "\n{\n"+harness.GlobalOptions(admin), 1)
 	c := harness.Start(t, admin, conf)
 
 	base := fmt.Sprintf("http://127.0.0.1:%d", ports["8000"])

@@ -2,6 +2,8 @@ package credproxy
 
 import (
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/httpx"
 )
@@ -15,20 +17,38 @@ type allowList struct {
 	ports   map[string]struct{} // "host|port"
 }
 
-func parseAllowList(entries []string) (allowList, error) {
-	a := allowList{anyPort: map[string]struct{}{}, ports: map[string]struct{}{}}
+// parseAllowList reads the allow_host entries. An entry that repeats
+// another is refused (it would add nothing); one whose host another entry
+// already allows on every port is returned as a warning, since the port
+// then restricts nothing.
+func parseAllowList(entries []string) (a allowList, warnings []string, err error) {
+	a = allowList{anyPort: map[string]struct{}{}, ports: map[string]struct{}{}}
 	for _, e := range entries {
 		host, port, err := splitAllowEntry(e)
 		if err != nil {
-			return allowList{}, err
+			return allowList{}, nil, err
+		}
+		key := host + "|" + port
+		if _, dup := a.ports[key]; dup {
+			return allowList{}, nil, fmt.Errorf("allow_host %q is given twice", e)
+		}
+		if _, dup := a.anyPort[host]; dup && port == "" {
+			return allowList{}, nil, fmt.Errorf("allow_host %q is given twice", e)
 		}
 		if port == "" {
 			a.anyPort[host] = struct{}{}
 		} else {
-			a.ports[host+"|"+port] = struct{}{}
+			a.ports[key] = struct{}{}
 		}
 	}
-	return a, nil
+	for key := range a.ports {
+		host, port, _ := strings.Cut(key, "|")
+		if _, ok := a.anyPort[host]; ok {
+			warnings = append(warnings, fmt.Sprintf("allow_host %s:%s restricts nothing: allow_host %s allows every port of that host", host, port, host))
+		}
+	}
+	sort.Strings(warnings)
+	return a, warnings, nil
 }
 
 func splitAllowEntry(e string) (host, port string, err error) {

@@ -32,6 +32,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		switch d.Val() {
 		case "timeout":
+			if h.Timeout != nil {
+				return d.Err("timeout given twice")
+			}
 			args := d.RemainingArgs()
 			if len(args) != 2 {
 				return d.ArgErr()
@@ -53,12 +56,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(args) == 0 {
 				return d.ArgErr()
 			}
-			for _, a := range args {
-				if _, _, err := splitAllowEntry(a); err != nil {
-					return d.Err(err.Error())
-				}
-			}
 			h.AllowHosts = append(h.AllowHosts, args...)
+			if _, _, err := parseAllowList(h.AllowHosts); err != nil {
+				return d.Err(err.Error())
+			}
 		case "github_app_id":
 			if err := oneArg(d, &h.GitHubAppID); err != nil {
 				return err
@@ -88,8 +89,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(args) == 4 {
 				c.TokenURL = args[3]
 			}
-			if c.Provider != "gitlab" && c.Provider != "vsts" {
-				return d.Errf("oauth: provider %q: want gitlab or vsts", c.Provider)
+			if err := c.check(); err != nil {
+				return d.Err(err.Error())
+			}
+			for _, o := range h.OAuth {
+				if o.Provider == c.Provider {
+					return d.Errf("oauth %s is given twice", c.Provider)
+				}
 			}
 			h.OAuth = append(h.OAuth, c)
 		case "discord_bot_token":
@@ -99,6 +105,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized sentry_cred_proxy subdirective %q", d.Val())
 		}
+	}
+	// The pairs (app id and key, client id and secret) can only be
+	// checked once the whole block is read.
+	if err := h.check(); err != nil {
+		return d.Errf("sentry_cred_proxy: %v", err)
 	}
 	return nil
 }

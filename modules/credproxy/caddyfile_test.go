@@ -57,6 +57,17 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "oauth unknown provider", input: "sentry_cred_proxy {\n oauth github a b\n}", err: "want gitlab or vsts"},
 		{name: "oauth short", input: "sentry_cred_proxy {\n oauth gitlab a\n}", err: "wrong argument"},
 		{name: "twice", input: "sentry_cred_proxy {\n github_app_id 1\n github_app_id 2\n}", err: "github_app_id given twice"},
+		{name: "timeout twice", input: "sentry_cred_proxy {\n timeout 1s 2s\n timeout 3s 4s\n}", err: "timeout given twice"},
+		{name: "allow_host wildcard", input: "sentry_cred_proxy {\n allow_host *.example.com\n}", err: `allow_host "*.example.com": wildcards are not supported`},
+		{name: "allow_host wildcard with a port", input: "sentry_cred_proxy {\n allow_host *:443\n}", err: "wildcards are not supported"},
+		{name: "allow_host not a name", input: "sentry_cred_proxy {\n allow_host exa!mple.com\n}", err: "not a host name"},
+		{name: "allow_host twice", input: "sentry_cred_proxy {\n allow_host a.example\n allow_host A.example.\n}", err: `allow_host "A.example." is given twice`},
+		{name: "allow_host port twice", input: "sentry_cred_proxy {\n allow_host a.example:443 a.example:443\n}", err: "is given twice"},
+		{name: "oauth twice", input: "sentry_cred_proxy {\n oauth gitlab a b\n oauth gitlab c d\n}", err: "oauth gitlab is given twice"},
+		{name: "oauth bad token url", input: "sentry_cred_proxy {\n oauth vsts a b login.example/token\n}", err: "oauth vsts token_url"},
+		{name: "app id without key", input: "sentry_cred_proxy {\n github_app_id 1\n}", err: "github_app_id and github_private_key must be set together"},
+		{name: "teams id without secret", input: "sentry_cred_proxy {\n msteams_client_id a\n}", err: "msteams_client_id and msteams_client_secret must be set together"},
+		{name: "teams token url alone", input: "sentry_cred_proxy {\n msteams_token_url https://x.example/t\n}", err: "msteams_token_url is set without msteams_client_id"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -97,7 +108,7 @@ func TestParsePrivateKey(t *testing.T) {
 }
 
 func TestAllowList(t *testing.T) {
-	a, err := parseAllowList([]string{"127.0.0.1", "ghe.internal:8443", "[::1]", "Upper.Example."})
+	a, _, err := parseAllowList([]string{"127.0.0.1", "ghe.internal:8443", "[::1]", "Upper.Example."})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,5 +128,36 @@ func TestAllowList(t *testing.T) {
 		if got := a.allows(c.host, c.port); got != c.want {
 			t.Errorf("allows(%s, %s) = %v", c.host, c.port, got)
 		}
+	}
+}
+
+// TestValidate gives a JSON config the Caddyfile's errors.
+func TestValidate(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		h    Handler
+		err  string
+	}{
+		{"empty", Handler{}, ""},
+		{"allow_host", Handler{AllowHosts: []string{"a.example", "a.example:8443"}}, ""},
+		{"allow_host wildcard", Handler{AllowHosts: []string{"*.example.com"}}, "wildcards are not supported"},
+		{"allow_host twice", Handler{AllowHosts: []string{"10.0.0.1", "10.0.0.1"}}, "is given twice"},
+		{"oauth twice", Handler{OAuth: []OAuthClient{{Provider: "vsts", ClientID: "a", ClientSecret: "b"}, {Provider: "vsts", ClientID: "c", ClientSecret: "d"}}}, "oauth vsts is given twice"},
+		{"oauth without secret", Handler{OAuth: []OAuthClient{{Provider: "gitlab", ClientID: "a"}}}, "needs a client_id and a client_secret"},
+		{"oauth github", Handler{OAuth: []OAuthClient{{Provider: "github", ClientID: "a", ClientSecret: "b"}}}, "want gitlab or vsts"},
+		{"key without app id", Handler{GitHubPrivateKey: "{file.k}"}, "must be set together"},
+		{"teams secret without id", Handler{MSTeamsClientSecret: "s"}, "must be set together"},
+		{"teams token url alone", Handler{MSTeamsTokenURL: "https://x.example/t"}, "never used"},
+		{"teams token url not a URL", Handler{MSTeamsClientID: "a", MSTeamsClientSecret: "b", MSTeamsTokenURL: "x.example/t"}, "not an http(s) URL"},
+		{"negative timeout", Handler{Timeout: &Timeout{Connect: -1}}, "must not be negative"},
+	} {
+		err := c.h.Validate()
+		if (err == nil) != (c.err == "") || (err != nil && !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("%s: Validate() = %v, want an error containing %q", c.name, err, c.err)
+		}
+	}
+	_, warnings, err := parseAllowList([]string{"a.example:443", "a.example", "b.example:80"})
+	if err != nil || len(warnings) != 1 || !strings.Contains(warnings[0], "allow_host a.example:443 restricts nothing") {
+		t.Errorf("warnings %q, %v", warnings, err)
 	}
 }

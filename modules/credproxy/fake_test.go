@@ -201,7 +201,7 @@ func newFixture(t *testing.T, cfg credentials.Config, allow ...string) *fixture 
 	if allow == nil {
 		allow = []string{"127.0.0.1"}
 	}
-	al, err := parseAllowList(allow)
+	al, _, err := parseAllowList(allow)
 	if err != nil {
 		t.Fatal(err)
 	}

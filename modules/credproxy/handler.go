@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -99,6 +100,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.app = app
 	logger := ctx.Logger()
+	if err := h.Validate(); err != nil {
+		return err
+	}
+	app.WarnMonolithOptions(logger, "sentry_cred_proxy", h.options())
 
 	connect, read := DefaultConnectTimeout, DefaultReadTimeout
 	if h.Timeout != nil {
@@ -109,31 +114,58 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			read = time.Duration(h.Timeout.Read)
 		}
 	}
-	allow, err := parseAllowList(h.AllowHosts)
+	allow, warnings, err := parseAllowList(h.AllowHosts)
 	if err != nil {
 		return fmt.Errorf("sentry_cred_proxy: %v", err)
 	}
+	for _, w := range warnings {
+		logger.Warn("sentry_cred_proxy: " + w)
+	}
 
-	repl := caddy.NewReplacer()
-	resolve := func(s string) string { return strings.TrimSpace(repl.ReplaceKnown(s, "")) }
+	// Every value may be a placeholder, and one that is configured must
+	// resolve: a missing variable would otherwise leave a credential
+	// silently unconfigured. Validate has checked the pairs, so a pair
+	// whose both halves resolve is complete.
+	var resolveErr error
+	resolve := func(what, v string) string {
+		out, err := silo.ResolveSecret("sentry_cred_proxy "+what, v)
+		if err != nil && resolveErr == nil {
+			resolveErr = err
+		}
+		return strings.TrimSpace(out)
+	}
 	cfg := credentials.Config{
-		GitHubAppID:     resolve(h.GitHubAppID),
-		MSTeams:         credentials.OAuthClient{ClientID: resolve(h.MSTeamsClientID), ClientSecret: resolve(h.MSTeamsClientSecret), TokenURL: resolve(h.MSTeamsTokenURL)},
-		DiscordBotToken: resolve(h.DiscordBotToken),
+		GitHubAppID: resolve("github_app_id", h.GitHubAppID),
+		MSTeams: credentials.OAuthClient{
+			ClientID:     resolve("msteams_client_id", h.MSTeamsClientID),
+			ClientSecret: resolve("msteams_client_secret", h.MSTeamsClientSecret),
+			TokenURL:     resolve("msteams_token_url", h.MSTeamsTokenURL),
+		},
+		DiscordBotToken: resolve("discord_bot_token", h.DiscordBotToken),
 		OAuth:           map[string]credentials.OAuthClient{},
 	}
-	if pem := resolve(h.GitHubPrivateKey); pem != "" {
+	pem := resolve("github_private_key", h.GitHubPrivateKey)
+	for _, c := range h.OAuth {
+		cfg.OAuth[c.Provider] = credentials.OAuthClient{
+			ClientID:     resolve("oauth "+c.Provider+" client_id", c.ClientID),
+			ClientSecret: resolve("oauth "+c.Provider+" client_secret", c.ClientSecret),
+			TokenURL:     resolve("oauth "+c.Provider+" token_url", c.TokenURL),
+		}
+	}
+	if resolveErr != nil {
+		return resolveErr
+	}
+	if pem != "" {
 		key, err := parsePrivateKey(pem)
 		if err != nil {
 			return fmt.Errorf("sentry_cred_proxy: github_private_key: %v", err)
 		}
 		cfg.GitHubPrivateKey = key
 	}
-	if (cfg.GitHubAppID == "") != (cfg.GitHubPrivateKey == nil) {
-		return errors.New("sentry_cred_proxy: github_app_id and github_private_key must be set together (check that their placeholders resolve)")
-	}
-	for _, c := range h.OAuth {
-		cfg.OAuth[c.Provider] = credentials.OAuthClient{ClientID: resolve(c.ClientID), ClientSecret: resolve(c.ClientSecret), TokenURL: resolve(c.TokenURL)}
+	for what, u := range map[string]string{"msteams_token_url": cfg.MSTeams.TokenURL, "oauth gitlab token_url": cfg.OAuth[credentials.GitLab].TokenURL, "oauth vsts token_url": cfg.OAuth[credentials.VSTS].TokenURL} {
+		if err := checkTokenURL(u); err != nil {
+			return fmt.Errorf("sentry_cred_proxy: %s: %v", what, err)
+		}
 	}
 
 	h.transport = &http.Transport{
@@ -191,22 +223,96 @@ func parsePrivateKey(pem string) (*rsa.PrivateKey, error) {
 	return k, nil
 }
 
-// Validate checks the configuration.
+// Validate refuses what cannot work or would do nothing: an allow_host
+// entry that matches no host, a credential missing its other half, an
+// oauth client given twice. The Caddyfile parser applies the same checks.
 func (h *Handler) Validate() error {
+	if err := h.check(); err != nil {
+		return fmt.Errorf("sentry_cred_proxy: %w", err)
+	}
+	return nil
+}
+
+func (h *Handler) check() error {
 	if h.Timeout != nil && (h.Timeout.Connect < 0 || h.Timeout.Read < 0) {
-		return errors.New("sentry_cred_proxy: timeouts must not be negative")
+		return errors.New("timeouts must not be negative")
+	}
+	if _, _, err := parseAllowList(h.AllowHosts); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for _, c := range h.OAuth {
-		if c.Provider != credentials.GitLab && c.Provider != credentials.VSTS {
-			return fmt.Errorf("sentry_cred_proxy: oauth provider %q: want gitlab or vsts", c.Provider)
+		if err := c.check(); err != nil {
+			return err
 		}
 		if seen[c.Provider] {
-			return fmt.Errorf("sentry_cred_proxy: oauth provider %q configured twice", c.Provider)
+			return fmt.Errorf("oauth %s is given twice", c.Provider)
 		}
 		seen[c.Provider] = true
 	}
+	if (h.GitHubAppID == "") != (h.GitHubPrivateKey == "") {
+		return errors.New("github_app_id and github_private_key must be set together: one without the other signs nothing")
+	}
+	if (h.MSTeamsClientID == "") != (h.MSTeamsClientSecret == "") {
+		return errors.New("msteams_client_id and msteams_client_secret must be set together: one without the other fetches no token")
+	}
+	if h.MSTeamsTokenURL != "" && h.MSTeamsClientID == "" {
+		return errors.New("msteams_token_url is set without msteams_client_id and msteams_client_secret, so it is never used")
+	}
+	if err := checkTokenURL(h.MSTeamsTokenURL); err != nil {
+		return fmt.Errorf("msteams_token_url: %v", err)
+	}
 	return nil
+}
+
+func (c OAuthClient) check() error {
+	if c.Provider != credentials.GitLab && c.Provider != credentials.VSTS {
+		return fmt.Errorf("oauth provider %q: want gitlab or vsts", c.Provider)
+	}
+	if c.ClientID == "" || c.ClientSecret == "" {
+		return fmt.Errorf("oauth %s needs a client_id and a client_secret", c.Provider)
+	}
+	if err := checkTokenURL(c.TokenURL); err != nil {
+		return fmt.Errorf("oauth %s token_url: %v", c.Provider, err)
+	}
+	return nil
+}
+
+// checkTokenURL checks a token endpoint, unless it is empty (the default)
+// or still a placeholder (checked again once resolved).
+func checkTokenURL(s string) error {
+	if s == "" || strings.Contains(s, "{") {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("%q is not an http(s) URL", s)
+	}
+	return nil
+}
+
+// options names the options that are set, for the monolith warning.
+func (h *Handler) options() []string {
+	var out []string
+	for _, o := range []struct {
+		name string
+		set  bool
+	}{
+		{"timeout", h.Timeout != nil},
+		{"allow_host", len(h.AllowHosts) > 0},
+		{"github_app_id", h.GitHubAppID != ""},
+		{"github_private_key", h.GitHubPrivateKey != ""},
+		{"msteams_client_id", h.MSTeamsClientID != ""},
+		{"msteams_client_secret", h.MSTeamsClientSecret != ""},
+		{"msteams_token_url", h.MSTeamsTokenURL != ""},
+		{"oauth", len(h.OAuth) > 0},
+		{"discord_bot_token", h.DiscordBotToken != ""},
+	} {
+		if o.set {
+			out = append(out, o.name)
+		}
+	}
+	return out
 }
 
 // Cleanup closes idle outbound connections. Safe to call more than once

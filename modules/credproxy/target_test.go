@@ -130,7 +130,7 @@ func newFuzzFixture(t *testing.T) fuzzFixture {
 	st.add(10, slackIntegration(5))
 	ct := &countingTransport{}
 	client := &http.Client{Transport: ct}
-	al, _ := parseAllowList([]string{"127.0.0.1", "::1"})
+	al, _, _ := parseAllowList([]string{"127.0.0.1", "::1"})
 	p := &proxy{
 		secret:         func() string { return testSecret },
 		lookups:        func() Lookups { return st },

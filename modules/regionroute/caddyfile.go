@@ -36,7 +36,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	given := map[string]bool{}
 	for d.NextBlock(0) {
+		// Every option but the path lists holds one value: a second
+		// line would silently replace the first.
+		if opt := d.Val(); opt != "control_path" && opt != "pin_path" {
+			if given[opt] {
+				return d.Errf("%s is given twice", opt)
+			}
+			given[opt] = true
+		}
 		switch d.Val() {
 		case "read_timeout", "upload_timeout":
 			name := d.Val()
@@ -100,6 +109,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unknown subdirective %q (want read_timeout, upload_timeout, max_concurrency, breaker, control_path or pin_path)", d.Val())
 		}
+	}
+	// Whether a control_path does something depends on the pin_path
+	// lines too, wherever they are in the block.
+	if err := checkExtraPaths(h.ControlPath, h.PinPath); err != nil {
+		return d.Errf("sentry_region_route: %v", err)
 	}
 	return nil
 }

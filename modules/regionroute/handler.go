@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -113,6 +114,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("sentry_silo app is %T", v)
 	}
 	if !app.Control() {
+		app.WarnMonolithOptions(h.logger, "sentry_region_route", h.options())
 		h.passAll = true
 		return nil
 	}
@@ -193,17 +195,76 @@ func (h *Handler) Validate() error {
 	if h.Breaker != nil && (h.Breaker.Failures < 0 || h.Breaker.Window < 0) {
 		return fmt.Errorf("breaker failures and window must be positive")
 	}
-	for _, p := range h.ControlPath {
-		if err := checkExtraPattern(p); err != nil {
-			return fmt.Errorf("control_path %s", err)
+	return checkExtraPaths(h.ControlPath, h.PinPath)
+}
+
+// checkExtraPaths refuses control_path and pin_path entries that cannot
+// change where any request goes: a pattern given twice, one hidden by an
+// entry checked before it (control_path entries come first, then
+// pin_path, each in order), and one that the built-in route table
+// already sends where it asks (routes.Unchanged says why).
+func checkExtraPaths(control, pin []string) error {
+	var earlier []extraPath
+	for _, e := range slices.Concat(
+		extraPaths(control, "control_path", routes.Control),
+		extraPaths(pin, "pin_path", routes.Default),
+	) {
+		if err := checkExtraPattern(e.pattern); err != nil {
+			return fmt.Errorf("%s %s", e.option, err)
 		}
-	}
-	for _, p := range h.PinPath {
-		if err := checkExtraPattern(p); err != nil {
-			return fmt.Errorf("pin_path %s", err)
+		for _, prev := range earlier {
+			if routes.Covers(prev.pattern, e.pattern) {
+				if routes.Covers(e.pattern, prev.pattern) && prev.option == e.option {
+					return fmt.Errorf("%s %q is given twice", e.option, e.pattern)
+				}
+				return fmt.Errorf("%s %q does nothing: %s %q, checked before it, matches every path it matches", e.option, e.pattern, prev.option, prev.pattern)
+			}
 		}
+		if why := routes.Unchanged(e.pattern, e.kind, routes.Table); why != "" {
+			// A control_path overlapping a pin_path takes those paths
+			// from it, so it does something after all.
+			if e.kind != routes.Control || !slices.ContainsFunc(pin, func(p string) bool { return routes.Overlaps(e.pattern, p) }) {
+				return fmt.Errorf("%s %q does nothing: %s", e.option, e.pattern, why)
+			}
+		}
+		earlier = append(earlier, e)
 	}
 	return nil
+}
+
+// extraPath is one control_path or pin_path pattern.
+type extraPath struct {
+	option, pattern string
+	kind            routes.Kind
+}
+
+func extraPaths(patterns []string, option string, kind routes.Kind) []extraPath {
+	out := make([]extraPath, len(patterns))
+	for i, p := range patterns {
+		out[i] = extraPath{option, p, kind}
+	}
+	return out
+}
+
+// options names the options that are set, for the monolith warning.
+func (h *Handler) options() []string {
+	var out []string
+	for _, o := range []struct {
+		name string
+		set  bool
+	}{
+		{"read_timeout", h.ReadTimeout != 0},
+		{"upload_timeout", h.UploadTimeout != 0},
+		{"max_concurrency", h.MaxConcurrency != 0},
+		{"breaker", h.Breaker != nil},
+		{"control_path", len(h.ControlPath) > 0},
+		{"pin_path", len(h.PinPath) > 0},
+	} {
+		if o.set {
+			out = append(out, o.name)
+		}
+	}
+	return out
 }
 
 func checkExtraPattern(p string) error {
@@ -312,7 +373,7 @@ func (h *Handler) resolve(r *http.Request, m routes.Match) (*region, outcome, *a
 		name = h.defaultReg
 	case routes.ErrorPage:
 		var def bool
-		name, def, err = routes.RegionFromDSN(r.URL.Query().Get("dsn"), h.appHost)
+		name, def, err = routes.RegionFromDSN(routes.DSNParam(r.URL.RawQuery), h.appHost)
 		if err != nil {
 			return nil, outcomeInvalid, &errInvalid
 		}

@@ -215,6 +215,9 @@ func TestServeHTTP(t *testing.T) {
 		{"/api/0/relays/", 200, us, ""},
 		{"/api/embed/error-page/?dsn=https://k@o1.ingest.de.sentry.io/1", 200, de, ""},
 		{"/api/embed/error-page/", 400, nil, `{"error":"apigateway","detail":"Invalid request"}`},
+		// A repeated dsn: the region renders the page for the last one.
+		{"/api/embed/error-page/?dsn=https://k@o1.ingest.us.sentry.io/1&dsn=https://k@o1.ingest.de.sentry.io/1", 200, de, ""},
+		{"/api/embed/error-page/?dsn=https://k@o1.ingest.de.sentry.io/1&dsn=", 400, nil, `{"error":"apigateway","detail":"Invalid request"}`},
 		{"/api/0/organizations/%ff%fe/issues/", 404, nil, `{"error":"apigateway","detail":"Not found"}`},
 		{"/api/0/organizations/acme%00/issues/", 404, nil, `{"error":"apigateway","detail":"Not found"}`},
 		{"/js-sdk-loader/%00.js", 299, nil, ""},

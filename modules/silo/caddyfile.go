@@ -254,8 +254,14 @@ func (c *DrainerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	given := map[string]bool{}
 	for n := d.Nesting(); d.NextBlock(n); {
 		opt := d.Val()
+		if given[opt] && opt != "callback_hosts" { // callback_hosts lines add up
+			// A second line would silently replace the first.
+			return d.Errf("drainer %s is given twice", opt)
+		}
+		given[opt] = true
 		var err error
 		switch opt {
 		case "off":
@@ -298,6 +304,9 @@ func (c *DrainerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			providers := d.RemainingArgs()
 			if providers == nil {
 				providers = []string{}
+			}
+			if err := checkSkipOnFailure(providers); err != nil {
+				return d.Err(err.Error())
 			}
 			c.SkipOnFailure = &providers
 		case "region_breaker":

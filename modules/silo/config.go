@@ -8,11 +8,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/drain"
 	"github.com/sentrysilo/caddy-silo/modules/internal/webhooks"
@@ -44,18 +46,7 @@ func DefaultSQLitePath() string {
 // config gets the same errors as a Caddyfile one. Each error names the
 // offending value.
 func (a *App) resolve() error {
-	repl := caddy.NewReplacer()
-	secret := func(what, v string) (string, error) {
-		if v == "" {
-			return "", nil
-		}
-		out, err := repl.ReplaceOrErr(v, true, true)
-		if err != nil {
-			// The error names the placeholder, never its value.
-			return "", fmt.Errorf("%s: %v (is the variable set, or the file readable?)", what, err)
-		}
-		return out, nil
-	}
+	secret := ResolveSecret
 
 	switch a.Mode {
 	case "":
@@ -185,7 +176,61 @@ func (a *App) resolve() error {
 	if a.Drainer == nil {
 		a.Drainer = new(DrainerConfig)
 	}
-	return a.Drainer.resolve()
+	tuned := a.Drainer.options() // before the defaults fill them in
+	if err := a.Drainer.resolve(); err != nil {
+		return err
+	}
+	// Not errors: `off` on some instances of a shared config, and the
+	// monolith mode of a multi-region Caddyfile, are legitimate.
+	if a.logger != nil && len(tuned) > 0 && (a.Drainer.Off || !a.Control()) {
+		why := "the drainer is off on this instance"
+		if !a.Control() {
+			why = "the mode is monolith, where the drainer does not run"
+		}
+		a.logger.Warn("sentry_silo: "+why+", so these drainer options do nothing: "+strings.Join(tuned, ", "),
+			zap.Strings("unused_options", tuned))
+	}
+	return nil
+}
+
+// options names the drainer options that are set, `off` aside.
+func (c *DrainerConfig) options() []string {
+	var out []string
+	for _, o := range []struct {
+		name string
+		set  bool
+	}{
+		{"poll_interval", c.PollInterval != 0},
+		{"workers", c.Workers != 0},
+		{"claim_size", c.ClaimSize != 0},
+		{"max_attempts", c.MaxAttempts != 0},
+		{"backoff", c.Backoff != nil},
+		{"max_age", c.MaxAge != 0},
+		{"request_timeout", c.RequestTimeout != 0},
+		{"skip_on_failure", c.SkipOnFailure != nil},
+		{"region_breaker", c.RegionBreaker != nil},
+		{"lease", c.Lease != 0},
+		{"dead_letter_retention", c.DeadLetterRetention != 0},
+	} {
+		if o.set {
+			out = append(out, o.name)
+		}
+	}
+	return out
+}
+
+// checkSkipOnFailure refuses provider names that no stored webhook has:
+// a misspelt name would leave that provider's mailboxes strict.
+func checkSkipOnFailure(providers []string) error {
+	for i, p := range providers {
+		if err := webhooks.CheckStored(p); err != nil {
+			return fmt.Errorf("drainer skip_on_failure %s: %w", p, err)
+		}
+		if slices.Contains(providers[:i], p) {
+			return fmt.Errorf("drainer skip_on_failure: %s is given twice", p)
+		}
+	}
+	return nil
 }
 
 // checkIntegrations refuses static integrations that could never be read
@@ -285,12 +330,35 @@ func (c *DrainerConfig) resolve() error {
 			return fmt.Errorf("drainer %v", err)
 		}
 	}
+	if err := checkSkipOnFailure(*c.SkipOnFailure); err != nil {
+		return err
+	}
 	// A lease shorter than a delivery could lapse while the delivery runs,
 	// letting a second drainer into the mailbox.
 	if time.Duration(c.Lease) < 2*time.Second {
 		return fmt.Errorf("drainer lease %s: must be at least 2s", time.Duration(c.Lease))
 	}
 	return nil
+}
+
+// ResolveSecret resolves the {env.*} and {file.*} placeholders of a
+// configured value that may hold a secret. A value that was set but
+// resolves to nothing is an error, not a silent "off": a signing secret
+// whose variable is missing would otherwise turn its check off. The
+// error names the option and the placeholder, never a value. An unset
+// option ("") stays "".
+func ResolveSecret(what, v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	out, err := caddy.NewReplacer().ReplaceOrErr(v, true, true)
+	if err != nil {
+		return "", fmt.Errorf("%s: %v (is the variable set, or the file readable?)", what, err)
+	}
+	if strings.TrimSpace(out) == "" {
+		return "", fmt.Errorf("%s is set but empty", what)
+	}
+	return out, nil
 }
 
 // parseBaseURL accepts an absolute http(s) URL with a host and no query or

@@ -10,6 +10,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestUnmarshalCaddyfile(t *testing.T) {
@@ -105,6 +107,12 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"integration bad org", "sentry_silo {\n integration 10 github 555 acme\n}", `organization id "acme" must be a positive integer`},
 		{"integration unread provider", "sentry_silo {\n integration 10 bitbucket 555 1\n}", `provider "bitbucket": capture reads the integrations of discord, github,`},
 		{"integration twice", "sentry_silo {\n integration 10 github 555 1\n integration 11 github 555 2\n}", `github integration "555" is listed twice, at Testfile:3`},
+		{"skip_on_failure misspelt", "sentry_silo {\n drainer {\n skip_on_failure github githb\n }\n}",
+			`drainer skip_on_failure githb: unknown provider "githb"; the providers whose webhooks are stored are bitbucket, bitbucket_server, discord, github, github_enterprise, gitlab, jira, jira_server, msteams, plugins, slack, vsts, at Testfile:3`},
+		{"skip_on_failure control-only", "sentry_silo {\n drainer {\n skip_on_failure vercel\n }\n}", "vercel webhooks are served by the control silo and never stored"},
+		{"skip_on_failure twice", "sentry_silo {\n drainer {\n skip_on_failure gitlab gitlab\n }\n}", "drainer skip_on_failure: gitlab is given twice"},
+		{"drainer option twice", "sentry_silo {\n drainer {\n workers 1\n workers 2\n }\n}", "drainer workers is given twice, at Testfile:4"},
+		{"skip_on_failure lines twice", "sentry_silo {\n drainer {\n skip_on_failure github\n skip_on_failure gitlab\n }\n}", "drainer skip_on_failure is given twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var a App
@@ -149,6 +157,9 @@ func TestResolve(t *testing.T) {
 			{ID: 10, Provider: "github", ExternalID: "1", Organizations: []int64{1}}, {ID: 10, Provider: "slack", ExternalID: "T", Organizations: []int64{1}}}}, "integration id 10 is listed twice"},
 		{"integration dup org", App{Regions: regions, Integrations: []StaticIntegration{{ID: 10, Provider: "github", ExternalID: "1", Organizations: []int64{1, 1}}}}, "organization 1 is listed twice"},
 		{"bad callback host", App{Regions: regions, Drainer: &DrainerConfig{CallbackHosts: []string{"chat:0"}}}, `drainer callback_hosts "chat:0": bad port`},
+		{"skip_on_failure misspelt", App{Regions: regions, Drainer: &DrainerConfig{SkipOnFailure: &[]string{"githb"}}}, `drainer skip_on_failure githb: unknown provider "githb"; the providers whose webhooks are stored are bitbucket,`},
+		{"skip_on_failure control-only", App{Regions: regions, Drainer: &DrainerConfig{SkipOnFailure: &[]string{"google"}}}, "google webhooks are served by the control silo"},
+		{"skip_on_failure none", App{Regions: regions, Drainer: &DrainerConfig{SkipOnFailure: &[]string{}}}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := tc.app
@@ -256,5 +267,40 @@ func TestCleanupIsNilSafe(t *testing.T) {
 	}
 	if err := a.Stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDrainerOptionsThatDoNothing: options of a drainer that does not run
+// are accepted (the same config serves other instances and modes) but
+// logged.
+func TestDrainerOptionsThatDoNothing(t *testing.T) {
+	regions := []RegionConfig{{Name: "us", Address: "http://us.internal"}}
+	for _, tc := range []struct {
+		name string
+		app  App
+		want string // "" : no warning
+	}{
+		{"off alone", App{Regions: regions, Drainer: &DrainerConfig{Off: true}}, ""},
+		{"tuned and running", App{Regions: regions, Drainer: &DrainerConfig{Workers: 4}}, ""},
+		{"tuned and off", App{Regions: regions, Drainer: &DrainerConfig{Off: true, Workers: 4, Lease: caddy.Duration(time.Minute)}},
+			"sentry_silo: the drainer is off on this instance, so these drainer options do nothing: workers, lease"},
+		{"tuned in monolith", App{Mode: ModeMonolith, Drainer: &DrainerConfig{SkipOnFailure: &[]string{}}},
+			"sentry_silo: the mode is monolith, where the drainer does not run, so these drainer options do nothing: skip_on_failure"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			core, logs := observer.New(zap.WarnLevel)
+			a := tc.app
+			a.logger = zap.New(core)
+			if err := a.resolve(); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range logs.All() {
+				got = append(got, e.Message)
+			}
+			if tc.want == "" && len(got) > 0 || tc.want != "" && (len(got) != 1 || got[0] != tc.want) {
+				t.Errorf("warnings %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package webhookcapture
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -31,7 +32,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	given := map[string]bool{}
 	for d.NextBlock(0) {
+		// Every option but shed holds one value: a second line would
+		// silently replace the first.
+		if opt := d.Val(); opt != "shed" {
+			if given[opt] {
+				return d.Errf("%s is given twice", opt)
+			}
+			given[opt] = true
+		}
 		switch d.Val() {
 		case "max_body_size":
 			var s string
@@ -67,6 +77,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("shed: invalid integration id %q", args[1])
 				}
 				rule.IntegrationID = id
+			}
+			if err := rule.check(); err != nil {
+				return d.Err(err.Error())
+			}
+			if slices.Contains(h.Shed, rule) {
+				return d.Errf("%s is given twice", rule)
 			}
 			h.Shed = append(h.Shed, rule)
 		case "bucket_threshold":

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -78,6 +79,11 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // starts no goroutine: the batcher starts its flushers on first use.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	// Checked before the defaults hide a negative value.
+	if err := h.Validate(); err != nil {
+		return err
+	}
+	configured := h.options() // before the defaults fill them in
 	if h.MaxBodySize <= 0 {
 		h.MaxBodySize = DefaultMaxBodySize
 	}
@@ -96,18 +102,34 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.app = app
 	h.active = app.Control()
+	app.WarnMonolithOptions(h.logger, "sentry_webhook_capture", configured)
+	for _, w := range shedWarnings(h.Shed) {
+		h.logger.Warn(w)
+	}
 
-	repl := caddy.NewReplacer()
 	env := &webhooks.Env{
 		KnownRegion: func(name string) bool { _, ok := app.Region(name); return ok },
 	}
-	if s := repl.ReplaceAll(h.SlackSigningSecret, ""); s != "" {
-		env.SlackSigningSecret = []byte(s)
+	// A secret that is configured must resolve: a missing variable would
+	// otherwise turn its check off without a word.
+	secret := func(what, v string) ([]byte, error) {
+		s, err := silo.ResolveSecret(what, v)
+		if err != nil || s == "" {
+			return nil, err
+		}
+		return []byte(s), nil
 	}
-	if s := repl.ReplaceAll(h.GitHubWebhookSecret, ""); s != "" {
-		env.GitHubWebhookSecret = []byte(s)
+	if env.SlackSigningSecret, err = secret("sentry_webhook_capture slack_signing_secret", h.SlackSigningSecret); err != nil {
+		return err
 	}
-	if s := strings.TrimSpace(repl.ReplaceAll(h.DiscordPublicKey, "")); s != "" {
+	if env.GitHubWebhookSecret, err = secret("sentry_webhook_capture github_webhook_secret", h.GitHubWebhookSecret); err != nil {
+		return err
+	}
+	discordKey, err := secret("sentry_webhook_capture discord_public_key", h.DiscordPublicKey)
+	if err != nil {
+		return err
+	}
+	if s := strings.TrimSpace(string(discordKey)); s != "" {
 		key, err := hex.DecodeString(s)
 		if err != nil || len(key) != ed25519.PublicKeySize {
 			// Never echo the value: it came from a placeholder.
@@ -150,17 +172,84 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Validate checks the shed rules.
+// Validate refuses what could never take effect: shed rules that match no
+// stored webhook, and negative sizes (which would silently mean the
+// default). The Caddyfile parser applies the same checks, with the line.
 func (h *Handler) Validate() error {
-	for _, r := range h.Shed {
-		if r.Provider == "" {
-			return fmt.Errorf("sentry_webhook_capture: shed rule without a provider")
+	if h.MaxBodySize < 0 {
+		return fmt.Errorf("sentry_webhook_capture: max_body_size %d must be positive", h.MaxBodySize)
+	}
+	if h.BucketThreshold < 0 {
+		return fmt.Errorf("sentry_webhook_capture: bucket_threshold %d must be positive", h.BucketThreshold)
+	}
+	for i, r := range h.Shed {
+		if err := r.check(); err != nil {
+			return fmt.Errorf("sentry_webhook_capture: %w", err)
 		}
-		if r.IntegrationID < 0 {
-			return fmt.Errorf("sentry_webhook_capture: shed %s: negative integration id", r.Provider)
+		if slices.Contains(h.Shed[:i], r) {
+			return fmt.Errorf("sentry_webhook_capture: %s is given twice", r)
 		}
 	}
 	return nil
+}
+
+// String is the rule as a Caddyfile line.
+func (r ShedRule) String() string {
+	if r.IntegrationID != 0 {
+		return fmt.Sprintf("shed %s %d", r.Provider, r.IntegrationID)
+	}
+	return "shed " + r.Provider
+}
+
+// check says why a rule can never match a stored webhook: shed acts on
+// webhooks about to be stored, so a provider that never stores any (a
+// control-only one, a misspelt one) or an integration id on payloads that
+// carry none would do nothing.
+func (r ShedRule) check() error {
+	if err := webhooks.CheckStored(r.Provider); err != nil {
+		return fmt.Errorf("%s: %w", r, err)
+	}
+	if r.IntegrationID < 0 {
+		return fmt.Errorf("%s: the integration id must be positive", r)
+	}
+	if r.IntegrationID > 0 && webhooks.ByOrganization(r.Provider) {
+		return fmt.Errorf("%s: %s webhooks are stored by organization, with no integration id, so no integration of theirs can be shed; use `shed %s` to shed them all", r, r.Provider, r.Provider)
+	}
+	return nil
+}
+
+// shedWarnings names the rules that a provider-wide rule makes redundant.
+// Not an error: an operator may shed a whole provider for a while and
+// keep the narrower rule for afterwards.
+func shedWarnings(rules []ShedRule) []string {
+	var out []string
+	for _, r := range rules {
+		if r.IntegrationID != 0 && slices.Contains(rules, ShedRule{Provider: r.Provider}) {
+			out = append(out, fmt.Sprintf("sentry_webhook_capture: %s does nothing while `shed %s` sheds every %[2]s webhook", r, r.Provider))
+		}
+	}
+	return out
+}
+
+// options names the options that are set, for the monolith warning.
+func (h *Handler) options() []string {
+	var out []string
+	for _, o := range []struct {
+		name string
+		set  bool
+	}{
+		{"max_body_size", h.MaxBodySize != 0},
+		{"slack_signing_secret", h.SlackSigningSecret != ""},
+		{"discord_public_key", h.DiscordPublicKey != ""},
+		{"github_webhook_secret", h.GitHubWebhookSecret != ""},
+		{"shed", len(h.Shed) > 0},
+		{"bucket_threshold", h.BucketThreshold != 0},
+	} {
+		if o.set {
+			out = append(out, o.name)
+		}
+	}
+	return out
 }
 
 // Cleanup lets idle batch flushers exit. Requests still running on this

@@ -4,7 +4,17 @@ import (
 	"errors"
 	"net/url"
 	"strings"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/querydict"
 )
+
+// DSNParam returns the error page's dsn parameter as the region reads it
+// (Django's request.GET.get("dsn")): the last of a repeated parameter, so
+// that ?dsn=A&dsn=B is sent to the region that renders the page for B.
+func DSNParam(rawQuery string) string {
+	q, _ := url.ParseQuery(rawQuery)
+	return querydict.Get(q, "dsn")
+}
 
 // ErrInvalidDSN means the dsn parameter is missing, unparsable or not a
 // DSN of this Sentry (its host is not under the url_prefix host).

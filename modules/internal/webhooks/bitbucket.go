@@ -10,6 +10,8 @@ import (
 func init() {
 	register("bitbucket", parseBitbucket)
 	register("bitbucket_server", parseBitbucketServer)
+	registerByOrganization("bitbucket")
+	registerByOrganization("bitbucket_server")
 }
 
 // parseBitbucket captures /extensions/bitbucket/organizations/<id>/webhook/.

@@ -24,10 +24,11 @@ var (
 )
 
 var (
-	discordType          = pathOf("type")
-	discordGuildID       = pathOf("guild_id")
-	discordApplicationID = pathOf("application_id")
-	discordToken         = pathOf("token")
+	discordInteractions  = new(jsonReader)
+	discordType          = discordInteractions.path("type")
+	discordGuildID       = discordInteractions.path("guild_id")
+	discordApplicationID = discordInteractions.path("application_id")
+	discordToken         = discordInteractions.path("token")
 )
 
 type discordInteraction struct {
@@ -38,7 +39,7 @@ type discordInteraction struct {
 }
 
 func readDiscordInteraction(b []byte) (discordInteraction, error) {
-	body, err := parseObject(b)
+	body, err := discordInteractions.parse(b)
 	if err != nil {
 		return discordInteraction{}, err
 	}

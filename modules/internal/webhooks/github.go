@@ -33,14 +33,15 @@ var githubRegionEvents = map[string]bool{
 }
 
 var (
-	githubInstallationID = pathOf("installation", "id")
-	githubRepositoryID   = pathOf("repository", "id")
+	githubEvents         = new(jsonReader)
+	githubInstallationID = githubEvents.path("installation", "id")
+	githubRepositoryID   = githubEvents.path("repository", "id")
 )
 
 type githubEvent struct{ InstallationID, RepositoryID flexID }
 
 func readGitHubEvent(b []byte) (githubEvent, error) {
-	body, err := parseObject(b)
+	body, err := githubEvents.parse(b)
 	if err != nil {
 		return githubEvent{}, err
 	}

@@ -8,12 +8,15 @@ import (
 
 func init() { register("gitlab", parseGitLab) }
 
-var gitlabProjectID = pathOf("project", "id")
+var (
+	gitlabEvents    = new(jsonReader)
+	gitlabProjectID = gitlabEvents.path("project", "id")
+)
 
 type gitlabEvent struct{ ProjectID flexID }
 
 func readGitLabEvent(b []byte) (gitlabEvent, error) {
-	body, err := parseObject(b)
+	body, err := gitlabEvents.parse(b)
 	if err != nil {
 		return gitlabEvent{}, err
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/querydict"
 )
 
 func init() { register("jira", parseJira) }
@@ -66,9 +68,10 @@ func jiraToken(req *Request) string {
 		return strings.TrimSpace(a[4:])
 	}
 	if req.RawQuery != "" {
-		if q, err := url.ParseQuery(req.RawQuery); err == nil {
-			return q.Get("jwt")
-		}
+		// Pairs Go cannot parse (a ";" in a name) are dropped, not the
+		// whole query: Django keeps the rest too.
+		q, _ := url.ParseQuery(req.RawQuery)
+		return querydict.Get(q, "jwt")
 	}
 	return ""
 }

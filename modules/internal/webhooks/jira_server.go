@@ -12,8 +12,9 @@ import (
 func init() { register("jira_server", parseJiraServer) }
 
 var (
-	jiraServerChangelog = pathOf("changelog")
-	jiraServerIssueID   = pathOf("issue", "id")
+	jiraServerEvents    = new(jsonReader)
+	jiraServerChangelog = jiraServerEvents.path("changelog")
+	jiraServerIssueID   = jiraServerEvents.path("issue", "id")
 )
 
 type jiraServerEvent struct {
@@ -22,7 +23,7 @@ type jiraServerEvent struct {
 }
 
 func readJiraServerEvent(b []byte) (jiraServerEvent, error) {
-	body, err := parseObject(b)
+	body, err := jiraServerEvents.parse(b)
 	if err != nil {
 		return jiraServerEvent{}, err
 	}

@@ -8,9 +8,10 @@ import (
 	"testing"
 )
 
-// The structs and decoding the gjson readers replaced. They are the
-// reference the readers must agree with on every body outside the two
-// documented differences (case-folded and repeated member names).
+// The structs and decoding the gjson readers replaced. Applied to the
+// body with its repeated names resolved the way json.loads resolves them
+// (canonical), they are the reference the readers must agree with on
+// every body outside the one documented difference (case-folded names).
 type (
 	oldGitHubEvent struct {
 		Installation struct {
@@ -94,7 +95,31 @@ func oldDecode(body []byte, v any) error {
 	if len(b) == 0 || b[0] != '{' {
 		return errNotObject
 	}
-	return json.Unmarshal(b, v)
+	if !json.Valid(b) {
+		return json.Unmarshal(b, v) // the same syntax error
+	}
+	return json.Unmarshal(canonical(b), v)
+}
+
+// canonical is a valid JSON text with each repeated member name reduced
+// to its last occurrence, at every level, as Python's json.loads (and so
+// the region) reads it. Decoding into a struct does not do that by
+// itself: a repeated object is merged into the field, so
+// {"installation":{"id":1},"installation":{}} would keep id 1, and a
+// repeated null leaves the field alone; decoding into maps replaces.
+// Numbers keep their text.
+func canonical(b []byte) []byte {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		panic(err) // b is valid
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return out
 }
 
 // readers pairs each reader with the old decoding, both giving the
@@ -149,52 +174,24 @@ var readers = []struct {
 	}},
 }
 
-// namesDiffer reports whether body is one on which gjson and encoding/json
-// are documented to differ: an object repeats a name, or has a name that
+// namesDiffer reports whether body is one on which the readers and
+// encoding/json are documented to differ: an object has a name that
 // matches a looked-up one only when case is folded.
 func namesDiffer(body []byte) bool {
-	type frame struct {
-		object, wantKey bool
-		keys            map[string]bool
-	}
-	var stack []*frame
-	valueDone := func() {
-		if n := len(stack); n > 0 && stack[n-1].object {
-			stack[n-1].wantKey = true
-		}
-	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	for {
 		tok, err := dec.Token()
 		if err != nil {
 			return false
 		}
-		if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].wantKey {
-			if k, ok := tok.(string); ok {
-				f := stack[n-1]
-				if f.keys[k] {
+		// Names and string values both come as strings; a value
+		// spelt like a name only makes the check skip a body.
+		if k, ok := tok.(string); ok {
+			for _, name := range memberNames {
+				if k != name && strings.EqualFold(k, name) {
 					return true
 				}
-				f.keys[k] = true
-				for _, name := range memberNames {
-					if k != name && strings.EqualFold(k, name) {
-						return true
-					}
-				}
-				f.wantKey = false
-				continue
 			}
-		}
-		switch tok {
-		case json.Delim('{'):
-			stack = append(stack, &frame{object: true, wantKey: true, keys: map[string]bool{}})
-		case json.Delim('['):
-			stack = append(stack, &frame{})
-		case json.Delim('}'), json.Delim(']'):
-			stack = stack[:len(stack)-1]
-			valueDone()
-		default:
-			valueDone()
 		}
 	}
 }
@@ -274,6 +271,22 @@ var jsonSeeds = []string{
 	`{"challenge":{"a":"b"}}`,
 	`{"Installation":{"id":1}}`,
 	`{"installation":{"id":1},"installation":{"id":2}}`,
+	`{"installation":{"id":1,"id":"2"},"repository":{"id":3},"repository":null}`,
+	`{"installation":{"id":1},"installation":{}}`,
+	`{"installation":"x","installation":{"id":2}}`,
+	`{"installation":{"id":1},"installation":7}`,
+	`{"actions":[{"action_id":"a","action_id":1}]}`,
+	`{"actions":[{"action_id":1,"action_id":"a"}],"team":{"id":"T1"},"team":{"id":"T2","id":"T3"}}`,
+	`{"type":"x","type":2}`,
+	`{"changelog":{},"changelog":null}`,
+	`{"value":{"payload":{"integrationId":1}},"value":{"payload":null}}`,
+	// The validator's corners.
+	`{"type":01}`, `{"type":1.}`, `{"type":-}`, `{"type":1e}`, `{"type":1e+}`, `{"type":-0.5E-3}`, `{"type":.5}`,
+	`{"type":+1}`, `{"token":"\u12"}`, `{"token":"\u12g4"}`, `{"token":"\x"}`, "{\"token\":\"a\tb\"}",
+	`{"token":"\"\\\/\b\f\n\r\t\u00e9"}`, `{"a":tru}`, `{"a":nul}`, `{"a":truex}`, `{"a":[1,]}`, `{"a":1,}`,
+	`{,}`, `{"a"}`, `{"a":}`, `{"a" 1}`, `{"a":1 "b":2}`, `{"a":[1 2]}`, `{"a":[[[]],{}]}`, "{\"a\":1}\u0000",
+	"{ \"type\" : 2 , \"guild_id\"\t:\r\"G1\"\n}", `{"a":"\\"}`, `{"a":"\\\""}`, `{"installation":{"id":1}`,
+	`{"installation":{"id":1}}}`, `{"installation":{"id":1]}`, `{"\u0069d":1,"id":2}`, `{"a":"`, `{"a`, `{`,
 }
 
 func TestReadersMatchEncodingJSON(t *testing.T) {
@@ -297,41 +310,49 @@ func TestReadersMatchEncodingJSON(t *testing.T) {
 	}
 }
 
-// TestDocumentedDifferences pins the two ways the readers differ from
-// encoding/json.
-func TestDocumentedDifferences(t *testing.T) {
+// TestRepeatedNamesCountLast pins the rule the region follows: the last
+// occurrence of a name counts, at every level, whatever the earlier ones
+// held; and the one documented difference from encoding/json.
+func TestRepeatedNamesCountLast(t *testing.T) {
 	for _, tc := range []struct {
 		body, want string
+		bad        bool
 	}{
-		{`{"Installation":{"ID":555}}`, ""},
-		{`{"installation":{"ID":555}}`, ""},
-		{`{"installation":{"id":1},"installation":{"id":2}}`, "1"},
-		{`{"installation":{"id":1,"id":2}}`, "1"},
+		{`{"installation":{"id":1},"installation":{"id":2}}`, "2", false},
+		{`{"installation":{"id":1,"id":2}}`, "2", false},
+		{`{"installation":{"id":1},"x":{"installation":{"id":3}},"installation":{"id":2}}`, "2", false},
+		{`{"installation":{"id":1},"installation":{}}`, "", false},
+		{`{"installation":{"id":1},"installation":null}`, "", false},
+		{`{"installation":{"id":1},"installation":"x"}`, "", true},
+		{`{"installation":"x","installation":{"id":2}}`, "2", false},
+		{`{"installation":{"id":[1]},"installation":{"id":2}}`, "2", false},
+		{`{"installation":{"id":1},"inst\u0061llation":{"id":2}}`, "2", false},
+		{`{"Installation":{"ID":555}}`, "", false}, // case-sensitive, unlike encoding/json
+		{`{"installation":{"ID":555}}`, "", false},
 	} {
 		ev, err := readGitHubEvent([]byte(tc.body))
-		if err != nil || string(ev.InstallationID) != tc.want {
-			t.Errorf("%s: installation id %q (%v), want %q", tc.body, ev.InstallationID, err, tc.want)
+		if (err != nil) != tc.bad || string(ev.InstallationID) != tc.want {
+			t.Errorf("%s: installation id %q (%v), want %q (error %v)", tc.body, ev.InstallationID, err, tc.want, tc.bad)
 		}
-		if !namesDiffer([]byte(tc.body)) {
-			t.Errorf("%s: namesDiffer is false", tc.body)
+	}
+	for _, body := range []string{`{"Installation":{"ID":555}}`, `{"installation":{"ID":555}}`} {
+		if !namesDiffer([]byte(body)) {
+			t.Errorf("%s: namesDiffer is false", body)
 		}
 	}
 }
 
-func TestPathOfEscapes(t *testing.T) {
-	p := pathOf("a.b", "c*?|#@\\d", "e")
-	if want := `a\.b.c\*\?\|\#\@\\d.e`; p.path != want {
-		t.Errorf("path = %s, want %s", p.path, want)
-	}
-	if want := []string{`a\.b`, `a\.b.c\*\?\|\#\@\\d`}; !reflect.DeepEqual(p.parents, want) {
-		t.Errorf("parents = %q, want %q", p.parents, want)
-	}
-	body, err := parseObject([]byte(`{"a.b":{"c*?|#@\\d":{"e":"x"}},"a":{"b":1}}`))
+// Member names are matched as they are: no character of a name means
+// anything to the reader.
+func TestMemberNamesAreLiteral(t *testing.T) {
+	var r jsonReader
+	p := r.path("a.b", "c*?|#@\\d", "e")
+	body, err := r.parse([]byte(`{"a.b":{"c*?|#@\\d":{"e":"x"}},"a":{"b":1}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := body.str(p); got != "x" || body.err() != nil {
-		t.Errorf("escaped path read %q (%v)", got, body.err())
+		t.Errorf("read %q (%v)", got, body.err())
 	}
 }
 

@@ -11,11 +11,12 @@ import (
 func init() { register("msteams", parseMSTeams) }
 
 var (
-	msteamsType          = pathOf("type")
-	msteamsIntegrationID = pathOf("value", "payload", "integrationId")
-	msteamsEventType     = pathOf("channelData", "eventType")
-	msteamsTeamID        = pathOf("channelData", "team", "id")
-	msteamsTenantID      = pathOf("channelData", "tenant", "id")
+	msteamsActivities    = new(jsonReader)
+	msteamsType          = msteamsActivities.path("type")
+	msteamsIntegrationID = msteamsActivities.path("value", "payload", "integrationId")
+	msteamsEventType     = msteamsActivities.path("channelData", "eventType")
+	msteamsTeamID        = msteamsActivities.path("channelData", "team", "id")
+	msteamsTenantID      = msteamsActivities.path("channelData", "tenant", "id")
 )
 
 // msteamsActivity holds the members of a Bot Framework activity that
@@ -26,7 +27,7 @@ type msteamsActivity struct {
 }
 
 func readMSTeamsActivity(b []byte) (msteamsActivity, error) {
-	body, err := parseObject(b)
+	body, err := msteamsActivities.parse(b)
 	if err != nil {
 		return msteamsActivity{}, err
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -278,6 +279,64 @@ func TestParsers(t *testing.T) {
 		{"slack actions not an array", slackForm("/extensions/slack/action/", slackAction(`{"team":{"id":"T123"},"actions":{"action_id":"link_clicked"}}`)),
 			want{action: Respond, status: 400}},
 
+		// A repeated member name counts as its last occurrence, at every
+		// level, as Python's json.loads and Django's QueryDict in the
+		// region read it: the edge must route the webhook where the
+		// region will look for its integration.
+		{"github repeated installation", github("push", `{"installation":{"id":1},"repository":{"id":4242},"installation":{"id":555}}`),
+			want{action: Capture, status: 202, regions: []string{"de", "us"}, subject: "10", integration: 10, bucket: 4242}},
+		{"github repeated installation id", github("push", `{"installation":{"id":555,"id":1}}`), want{action: Respond, status: 400}},
+		{"github repeated installation, the last without an id", github("push", `{"installation":{"id":555},"installation":{}}`), want{action: Respond, status: 400}},
+		{"github repeated installation, the last null", github("push", `{"installation":{"id":555},"installation":null}`), want{action: Respond, status: 400}},
+		{"github repeated installation, the first not an object", github("push", `{"installation":"x","installation":{"id":555}}`),
+			want{action: Capture, status: 202, subject: "10"}},
+		{"github repeated installation, escaped name", github("push", `{"installation":{"id":1},"install\u0061tion":{"id":555}}`),
+			want{action: Capture, status: 202, subject: "10"}},
+		{"github repeated repository id", github("push", `{"installation":{"id":555},"repository":{"id":1,"owner":{"id":7},"id":4242}}`),
+			want{action: Capture, status: 202, subject: "10", bucket: 4242}},
+		{"github enterprise repeated installation", mkReq("POST", "/extensions/github-enterprise/webhook/", hdr{"Content-Type": "application/json", "X-GitHub-Event": "push", "X-GitHub-Enterprise-Host": "ghe.example.com"}, `{"installation":{"id":1},"installation":{"id":77}}`),
+			want{action: Capture, status: 202, subject: "11", integration: 11}},
+		{"gitlab repeated project", mkReq("POST", "/extensions/gitlab/webhook/", hdr{"X-Gitlab-Token": "gitlab.example.com:grp:s"}, `{"project":{"id":9},"project":{"id":10}}`),
+			want{action: Capture, status: 202, subject: "12", bucket: 10}},
+		{"slack repeated team_id", slackSigned("/extensions/slack/event/", "application/json", `{"type":"event_callback","team_id":"TNOPE","event_id":"Ev1","team_id":"T123"}`, testNow),
+			want{action: Capture, status: 202, regions: []string{"de"}, subject: "13", delivery: "Ev1"}},
+		{"slack repeated type", slackSigned("/extensions/slack/event/", "application/json", `{"type":"event_callback","challenge":"x","type":"url_verification"}`, testNow),
+			want{action: Respond, status: 200, body: `{"challenge":"x"}`}},
+		{"slack repeated team object", slackForm("/extensions/slack/action/", slackAction(`{"type":"block_actions","team":{"id":"TNOPE"},"team":{"id":"T123"},"actions":[{"action_id":"resolve"}]}`)),
+			want{action: ProxyAll, regions: []string{"de", "us"}}},
+		{"slack repeated team id", slackForm("/extensions/slack/action/", slackAction(`{"type":"block_actions","team":{"id":"TNOPE","id":"T123"},"actions":[{"action_id":"resolve"}]}`)),
+			want{action: ProxyAll, regions: []string{"de", "us"}}},
+		{"slack repeated action_id", slackForm("/extensions/slack/action/", slackAction(`{"type":"block_actions","team":{"id":"T123"},"actions":[{"action_id":"link_clicked","action_id":"resolve"}]}`)),
+			want{action: ProxyAll, regions: []string{"de", "us"}}},
+		{"slack repeated actions", slackForm("/extensions/slack/action/", slackAction(`{"type":"block_actions","team":{"id":"T123"},"actions":[{"action_id":"resolve"}],"actions":[{"action_id":"link_clicked"}]}`)),
+			want{action: ProxyFirst, regions: []string{"de", "us"}}},
+		{"slack repeated form team_id", slackSigned("/extensions/slack/commands/", "application/x-www-form-urlencoded", "team_id=TNOPE&response_url=https%3A%2F%2Fhooks.slack.com%2Fc%2F1&team_id=T123", testNow),
+			want{action: Callback, status: 200, regions: []string{"de"}, subject: "13", callback: "https://hooks.slack.com/c/1"}},
+		{"slack repeated form response_url", slackSigned("/extensions/slack/commands/", "application/x-www-form-urlencoded", "team_id=T123&response_url=https%3A%2F%2Fa.example%2F1&response_url=https%3A%2F%2Fhooks.slack.com%2Fc%2F2", testNow),
+			want{action: Callback, status: 200, callback: "https://hooks.slack.com/c/2"}},
+		{"slack repeated form payload", slackSigned("/extensions/slack/action/", "application/x-www-form-urlencoded",
+			url.Values{"payload": {`{"team":{"id":"TNOPE"}}`, `{"type":"block_actions","team":{"id":"T123"},"actions":[{"action_id":"link_clicked"}]}`}}.Encode(), testNow),
+			want{action: ProxyFirst, regions: []string{"de", "us"}}},
+		{"discord repeated guild_id", discordSigned(`{"type":2,"guild_id":"G9","application_id":"app1","token":"tok1","guild_id":"G1"}`),
+			want{action: Callback, status: 200, regions: []string{"us"}, subject: "15", callback: "https://discord.com/api/v10/webhooks/app1/tok1"}},
+		{"discord repeated type", discordSigned(`{"type":2,"type":1}`), want{action: Respond, status: 200, body: `{"type":1}`}},
+		{"jira repeated jwt parameter", mkReq("POST", "/extensions/jira/issue-updated/?jwt="+jiraJWT("who", "jsecret")+"&jwt="+jiraJWT("jira-client-key", "jsecret"), nil, `{}`),
+			want{action: Capture, status: 202, subject: "16"}},
+		{"jira server repeated issue", mkReq("POST", "/extensions/jira-server/issue-updated/"+jiraServerToken(18, "jssecret")+"/", nil, `{"changelog":{},"issue":{"id":1},"issue":{"id":"10042"}}`),
+			want{action: Capture, status: 202, subject: "18", bucket: 10042}},
+		{"jira server repeated changelog, the last null", mkReq("POST", "/extensions/jira-server/issue-updated/"+jiraServerToken(18, "jssecret")+"/", nil, `{"changelog":{},"issue":{"id":1},"changelog":null}`),
+			want{action: Respond, status: 200}},
+		{"msteams repeated integrationId", mkReq("POST", "/extensions/msteams/webhook/", nil, `{"type":"message","value":{"payload":{"integrationId":99}},"value":{"payload":{"integrationId":19}}}`),
+			want{action: Capture, status: 202, regions: []string{"de"}, subject: "19"}},
+		{"msteams repeated team", mkReq("POST", "/extensions/msteams/webhook/", nil, `{"type":"message","channelData":{"team":{"id":"team-9"},"team":{"id":"team-1"}}}`),
+			want{action: Capture, status: 202, subject: "19"}},
+		{"msteams repeated type", mkReq("POST", "/extensions/msteams/webhook/", nil, `{"type":"message","channelData":{"team":{"id":"team-1"}},"type":"installationUpdate"}`),
+			want{action: PassOn}},
+		{"vsts repeated collection", mkReq("POST", "/extensions/vsts/issue-updated/", nil, `{"resourceContainers":{"collection":{"id":"x"},"collection":{"id":"coll-1"}}}`),
+			want{action: Capture, status: 202, subject: "20"}},
+		{"vsts repeated notification id", mkReq("POST", "/extensions/vsts/issue-updated/", nil, `{"id":"n-1","resourceContainers":{"collection":{"id":"coll-1"}},"id":"n-2"}`),
+			want{action: Capture, status: 202, subject: "20", delivery: "n-2"}},
+
 		// Control fall-throughs (case 53).
 		{"vercel", mkReq("POST", "/extensions/vercel/webhook/", nil, `{}`), want{action: PassOn}},
 		{"google", mkReq("POST", "/extensions/google/x/", nil, `{}`), want{action: PassOn}},
@@ -287,6 +346,7 @@ func TestParsers(t *testing.T) {
 		{"not a webhook path", mkReq("GET", "/api/0/organizations/", nil, ""), want{action: PassOn}},
 	}
 	env := testEnv(newFakeDir())
+	stored := map[string]bool{} // providers seen storing a payload
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			provider, res, err := Parse(ctx, env, tc.req)
@@ -294,8 +354,34 @@ func TestParsers(t *testing.T) {
 				t.Fatalf("Parse: %v", err)
 			}
 			checkResult(t, provider, res, tc.want)
+			if res.Action == Capture || res.Action == Callback {
+				stored[res.Provider] = true
+				// shed <provider> <integration_id> relies on this.
+				if (res.IntegrationID == 0) != ByOrganization(res.Provider) {
+					t.Errorf("%s payload with integration id %d, but ByOrganization(%[1]q) = %v", res.Provider, res.IntegrationID, ByOrganization(res.Provider))
+				}
+			}
 		})
 	}
+	// Providers is what shed and skip_on_failure accept: every name in
+	// it must store payloads under that name, and no other name does.
+	if got, want := Providers(), sortedKeys(stored); !reflect.DeepEqual(got, want) {
+		t.Errorf("Providers() = %v; the providers whose payloads these cases store are %v", got, want)
+	}
+	for p := range controlOnly {
+		if CheckStored(p) == nil {
+			t.Errorf("control-only %s accepted as a stored provider", p)
+		}
+	}
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func checkResult(t *testing.T, provider string, res Result, w want) {
@@ -415,6 +501,24 @@ func TestRegistryCoversEveryProvider(t *testing.T) {
 	for _, p := range []string{"vercel", "google"} {
 		if !controlOnly[p] {
 			t.Errorf("%s is not control-only", p)
+		}
+	}
+}
+
+func TestCheckStored(t *testing.T) {
+	all := strings.Join(Providers(), ", ")
+	for _, tc := range []struct{ name, want string }{
+		{"github", ""},
+		{"plugins", ""},
+		{"vercel", "vercel webhooks are served by the control silo and never stored; the providers whose webhooks are stored are " + all},
+		{"google", "google webhooks are served by the control silo"},
+		{"githb", `unknown provider "githb"; the providers whose webhooks are stored are ` + all},
+		{"github-enterprise", `unknown provider "github-enterprise"`},
+		{"", `unknown provider ""`},
+	} {
+		err := CheckStored(tc.name)
+		if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("CheckStored(%q) = %v, want %q", tc.name, err, tc.want)
 		}
 	}
 }

@@ -5,7 +5,10 @@ import (
 	"strings"
 )
 
-func init() { register("plugins", parsePlugins) }
+func init() {
+	register("plugins", parsePlugins)
+	registerByOrganization("plugins")
+}
 
 // parsePlugins captures the legacy plugin webhooks
 // /plugins/{github,bitbucket}/organizations/<id>/webhook/ into the

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/querydict"
 )
 
 func init() { register("slack", parseSlack) }
@@ -43,21 +45,24 @@ func (s *slackRequest) teamID() string {
 }
 
 var (
-	slackType         = pathOf("type")
-	slackChallenge    = pathOf("challenge")
-	slackTeamID       = pathOf("team_id")
-	slackEventID      = pathOf("event_id")
-	slackResponseURL  = pathOf("response_url")
-	slackTeamObjectID = pathOf("team", "id")
-	slackActions      = pathOf("actions")
-	slackActionID     = pathOf("action_id").path
-	slackActionName   = pathOf("name").path
-	slackActionValue  = pathOf("value").path
+	slackRequests     = new(jsonReader)
+	slackType         = slackRequests.path("type")
+	slackChallenge    = slackRequests.path("challenge")
+	slackTeamID       = slackRequests.path("team_id")
+	slackEventID      = slackRequests.path("event_id")
+	slackResponseURL  = slackRequests.path("response_url")
+	slackTeamObjectID = slackRequests.path("team", "id")
+	slackActions      = slackRequests.path("actions")
+
+	slackActionMembers = new(jsonReader)
+	slackActionID      = slackActionMembers.path("action_id")
+	slackActionName    = slackActionMembers.path("name")
+	slackActionValue   = slackActionMembers.path("value")
 )
 
 // readSlackJSON reads an Events API body or an interactive payload.
 func readSlackJSON(b []byte) (slackRequest, error) {
-	body, err := parseObject(b)
+	body, err := slackRequests.parse(b)
 	if err != nil {
 		return slackRequest{}, err
 	}
@@ -76,14 +81,13 @@ func readSlackJSON(b []byte) (slackRequest, error) {
 				body.bad = true
 				return false
 			}
-			id, ok1 := stringOf(a.Get(slackActionID))
-			name, ok2 := stringOf(a.Get(slackActionName))
-			value, ok3 := stringOf(a.Get(slackActionValue))
-			if !ok1 || !ok2 || !ok3 {
+			action := slackActionMembers.read(a)
+			act := slackAction{ActionID: action.str(slackActionID), Name: action.str(slackActionName), Value: action.str(slackActionValue)}
+			if action.bad {
 				body.bad = true
 				return false
 			}
-			sr.Actions = append(sr.Actions, slackAction{ActionID: id, Name: name, Value: value})
+			sr.Actions = append(sr.Actions, act)
 			return true
 		})
 	case actions.Type != gjson.Null:
@@ -122,13 +126,13 @@ func parseSlack(ctx context.Context, env *Env, req *Request) (Result, error) {
 		if err != nil {
 			return respond(http.StatusBadRequest, "rejected"), nil
 		}
-		if p := form.Get("payload"); p != "" {
+		if p := querydict.Get(form, "payload"); p != "" {
 			if sr, err = readSlackJSON([]byte(p)); err != nil {
 				return respond(http.StatusBadRequest, "rejected"), nil
 			}
 		} else {
-			sr.TeamID = form.Get("team_id")
-			sr.ResponseURL = form.Get("response_url")
+			sr.TeamID = querydict.Get(form, "team_id")
+			sr.ResponseURL = querydict.Get(form, "response_url")
 		}
 	}
 

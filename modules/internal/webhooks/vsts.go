@@ -9,14 +9,15 @@ import (
 func init() { register("vsts", parseVSTS) }
 
 var (
-	vstsNotificationID = pathOf("id")
-	vstsCollectionID   = pathOf("resourceContainers", "collection", "id")
+	vstsEvents         = new(jsonReader)
+	vstsNotificationID = vstsEvents.path("id")
+	vstsCollectionID   = vstsEvents.path("resourceContainers", "collection", "id")
 )
 
 type vstsEvent struct{ ID, CollectionID string }
 
 func readVSTSEvent(b []byte) (vstsEvent, error) {
-	body, err := parseObject(b)
+	body, err := vstsEvents.parse(b)
 	if err != nil {
 		return vstsEvent{}, err
 	}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"net/http"
 	"sort"
 	"strings"
@@ -145,7 +146,11 @@ func register(provider string, p Parser) {
 	registry[provider] = p
 }
 
-// Providers returns the registered provider names, sorted.
+// Providers returns the registered provider names, sorted. Each one's
+// parser stores webhooks (Capture or Callback) under that provider name,
+// so these are the names that shed and skip_on_failure can act on
+// (TestParsers checks it). The control-only providers
+// are not among them.
 func Providers() []string {
 	out := make([]string, 0, len(registry))
 	for p := range registry {
@@ -153,6 +158,31 @@ func Providers() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// byOrganization are the providers whose payloads are stored by
+// organization, with no integration id (Bitbucket's webhook URLs name the
+// organization; so do the legacy plugin ones).
+var byOrganization = map[string]bool{}
+
+func registerByOrganization(provider string) { byOrganization[provider] = true }
+
+// ByOrganization reports whether provider's payloads carry no integration
+// id, so that nothing can select one of its integrations.
+func ByOrganization(provider string) bool { return byOrganization[provider] }
+
+// CheckStored explains why a provider name, given in a configuration
+// option that acts on stored webhooks, can never match one: nil for the
+// names of Providers. The error lists the valid names.
+func CheckStored(provider string) error {
+	if _, ok := registry[provider]; ok {
+		return nil
+	}
+	why := fmt.Sprintf("unknown provider %q", provider)
+	if controlOnly[provider] {
+		why = fmt.Sprintf("%s webhooks are served by the control silo and never stored", provider)
+	}
+	return fmt.Errorf("%s; the providers whose webhooks are stored are %s", why, strings.Join(Providers(), ", "))
 }
 
 // Route finds the parser for a path. ok is false for paths that are not
