@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,6 +16,9 @@ import (
 // one PostgreSQL database. Timestamps are timestamptz.
 type Postgres struct {
 	pool *pgxpool.Pool
+	// lastDuplicate is when (unix ns) a batch last met a pending delivery
+	// key; see insertArrays.
+	lastDuplicate atomic.Int64
 }
 
 // NewPostgres wraps a pool the caller owns (the app keeps it in a
