@@ -136,6 +136,7 @@ func (h *Handler) store(w http.ResponseWriter, r *http.Request, provider string,
 	bucket := h.bucketer.Bucket(res.Provider, res.IntegrationID, res.BucketKey, res.HasBucket)
 	path := r.URL.RequestURI()
 	body := mem.body.Bytes()
+	headers := withPeer(r.Header, r.RemoteAddr)
 	for _, region := range res.Regions {
 		p := store.NewPayload{
 			MailboxName:   mailbox.Name(res.Provider, region, res.Subject, bucket),
@@ -144,7 +145,7 @@ func (h *Handler) store(w http.ResponseWriter, r *http.Request, provider string,
 			IntegrationID: res.IntegrationID,
 			Method:        r.Method,
 			Path:          path,
-			Headers:       r.Header,
+			Headers:       headers,
 			Body:          body,
 			DeliveryKey:   res.DeliveryKey,
 		}
