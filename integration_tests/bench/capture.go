@@ -131,7 +131,9 @@ func runCapture(ctx context.Context, env *Env) error {
 	// hits both alike.
 	closedLoop(ctx, env.Concurrency, env.Warmup, rawInsert)
 	closedLoop(ctx, env.Concurrency, env.Warmup, capturePG)
-	closedLoop(ctx, env.Concurrency, env.Warmup, stormTarget.send)
+	if env.Storm {
+		closedLoop(ctx, env.Concurrency, env.Warmup, stormTarget.send)
+	}
 	per := env.Duration / time.Duration(env.Rounds)
 	pgMeter := cpuMeter{caddy: pg.inst.Pid(), postgres: cluster.ServerPID()}
 	rawMeter := cpuMeter{postgres: cluster.ServerPID()}
@@ -159,7 +161,9 @@ func runCapture(ctx context.Context, env *Env) error {
 		defer cmpStorm.client.Close()
 		cmpMeter := cpuMeter{caddy: cmp.inst.Pid(), postgres: cluster.ServerPID()}
 		closedLoop(ctx, env.Concurrency, env.Warmup, cmpTarget.send)
-		closedLoop(ctx, env.Concurrency, env.Warmup, cmpStorm.send)
+		if env.Storm {
+			closedLoop(ctx, env.Concurrency, env.Warmup, cmpStorm.send)
+		}
 		cmpRound = func() postResult {
 			return metered(cmpMeter, func() postResult { return closedLoop(ctx, env.Concurrency, per, cmpTarget.send) })
 		}
@@ -188,12 +192,15 @@ func runCapture(ctx context.Context, env *Env) error {
 		order := []func(){
 			func() { raw = append(raw, rawRound()) },
 			func() { capt = append(capt, captRound()) },
-			func() { storm = append(storm, stormRound()) },
+		}
+		if env.Storm {
+			order = append(order, func() { storm = append(storm, stormRound()) })
 		}
 		if cmpRound != nil {
-			order = append(order,
-				func() { cmp = append(cmp, cmpRound()) },
-				func() { cmpStorm = append(cmpStorm, cmpStormRound()) })
+			order = append(order, func() { cmp = append(cmp, cmpRound()) })
+			if env.Storm {
+				order = append(order, func() { cmpStorm = append(cmpStorm, cmpStormRound()) })
+			}
 		}
 		if env.Wrk && haveWrk == nil && wrkErr == nil {
 			order = append(order, func() { wrkRound(r) })
@@ -306,10 +313,14 @@ func runCapture(ctx context.Context, env *Env) error {
 	row("baseline: raw pgx single-row INSERT", rawR)
 	row("capture, PostgreSQL, closed loop", captR)
 	stormR := combinePost(storm)
-	row("capture, PostgreSQL, closed loop, 50% repeated delivery ids", stormR)
+	if env.Storm {
+		row("capture, PostgreSQL, closed loop, 50% repeated delivery ids", stormR)
+	}
 	if len(cmp) > 0 {
 		row("capture, PostgreSQL, closed loop, "+filepath.Base(env.CompareBinary), combinePost(cmp))
-		row("capture, PostgreSQL, closed loop, 50% repeated delivery ids, "+filepath.Base(env.CompareBinary), combinePost(cmpStorm))
+		if env.Storm {
+			row("capture, PostgreSQL, closed loop, 50% repeated delivery ids, "+filepath.Base(env.CompareBinary), combinePost(cmpStorm))
+		}
 	}
 	var wrkRPS float64
 	if len(wrks) > 0 {
@@ -352,8 +363,10 @@ func runCapture(ctx context.Context, env *Env) error {
 	for i := range storm {
 		stormRatios = append(stormRatios, fmt.Sprintf("%.2f", storm[i].rps()/capt[i].rps()))
 	}
-	fmt.Fprintf(env.Out, "duplicate storm/unique ids: %.2fx (target >= 0.80x; per round %s); storm p99 %s ms (target <= 25), unique-id p99 %s ms; \"deadlock detected\" in the PostgreSQL log: %d (target 0)\n",
-		stormR.rps()/captR.rps(), strings.Join(stormRatios, " "), ms(quantile(stormR.latencies, .99)), ms(quantile(captR.latencies, .99)), deadlocks)
+	if env.Storm {
+		fmt.Fprintf(env.Out, "duplicate storm/unique ids: %.2fx (target >= 0.80x; per round %s); storm p99 %s ms (target <= 25), unique-id p99 %s ms; \"deadlock detected\" in the PostgreSQL log: %d (target 0)\n",
+			stormR.rps()/captR.rps(), strings.Join(stormRatios, " "), ms(quantile(stormR.latencies, .99)), ms(quantile(captR.latencies, .99)), deadlocks)
+	}
 	fmt.Fprintf(env.Out, "rows in PostgreSQL after the run: %d (raw INSERTs + acknowledged captures); WAL written %.0f MB into %d MB of segments made before the run\n",
 		stored, walMB, prewarmSegments*16)
 	return nil

@@ -24,7 +24,7 @@ var pgCopyColumns = []string{"ord", "rank", "mailbox_name", "provider", "destina
 var pgCopyInsert = `
 INSERT INTO silo_webhook_payload (id, mailbox_name, provider, destination_type, region_name, integration_id,
 	callback_url, request_method, request_path, request_headers, request_body, delivery_key)
-SELECT (` + fmt.Sprintf(pgBatchIDs, "$1::int4") + `)[rank], mailbox_name, provider, destination_type, region_name,
+SELECT (` + fmt.Sprintf(pgBatchIDs, "generate_series(1, $1::int4)") + `)[rank], mailbox_name, provider, destination_type, region_name,
 	integration_id, callback_url, request_method, request_path, request_headers, request_body, delivery_key
 FROM silo_payload_stage_v2 ORDER BY ord
 ON CONFLICT (mailbox_name, delivery_key) WHERE delivery_key IS NOT NULL DO NOTHING

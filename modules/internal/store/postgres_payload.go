@@ -135,15 +135,20 @@ func planInsert(payloads []NewPayload) insertPlan {
 }
 
 // pgBatchIDs draws one id per row of the statement from the table's
-// sequence, ascending, so that the row of rank r gets the r-th smallest.
-// It is an uncorrelated subquery: evaluated once per statement.
-const pgBatchIDs = `(SELECT array_agg(v ORDER BY v) FROM (SELECT nextval('silo_webhook_payload_id_seq') AS v
-	FROM generate_series(1, %s)) AS s)`
+// sequence, from a row source of that many rows (%s), so that the row of
+// rank r gets the r-th smallest. The array is ascending as built: each
+// value is drawn as its row reaches the aggregate, and a sequence only
+// grows. It is an uncorrelated subquery: evaluated once per statement.
+const pgBatchIDs = `(SELECT array_agg(v) FROM (SELECT nextval('silo_webhook_payload_id_seq') AS v FROM %s) AS s)`
 
 // pgInsertArrays inserts a whole batch in one statement: one array per
 // column, in insertion order (the function scan's ordinality is that
 // order, so ORDER BY ord costs no sort), and the rank of each row, which
-// picks its id. The optional columns come as empty strings and zeros
+// picks its id. The ids are drawn over unnest of the ranks rather than a
+// generate_series of their count: PostgreSQL's estimate for the latter
+// made every generic plan look dearer, so the statement was planned
+// again at every execution (pg_prepared_statements: 30 custom plans of
+// 30), ~30 µs a batch. The optional columns come as empty strings and zeros
 // rather than NULLs, so the arrays have no NULLs. It is a plain INSERT: a
 // delivery key already pending fails the whole statement
 // (unique_violation), and the batch is then sent again as
@@ -154,7 +159,7 @@ const pgBatchIDs = `(SELECT array_agg(v ORDER BY v) FROM (SELECT nextval('silo_w
 var pgInsertArrays = `
 INSERT INTO silo_webhook_payload (id, mailbox_name, provider, destination_type, region_name, integration_id,
 	callback_url, request_method, request_path, request_headers, request_body, delivery_key)
-SELECT (` + fmt.Sprintf(pgBatchIDs, "cardinality($12::int4[])") + `)[rank],
+SELECT (` + fmt.Sprintf(pgBatchIDs, "unnest($12::int4[])") + `)[rank],
 	mailbox_name, nullif(provider, ''), destination_type, region_name, nullif(integration_id, 0),
 	nullif(callback_url, ''), request_method, request_path, request_headers, request_body, nullif(delivery_key, '')
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
