@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -120,11 +121,19 @@ func runCapture(ctx context.Context, env *Env) error {
 	pgTarget := newCaptureTarget(pg.base, "pg-", env.Concurrency*4)
 	defer pgTarget.client.Close()
 	capturePG := pgTarget.send
+	// The duplicate storm: the same capture, every delivery id sent twice
+	// by two workers at about the same time, in the same rounds.
+	stormTarget := newCaptureTarget(pg.base, "storm-", env.Concurrency*4)
+	stormTarget.repeat = true
+	defer stormTarget.client.Close()
 
 	// Warm up both, then alternate rounds so drift on a shared machine
 	// hits both alike.
 	closedLoop(ctx, env.Concurrency, env.Warmup, rawInsert)
 	closedLoop(ctx, env.Concurrency, env.Warmup, capturePG)
+	if env.Storm {
+		closedLoop(ctx, env.Concurrency, env.Warmup, stormTarget.send)
+	}
 	per := env.Duration / time.Duration(env.Rounds)
 	pgMeter := cpuMeter{caddy: pg.inst.Pid(), postgres: cluster.ServerPID()}
 	rawMeter := cpuMeter{postgres: cluster.ServerPID()}
@@ -134,9 +143,12 @@ func runCapture(ctx context.Context, env *Env) error {
 	captRound := func() postResult {
 		return metered(pgMeter, func() postResult { return closedLoop(ctx, env.Concurrency, per, capturePG) })
 	}
+	stormRound := func() postResult {
+		return metered(pgMeter, func() postResult { return closedLoop(ctx, env.Concurrency, per, stormTarget.send) })
+	}
 	// -compare-binary: the same load on a second Caddy, same database,
 	// in the same alternating rounds.
-	var cmpRound func() postResult
+	var cmpRound, cmpStormRound func() postResult
 	if env.CompareBinary != "" {
 		cmp, err := startCaptureInstance(env, env.CompareBinary, "postgres "+dsn)
 		if err != nil {
@@ -144,10 +156,19 @@ func runCapture(ctx context.Context, env *Env) error {
 		}
 		cmpTarget := newCaptureTarget(cmp.base, "cmp-", env.Concurrency*4)
 		defer cmpTarget.client.Close()
+		cmpStorm := newCaptureTarget(cmp.base, "cmp-storm-", env.Concurrency*4)
+		cmpStorm.repeat = true
+		defer cmpStorm.client.Close()
 		cmpMeter := cpuMeter{caddy: cmp.inst.Pid(), postgres: cluster.ServerPID()}
 		closedLoop(ctx, env.Concurrency, env.Warmup, cmpTarget.send)
+		if env.Storm {
+			closedLoop(ctx, env.Concurrency, env.Warmup, cmpStorm.send)
+		}
 		cmpRound = func() postResult {
 			return metered(cmpMeter, func() postResult { return closedLoop(ctx, env.Concurrency, per, cmpTarget.send) })
+		}
+		cmpStormRound = func() postResult {
+			return metered(cmpMeter, func() postResult { return closedLoop(ctx, env.Concurrency, per, cmpStorm.send) })
 		}
 	}
 	// -wrk: wrk as a third target in the same rounds, a cross-check of
@@ -166,14 +187,20 @@ func runCapture(ctx context.Context, env *Env) error {
 		}
 		wrks = append(wrks, w)
 	}
-	var raw, capt, cmp []postResult
+	var raw, capt, storm, cmp, cmpStorm []postResult
 	for r := range env.Rounds {
 		order := []func(){
 			func() { raw = append(raw, rawRound()) },
 			func() { capt = append(capt, captRound()) },
 		}
+		if env.Storm {
+			order = append(order, func() { storm = append(storm, stormRound()) })
+		}
 		if cmpRound != nil {
 			order = append(order, func() { cmp = append(cmp, cmpRound()) })
+			if env.Storm {
+				order = append(order, func() { cmpStorm = append(cmpStorm, cmpStormRound()) })
+			}
 		}
 		if env.Wrk && haveWrk == nil && wrkErr == nil {
 			order = append(order, func() { wrkRound(r) })
@@ -236,6 +263,10 @@ func runCapture(ctx context.Context, env *Env) error {
 	}
 	openRaw, openPG := combinePost(openRaws), combinePost(openPGs)
 	stored := pendingRows(ctx, db)
+	// Every deadlock PostgreSQL broke (deadlock_timeout, 1 s, then one
+	// transaction fails) is in its log.
+	serverLog, _ := os.ReadFile(cluster.LogPath())
+	deadlocks := strings.Count(string(serverLog), "deadlock detected")
 	var walMB float64
 	_ = db.QueryRowContext(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn) / 1048576`, walStart).Scan(&walMB)
 
@@ -281,8 +312,15 @@ func runCapture(ctx context.Context, env *Env) error {
 	}
 	row("baseline: raw pgx single-row INSERT", rawR)
 	row("capture, PostgreSQL, closed loop", captR)
+	stormR := combinePost(storm)
+	if env.Storm {
+		row("capture, PostgreSQL, closed loop, 50% repeated delivery ids", stormR)
+	}
 	if len(cmp) > 0 {
 		row("capture, PostgreSQL, closed loop, "+filepath.Base(env.CompareBinary), combinePost(cmp))
+		if env.Storm {
+			row("capture, PostgreSQL, closed loop, 50% repeated delivery ids, "+filepath.Base(env.CompareBinary), combinePost(cmpStorm))
+		}
 	}
 	var wrkRPS float64
 	if len(wrks) > 0 {
@@ -321,6 +359,14 @@ func runCapture(ctx context.Context, env *Env) error {
 	fmt.Fprintf(env.Out, "open-loop p99 per round (ms): raw INSERT %s; capture %s\n", roundP99(openRaws), roundP99(openPGs))
 	fmt.Fprintf(env.Out, "capture/raw INSERT: %.2fx (target >= 0.60x); PostgreSQL %.0f/s (target >= 10000); SQLite %.0f/s (target >= 5000); p99 at half peak %s ms (target <= 25)\n",
 		captR.rps()/rawR.rps(), captR.rps(), liteR.rps(), ms(quantile(openPG.latencies, .99)))
+	var stormRatios []string
+	for i := range storm {
+		stormRatios = append(stormRatios, fmt.Sprintf("%.2f", storm[i].rps()/capt[i].rps()))
+	}
+	if env.Storm {
+		fmt.Fprintf(env.Out, "duplicate storm/unique ids: %.2fx (target >= 0.80x; per round %s); storm p99 %s ms (target <= 25), unique-id p99 %s ms; \"deadlock detected\" in the PostgreSQL log: %d (target 0)\n",
+			stormR.rps()/captR.rps(), strings.Join(stormRatios, " "), ms(quantile(stormR.latencies, .99)), ms(quantile(captR.latencies, .99)), deadlocks)
+	}
 	fmt.Fprintf(env.Out, "rows in PostgreSQL after the run: %d (raw INSERTs + acknowledged captures); WAL written %.0f MB into %d MB of segments made before the run\n",
 		stored, walMB, prewarmSegments*16)
 	return nil

@@ -38,6 +38,11 @@ type captureTarget struct {
 	want   int    // default 202
 	seq    atomic.Uint64
 	prefix string
+	// repeat sends every delivery twice, back to back from two workers:
+	// half the requests are a provider's retry of a delivery that is
+	// still in flight or pending (Slack resends after 3 s, GitHub on a
+	// timeout), to the same mailbox with the same body.
+	repeat bool
 	bufs   sync.Pool
 }
 
@@ -50,9 +55,12 @@ func newCaptureTarget(base, prefix string, maxConns int) *captureTarget {
 }
 
 // send posts one push for installation 5001..5100 with a fresh delivery id
-// and wants its 202.
+// (or, with repeat, the previous request's) and wants its 202.
 func (t *captureTarget) send(ctx context.Context) error {
 	i := t.seq.Add(1)
+	if t.repeat {
+		i = (i + 1) / 2
+	}
 	inst := 5001 + int(i%captureIntegrations)
 	b, _ := t.bufs.Get().(*captureBuffers)
 	if b == nil {

@@ -32,6 +32,8 @@ type Env struct {
 	CompareBinary string
 	// Wrk adds a capture row loaded by wrk, if it is installed.
 	Wrk bool
+	// Storm adds the capture rows with half the delivery ids repeated.
+	Storm bool
 
 	buildOnce sync.Once
 	bin       string

@@ -59,6 +59,7 @@ func main() {
 	flag.Float64Var(&env.Rate, "rate", 0, "fixed open-loop rate in requests/s (overrides -rate-fraction)")
 	flag.StringVar(&env.bin, "binary", "", "use this caddy binary instead of building ./cmd/caddy")
 	flag.StringVar(&env.CompareBinary, "compare-binary", "", "capture: also measure this caddy binary, in rounds alternating with the subject's (A/B of a change on a noisy machine)")
+	flag.BoolVar(&env.Storm, "storm", true, "capture: also measure a duplicate storm (every delivery id sent twice) in the same rounds; -storm=false for an A/B of the unique-id path alone, whose PostgreSQL the storm's writes would share")
 	flag.BoolVar(&env.Wrk, "wrk", false, "capture: also load it with wrk (apt-get install wrk), in the same rounds, to cross-check the load generator")
 	flag.StringVar(&env.Profile, "cpuprofile", "", "write a CPU profile of the Caddy process under the subject's load to this file")
 	flag.Parse()

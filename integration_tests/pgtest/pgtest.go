@@ -133,7 +133,7 @@ func (c *Cluster) Start() error {
 	if c.running {
 		return nil
 	}
-	if err := c.run(filepath.Join(c.bin, "pg_ctl"), "-D", c.data(), "-l", filepath.Join(c.dir, "server.log"), "-w", "-t", "60", "start"); err != nil {
+	if err := c.run(filepath.Join(c.bin, "pg_ctl"), "-D", c.data(), "-l", c.LogPath(), "-w", "-t", "60", "start"); err != nil {
 		return fmt.Errorf("%w\n%s", err, c.serverLog())
 	}
 	c.running = true
@@ -153,8 +153,12 @@ func (c *Cluster) Destroy() {
 
 func (c *Cluster) data() string { return filepath.Join(c.dir, "data") }
 
+// LogPath is the server's log file (warnings and errors), for programs
+// that count what the server reported.
+func (c *Cluster) LogPath() string { return filepath.Join(c.dir, "server.log") }
+
 func (c *Cluster) serverLog() string {
-	b, _ := os.ReadFile(filepath.Join(c.dir, "server.log"))
+	b, _ := os.ReadFile(c.LogPath())
 	if len(b) > 4000 {
 		b = b[len(b)-4000:]
 	}

@@ -84,6 +84,8 @@ func (p *regionProxy) serve(w http.ResponseWriter, r *http.Request, res *webhook
 	for _, k := range hopHeaders {
 		out.header.Del(k)
 	}
+	// The region sees the sender the way a replayed webhook shows it.
+	setPeer(out.header, r.Header[forwardedFor], r.RemoteAddr)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), syncTimeout)
 	answers := make(chan regionAnswer, len(regions))
 	var pending sync.WaitGroup

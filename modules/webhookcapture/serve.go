@@ -19,10 +19,33 @@ import (
 	"github.com/sentrysilo/caddy-silo/modules/internal/webhooks"
 )
 
-var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// requestMem is the memory one webhook request recycles: its body and its
+// payload rows. It goes back to memPool when nothing reads it any more: at
+// the end of ServeHTTP, or, once its rows were handed to the batcher, when
+// the batcher releases it. That is later for a client that gave up while
+// its rows were being committed: they are written with its own bytes, not
+// those of the next request the buffer would have served.
+type requestMem struct {
+	body bytes.Buffer
+	rows []store.NewPayload
+}
 
-// rowsPool recycles the per-request payload slices.
-var rowsPool = sync.Pool{New: func() any { s := make([]store.NewPayload, 0, 4); return &s }}
+var memPool = sync.Pool{New: func() any { return &requestMem{rows: make([]store.NewPayload, 0, 4)} }}
+
+// maxPooledBody keeps an unusually large body from pinning its buffer in
+// the pool.
+const maxPooledBody = 1 << 20
+
+// Release implements mailbox.Releaser.
+func (m *requestMem) Release() {
+	clear(m.rows) // drop the references to the request's headers
+	m.rows = m.rows[:0]
+	if m.body.Cap() > maxPooledBody {
+		return
+	}
+	m.body.Reset()
+	memPool.Put(m)
+}
 
 // ServeHTTP handles webhook paths and passes everything else on.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
@@ -35,14 +58,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	start := time.Now()
 
-	buf := bufPool.Get().(*bytes.Buffer)
-	buf.Reset()
+	mem := memPool.Get().(*requestMem)
+	handedOver := false
 	defer func() {
-		if buf.Cap() <= 1<<20 {
-			bufPool.Put(buf)
+		if !handedOver {
+			mem.Release()
 		}
 	}()
-	if err := readBody(w, r, buf, h.MaxBodySize); err != nil {
+	if err := readBody(w, r, &mem.body, h.MaxBodySize); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			h.finish(w, provider, outcomeTooLarge, http.StatusRequestEntityTooLarge, start)
@@ -52,7 +75,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.finish(w, provider, "bad_body", http.StatusBadRequest, start)
 		return nil
 	}
-	body := buf.Bytes()
+	body := mem.body.Bytes()
 
 	req := webhooks.Request{
 		Method:   r.Method,
@@ -78,7 +101,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		observe(provider, res.Outcome, start)
 		return nil
 	case webhooks.Capture, webhooks.Callback:
-		h.store(w, r, provider, &res, body, start)
+		// store owns mem from here: the batcher releases it.
+		handedOver = true
+		h.store(w, r, provider, &res, mem, start)
 		return nil
 	case webhooks.ProxyFirst, webhooks.ProxyAll:
 		outcome := h.proxy.serve(w, r, &res, body)
@@ -90,8 +115,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 }
 
 // store commits one payload per region (or the callback payload), then
-// answers.
-func (h *Handler) store(w http.ResponseWriter, r *http.Request, provider string, res *webhooks.Result, body []byte, start time.Time) {
+// answers. It owns mem and hands it to the batcher, which releases it;
+// neither mem nor the body it holds may be used after Submit.
+func (h *Handler) store(w http.ResponseWriter, r *http.Request, provider string, res *webhooks.Result, mem *requestMem, start time.Time) {
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			mem.Release()
+		}
+	}()
 	if h.shed(res.Provider, res.IntegrationID) {
 		w.Header().Set("Retry-After", "60")
 		h.finish(w, provider, outcomeShed, http.StatusTooManyRequests, start)
@@ -103,14 +135,8 @@ func (h *Handler) store(w http.ResponseWriter, r *http.Request, provider string,
 	}
 	bucket := h.bucketer.Bucket(res.Provider, res.IntegrationID, res.BucketKey, res.HasBucket)
 	path := r.URL.RequestURI()
-
-	rp := rowsPool.Get().(*[]store.NewPayload)
-	rows := (*rp)[:0]
-	defer func() {
-		clear(rows)
-		*rp = rows[:0]
-		rowsPool.Put(rp)
-	}()
+	body := mem.body.Bytes()
+	headers := withPeer(r.Header, r.RemoteAddr)
 	for _, region := range res.Regions {
 		p := store.NewPayload{
 			MailboxName:   mailbox.Name(res.Provider, region, res.Subject, bucket),
@@ -119,7 +145,7 @@ func (h *Handler) store(w http.ResponseWriter, r *http.Request, provider string,
 			IntegrationID: res.IntegrationID,
 			Method:        r.Method,
 			Path:          path,
-			Headers:       r.Header,
+			Headers:       headers,
 			Body:          body,
 			DeliveryKey:   res.DeliveryKey,
 		}
@@ -132,8 +158,9 @@ func (h *Handler) store(w http.ResponseWriter, r *http.Request, provider string,
 			h.finish(w, provider, outcomeUnavailable, http.StatusServiceUnavailable, start)
 			return
 		}
-		rows = append(rows, p)
+		mem.rows = append(mem.rows, p)
 	}
+	rows := mem.rows
 	if len(rows) == 0 {
 		h.finish(w, provider, "dropped", http.StatusAccepted, start)
 		return
@@ -141,7 +168,8 @@ func (h *Handler) store(w http.ResponseWriter, r *http.Request, provider string,
 
 	// The batcher bounds the wait (5 s queued, 5 s committing), so a
 	// stuck database answers 503 rather than holding the request.
-	results, err := h.batcher.Submit(r.Context(), rows)
+	handedOver = true
+	results, err := h.batcher.Submit(r.Context(), rows, mem)
 	if err != nil {
 		if c := h.logger.Check(zapcore.WarnLevel, "webhook not stored"); c != nil {
 			c.Write(zap.String("provider", provider), zap.Bool("store_unavailable", errors.Is(err, store.ErrUnavailable)), zap.Error(err))

@@ -297,7 +297,10 @@ func testCallbackRetryHoldsNothing(t *testing.T, newStore storeFactory) {
 	if _, err := f.st.ReplayDeadLetter(context.Background(), dl.ID, f.now()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the replayed answer POSTed", 30*time.Second, func() bool { return f.pending() == 0 && len(peer.requests()) == 4 })
+	// The counter moves right after the row is deleted: wait for both.
+	waitFor(t, "the replayed answer POSTed", 30*time.Second, func() bool {
+		return f.pending() == 0 && len(peer.requests()) == 4 && f.deliveries("us", OutcomeCallbackDelivered) == 1
+	})
 	if got := peer.requests()[3]; string(got.Body) != answer || got.URI != "/actions/1" {
 		t.Errorf("replay posted %s %q", got.URI, got.Body)
 	}

@@ -80,7 +80,7 @@ func TestBatcherGroupsConcurrentSubmits(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := b.Submit(context.Background(), []store.NewPayload{row(fmt.Sprintf("m:us:%d", i%10)), row(fmt.Sprintf("m:de:%d", i%10))})
+			res, err := b.Submit(context.Background(), []store.NewPayload{row(fmt.Sprintf("m:us:%d", i%10)), row(fmt.Sprintf("m:de:%d", i%10))}, nil)
 			if err != nil || len(res) != 2 || res[0].ID == 0 || res[1].ID != res[0].ID+1 {
 				failed.Add(1)
 			}
@@ -134,7 +134,7 @@ func TestBatcherCapsBatchBytes(t *testing.T) {
 		wg.Go(func() {
 			r := row(fmt.Sprint("m:us:", i))
 			r.Body = body
-			if _, err := b.Submit(context.Background(), []store.NewPayload{r}); err != nil {
+			if _, err := b.Submit(context.Background(), []store.NewPayload{r}, nil); err != nil {
 				t.Error(err)
 			}
 		})
@@ -171,13 +171,13 @@ func TestBatcherQueueTimeout(t *testing.T) {
 	defer b.Close()
 	first := make(chan error, 1)
 	go func() {
-		_, err := b.Submit(context.Background(), []store.NewPayload{row("a:us:1")})
+		_, err := b.Submit(context.Background(), []store.NewPayload{row("a:us:1")}, nil)
 		first <- err
 	}()
 	time.Sleep(20 * time.Millisecond) // the flusher is now inside the first commit
 	late := make(chan error, 1)
 	go func() {
-		_, err := b.Submit(context.Background(), []store.NewPayload{row("a:us:2")})
+		_, err := b.Submit(context.Background(), []store.NewPayload{row("a:us:2")}, nil)
 		late <- err
 	}()
 	time.Sleep(100 * time.Millisecond)
@@ -188,7 +188,7 @@ func TestBatcherQueueTimeout(t *testing.T) {
 	if err := <-late; !errors.Is(err, ErrQueueTimeout) {
 		t.Fatalf("submit queued past MaxQueueWait: err = %v, want ErrQueueTimeout", err)
 	}
-	if _, err := b.Submit(context.Background(), []store.NewPayload{row("a:us:3")}); err != nil {
+	if _, err := b.Submit(context.Background(), []store.NewPayload{row("a:us:3")}, nil); err != nil {
 		t.Fatalf("submit afterwards: %v", err)
 	}
 	f.mu.Lock()
@@ -207,7 +207,7 @@ func TestBatcherStoreDown(t *testing.T) {
 	down := fmt.Errorf("dial: %w", store.ErrUnavailable)
 	f := &fakeInsert{fail: func([]store.NewPayload) error { return down }}
 	b := NewBatcher(f.insert, BatcherOptions{})
-	_, err := b.Submit(context.Background(), []store.NewPayload{row("a:us:1")})
+	_, err := b.Submit(context.Background(), []store.NewPayload{row("a:us:1")}, nil)
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
@@ -234,7 +234,7 @@ func TestBatcherIsolatesABadRow(t *testing.T) {
 			if i == 7 {
 				name = "poison:us:1"
 			}
-			_, errs[i] = b.Submit(context.Background(), []store.NewPayload{row(name)})
+			_, errs[i] = b.Submit(context.Background(), []store.NewPayload{row(name)}, nil)
 		}()
 	}
 	wg.Wait()
@@ -251,7 +251,7 @@ func TestBatcherBoundedWait(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	if _, err := b.Submit(ctx, []store.NewPayload{row("a:us:1")}); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := b.Submit(ctx, []store.NewPayload{row("a:us:1")}, nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", err)
 	}
 	if time.Since(start) > 500*time.Millisecond {
@@ -264,8 +264,8 @@ func TestBatcherDuplicates(t *testing.T) {
 	b := NewBatcher(f.insert, BatcherOptions{})
 	p := row("github:us:10")
 	p.DeliveryKey = "d-1"
-	r1, err1 := b.Submit(context.Background(), []store.NewPayload{p})
-	r2, err2 := b.Submit(context.Background(), []store.NewPayload{p})
+	r1, err1 := b.Submit(context.Background(), []store.NewPayload{p}, nil)
+	r2, err2 := b.Submit(context.Background(), []store.NewPayload{p}, nil)
 	if err1 != nil || err2 != nil || r1[0].Duplicate || !r2[0].Duplicate || r2[0].ID != r1[0].ID {
 		t.Fatalf("%v %v %v %v", r1, err1, r2, err2)
 	}
@@ -276,12 +276,12 @@ func TestBatcherDuplicates(t *testing.T) {
 func TestBatcherSurvivesClose(t *testing.T) {
 	f := &fakeInsert{}
 	b := NewBatcher(f.insert, BatcherOptions{IdleExit: 10 * time.Millisecond})
-	if _, err := b.Submit(context.Background(), []store.NewPayload{row("a:us:1")}); err != nil {
+	if _, err := b.Submit(context.Background(), []store.NewPayload{row("a:us:1")}, nil); err != nil {
 		t.Fatal(err)
 	}
 	b.Close()
 	b.Close()
-	if _, err := b.Submit(context.Background(), []store.NewPayload{row("a:us:1")}); err != nil {
+	if _, err := b.Submit(context.Background(), []store.NewPayload{row("a:us:1")}, nil); err != nil {
 		t.Fatalf("after close: %v", err)
 	}
 	deadline := time.Now().Add(2 * time.Second)
@@ -301,7 +301,7 @@ func BenchmarkBatcher(b *testing.B) {
 	rows := []store.NewPayload{row("a:us:1")}
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := bt.Submit(context.Background(), rows); err != nil {
+			if _, err := bt.Submit(context.Background(), rows, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

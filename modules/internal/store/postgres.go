@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,6 +21,9 @@ type Postgres struct {
 	// where names the database for operators: its name and host,
 	// never its password (see Where).
 	where string
+	// lastDuplicate is when (unix ns) a batch last met a pending delivery
+	// key; see insertArrays.
+	lastDuplicate atomic.Int64
 }
 
 // NewPostgres wraps a pool the caller owns (the app keeps it in a

@@ -17,6 +17,7 @@ import (
 const (
 	oidBytea = 17
 	oidInt8  = 20
+	oidInt4  = 23
 	oidText  = 25
 )
 
@@ -85,6 +86,16 @@ func (e *arrayEncoder) int8(n int, value func(i int) int64) {
 	for i := range n {
 		e.buf = binary.BigEndian.AppendUint32(e.buf, 8)
 		e.buf = binary.BigEndian.AppendUint64(e.buf, uint64(value(i)))
+	}
+	e.end(start)
+}
+
+// int4 adds an integer[] parameter.
+func (e *arrayEncoder) int4(n int, value func(i int) int32) {
+	start := e.begin(oidInt4, n)
+	for i := range n {
+		e.buf = binary.BigEndian.AppendUint32(e.buf, 4)
+		e.buf = binary.BigEndian.AppendUint32(e.buf, uint32(value(i)))
 	}
 	e.end(start)
 }
