@@ -306,7 +306,7 @@ const (
 	topoWaitingInsertsSQL = `SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = $2
 		AND wait_event_type = 'Lock' AND query ILIKE '%silo_webhook_payload%'`
 	topoCopyInProgressSQL = `SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = $2
-		AND state <> 'idle' AND query ILIKE '%silo_payload_stage_v1%'`
+		AND state <> 'idle' AND query ILIKE '%silo_payload_stage_v%'`
 )
 
 // count runs one of the queries above for instance i's sessions.
