@@ -22,6 +22,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/credentials"
+	"github.com/sentrysilo/caddy-silo/modules/internal/httpx"
 	"github.com/sentrysilo/caddy-silo/modules/silo"
 	"github.com/sentrysilo/caddy-silo/modules/subnet"
 )
@@ -168,26 +169,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 
-	h.transport = &http.Transport{
-		DialContext:           (&guardedDialer{allow: allow, dialer: net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}}).DialContext,
-		ForceAttemptHTTP2:     true,
+	h.transport = httpx.NewTransport(httpx.TransportOptions{
+		DialContext:           (&guardedDialer{allow: allow, dialer: net.Dialer{Timeout: connect, KeepAlive: httpx.KeepAlive}}).DialContext,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		// The body is relayed as it is: no transparent gzip.
 		DisableCompression: true,
-		// No environment proxy: a proxy would dial on our behalf and
-		// defeat the address check.
-		Proxy: nil,
-	}
-	client := &http.Client{
-		Transport: h.transport,
-		// Redirects go back to the caller, who decides (they may lead
-		// off the integration's hosts).
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	})
+	// Redirects go back to the caller, who decides (they may lead off the
+	// integration's hosts).
+	client := &http.Client{Transport: h.transport, CheckRedirect: httpx.NoRedirects}
 	m := newMetrics(ctx.GetMetricsRegistry())
 	cfg.HTTPClient = client
 	cfg.Observe = m.refresh

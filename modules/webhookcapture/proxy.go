@@ -6,13 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/sentrysilo/caddy-silo/modules/internal/httpx"
 	"github.com/sentrysilo/caddy-silo/modules/internal/webhooks"
 )
 
@@ -24,28 +24,24 @@ const maxSyncResponse = 10 << 20
 
 // sharedTransport serves every synchronous region call of every handler
 // and config, so connections survive reloads.
-var sharedTransport = &http.Transport{
-	Proxy:                 nil,
-	DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+var sharedTransport = httpx.NewTransport(httpx.TransportOptions{
 	MaxIdleConnsPerHost:   64,
-	IdleConnTimeout:       90 * time.Second,
 	ResponseHeaderTimeout: syncTimeout,
-	ForceAttemptHTTP2:     true,
-}
+})
 
-var syncClient = &http.Client{
-	Transport: sharedTransport,
-	Timeout:   syncTimeout,
-	CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse
-	},
-}
+var syncClient = &http.Client{Transport: sharedTransport, Timeout: syncTimeout, CheckRedirect: httpx.NoRedirects}
 
-// hopHeaders are not forwarded either way (RFC 9110 §7.6.1), nor are the
-// length and host, which the transport sets.
-var hopHeaders = []string{
-	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length", "Host", "X-Forwarded-Proto",
+// syncDrops are not forwarded either way besides the hop-by-hop headers:
+// the length and host, which the transport sets, and X-Forwarded-Proto,
+// which belongs to the original connection.
+var syncDrops = []string{"Content-Length", "Host", "X-Forwarded-Proto"}
+
+// dropHeaders removes the hop-by-hop headers and syncDrops from h.
+func dropHeaders(h http.Header) {
+	httpx.RemoveHopByHop(h)
+	for _, k := range syncDrops {
+		h.Del(k)
+	}
 }
 
 // regionProxy answers the synchronous interactions (Slack and Discord
@@ -81,9 +77,7 @@ func (p *regionProxy) serve(w http.ResponseWriter, r *http.Request, res *webhook
 	// The calls may outlive this request, whose body buffer is pooled:
 	// they get copies.
 	out := outbound{method: r.Method, url: *r.URL, header: r.Header.Clone(), body: bytes.Clone(body)}
-	for _, k := range hopHeaders {
-		out.header.Del(k)
-	}
+	dropHeaders(out.header)
 	// The region sees the sender the way a replayed webhook shows it.
 	setPeer(out.header, r.Header[forwardedFor], r.RemoteAddr)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), syncTimeout)
@@ -141,11 +135,8 @@ func (p *regionProxy) call(ctx context.Context, o *outbound, name string) region
 		a.err = errors.New("unknown region")
 		return a
 	}
-	target := *base
-	target.Path, target.RawPath = joinPath(base, &o.url)
-	target.RawQuery = o.url.RawQuery
-	a.url = (&url.URL{Scheme: target.Scheme, Host: target.Host, Path: target.Path, RawPath: target.RawPath}).String()
-	req, err := http.NewRequestWithContext(ctx, o.method, target.String(), bytes.NewReader(o.body))
+	a.url = httpx.JoinURL(base, o.url.EscapedPath())
+	req, err := http.NewRequestWithContext(ctx, o.method, httpx.JoinURL(base, o.url.RequestURI()), bytes.NewReader(o.body))
 	if err != nil {
 		a.err = err
 		return a
@@ -171,28 +162,10 @@ func writeAnswer(w http.ResponseWriter, a *regionAnswer) {
 	for k, vs := range a.header {
 		h[k] = vs
 	}
-	for _, k := range hopHeaders {
-		h.Del(k)
-	}
+	dropHeaders(h)
 	h.Set("X-Sentry-Proxy-URL", a.url)
 	h.Set("Content-Length", strconv.Itoa(len(a.body)))
 	w.WriteHeader(a.status)
 	_, _ = w.Write(a.body)
 }
 
-// joinPath appends the request path to the region address's base path.
-func joinPath(base, req *url.URL) (path, rawPath string) {
-	bp := base.Path
-	if len(bp) > 0 && bp[len(bp)-1] == '/' {
-		bp = bp[:len(bp)-1]
-	}
-	path = bp + req.Path
-	if req.RawPath != "" {
-		rawPath = base.EscapedPath()
-		if len(rawPath) > 0 && rawPath[len(rawPath)-1] == '/' {
-			rawPath = rawPath[:len(rawPath)-1]
-		}
-		rawPath += req.RawPath
-	}
-	return path, rawPath
-}

@@ -222,20 +222,16 @@ func (c *callbackPolicy) check(ctx context.Context, provider, raw string) error 
 // No proxy from the environment: a proxy would dial on our behalf and
 // the guard would check the proxy, not the destination.
 func newCallbackTransport(cfg Config, policy *callbackPolicy) *http.Transport {
-	return &http.Transport{
+	return httpx.NewTransport(httpx.TransportOptions{
 		DialContext: (&httpx.Dialer{
-			Dialer:    net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second},
+			Dialer:    net.Dialer{Timeout: 5 * time.Second, KeepAlive: httpx.KeepAlive},
 			PolicyFor: policy.dialPolicy,
 		}).DialContext,
-		Proxy:                 nil,
 		TLSClientConfig:       &tls.Config{RootCAs: cfg.CallbackRootCAs, MinVersion: tls.VersionTLS12},
 		MaxIdleConns:          64,
 		MaxIdleConnsPerHost:   16,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   5 * time.Second,
 		ResponseHeaderTimeout: cfg.RequestTimeout,
-		ForceAttemptHTTP2:     true,
-	}
+	})
 }
 
 // answered records the region's 2xx answer to a callback payload and

@@ -9,9 +9,9 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/sentrysilo/caddy-silo/modules/internal/httpx"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 )
 
@@ -58,46 +58,26 @@ const (
 	discardBody   = 64 << 10
 )
 
-// hopHeaders are dropped from every replayed request (§4.6
-// clean_proxy_headers): hop-by-hop headers, plus Host, Content-Length and
-// X-Forwarded-Proto, which belong to the original connection. Content-
-// Encoding is kept: the body is replayed byte for byte as it was received,
-// so the header still describes it (dropping it would leave a compressed
-// body the region cannot read).
-var hopHeaders = []string{
-	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
-	"Expect", "Host", "Content-Length", "X-Forwarded-Proto",
-}
+// replayDrops are dropped from every replayed request besides the
+// hop-by-hop headers (§4.6 clean_proxy_headers): Host, Content-Length and
+// X-Forwarded-Proto belong to the original connection, and Expect to its
+// handshake. Content-Encoding is kept: the body is replayed byte for byte
+// as it was received, so the header still describes it (dropping it would
+// leave a compressed body the region cannot read).
+var replayDrops = []string{"Expect", "Host", "Content-Length", "X-Forwarded-Proto"}
 
-// replayHeaders returns the stored headers minus hopHeaders and the
-// headers the Connection header names.
+// replayHeaders returns a copy of the stored headers without the
+// hop-by-hop headers and replayDrops.
 func replayHeaders(stored http.Header) http.Header {
 	h := make(http.Header, len(stored))
 	for k, vs := range stored {
 		h[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
 	}
-	for _, v := range h.Values("Connection") {
-		for _, name := range strings.Split(v, ",") {
-			if name = strings.TrimSpace(name); name != "" {
-				h.Del(name)
-			}
-		}
-	}
-	for _, name := range hopHeaders {
+	httpx.RemoveHopByHop(h)
+	for _, name := range replayDrops {
 		h.Del(name)
 	}
 	return h
-}
-
-// targetURL joins the region address and the stored path (path plus
-// "?query", verbatim).
-func targetURL(base *url.URL, path string) string {
-	if !strings.HasPrefix(path, "/") {
-		path = "/" + path
-	}
-	prefix := strings.TrimSuffix(base.EscapedPath(), "/")
-	return base.Scheme + "://" + base.Host + prefix + path
 }
 
 // sendToRegion replays p to its region. regionBody is the region's answer,
@@ -105,7 +85,7 @@ func targetURL(base *url.URL, path string) string {
 func (d *Drainer) sendToRegion(ctx context.Context, base *url.URL, p *store.Payload, keepBody bool) (res result, regionBody []byte) {
 	rctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, p.Method, targetURL(base, p.Path), bytes.NewReader(p.Body))
+	req, err := http.NewRequestWithContext(rctx, p.Method, httpx.JoinURL(base, p.Path), bytes.NewReader(p.Body))
 	if err != nil {
 		return result{kind: retry, err: "stored request is invalid: " + safeError(err)}, nil
 	}

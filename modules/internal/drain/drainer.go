@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"net"
 	"net/http"
 	"net/url"
 	"sort"
@@ -15,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/sentrysilo/caddy-silo/modules/internal/httpx"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 )
 
@@ -82,15 +82,14 @@ func New(cfg Config, st store.Store, regions func(name string) (*url.URL, bool),
 		logger.Error("ignoring callback_hosts", zap.Error(err))
 		callbacks, _ = newCallbackPolicy(nil)
 	}
-	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	d := &Drainer{
 		cfg:            cfg,
 		st:             st,
 		regions:        regions,
 		log:            logger,
 		m:              metrics,
-		client:         &http.Client{Transport: cfg.Transport, CheckRedirect: noRedirect},
-		callbackClient: &http.Client{Transport: newCallbackTransport(cfg, callbacks), CheckRedirect: noRedirect},
+		client:         &http.Client{Transport: cfg.Transport, CheckRedirect: httpx.NoRedirects},
+		callbackClient: &http.Client{Transport: newCallbackTransport(cfg, callbacks), CheckRedirect: httpx.NoRedirects},
 		callbacks:      callbacks,
 		skip:           make(map[string]bool, len(cfg.SkipOnFailure)),
 		wakeCh:         make(chan struct{}, 1),
@@ -109,18 +108,13 @@ func New(cfg Config, st store.Store, regions func(name string) (*url.URL, bool),
 }
 
 // newTransport is the shared transport for deliveries: keep-alive to a
-// handful of regions, enough idle connections for every worker, no proxy
-// from the environment (regions are internal addresses).
+// handful of regions, enough idle connections for every worker.
 func newTransport(cfg Config) *http.Transport {
-	return &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	return httpx.NewTransport(httpx.TransportOptions{
 		MaxIdleConns:          4 * cfg.Workers,
 		MaxIdleConnsPerHost:   cfg.Workers + 4,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   5 * time.Second,
 		ResponseHeaderTimeout: cfg.RequestTimeout,
-		ForceAttemptHTTP2:     true,
-	}
+	})
 }
 
 // Owner is the lease owner id of this drainer.

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/sentrysilo/caddy-silo/modules/internal/httpx"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 )
 
@@ -55,7 +56,7 @@ func (d *Drainer) probe(ctx context.Context, region string, b *breaker) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(pctx, http.MethodGet, targetURL(base, d.cfg.ProbePath), nil)
+	req, err := http.NewRequestWithContext(pctx, http.MethodGet, httpx.JoinURL(base, d.cfg.ProbePath), nil)
 	if err != nil {
 		return
 	}
