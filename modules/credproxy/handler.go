@@ -91,13 +91,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision resolves secrets, parses the GitHub key and builds the
 // shared outbound transport. It touches no database and no network.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	v, err := ctx.App("sentry_silo")
+	app, err := silo.FromContext(ctx, "sentry_cred_proxy")
 	if err != nil {
-		return fmt.Errorf("sentry_cred_proxy: loading the sentry_silo app: %v", err)
-	}
-	app, ok := v.(*silo.App)
-	if !ok {
-		return fmt.Errorf("sentry_cred_proxy: sentry_silo app has unexpected type %T", v)
+		return err
 	}
 	h.app = app
 	logger := ctx.Logger()

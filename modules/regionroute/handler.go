@@ -105,13 +105,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.dirErrLog = new(atomic.Int64)
-	v, err := ctx.App("sentry_silo")
+	app, err := silo.FromContext(ctx, "sentry_region_route")
 	if err != nil {
-		return fmt.Errorf("loading the sentry_silo app: %w", err)
-	}
-	app, ok := v.(*silo.App)
-	if !ok {
-		return fmt.Errorf("sentry_silo app is %T", v)
+		return err
 	}
 	if !app.Control() {
 		app.WarnMonolithOptions(h.logger, "sentry_region_route", h.options())

@@ -92,13 +92,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	registerMetrics(ctx.GetMetricsRegistry())
 
-	v, err := ctx.App("sentry_silo")
+	app, err := silo.FromContext(ctx, "sentry_webhook_capture")
 	if err != nil {
-		return fmt.Errorf("sentry_webhook_capture needs the sentry_silo app: %w", err)
-	}
-	app, ok := v.(*silo.App)
-	if !ok {
-		return fmt.Errorf("sentry_webhook_capture: sentry_silo app has unexpected type %T", v)
+		return err
 	}
 	h.app = app
 	h.active = app.Control()

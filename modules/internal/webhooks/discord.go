@@ -63,7 +63,7 @@ func parseDiscord(ctx context.Context, env *Env, req *Request) (Result, error) {
 	}
 	di, err := readDiscordInteraction(req.Body)
 	if err != nil {
-		return respond(http.StatusBadRequest, "rejected"), nil
+		return rejected(), nil
 	}
 	if di.Type == discordPing {
 		if env.DiscordPublicKey == nil {
@@ -74,19 +74,13 @@ func parseDiscord(ctx context.Context, env *Env, req *Request) (Result, error) {
 		return respondJSON(http.StatusOK, discordPong, "challenge"), nil
 	}
 	in, err := env.integrationByExternalID(ctx, "discord", di.GuildID)
-	if err != nil {
-		return Result{}, err
-	}
-	if in == nil {
-		return respond(http.StatusBadRequest, "rejected"), nil
-	}
-	regions := env.regionsOf(in)
-	if len(regions) == 0 {
-		return respond(http.StatusBadRequest, "rejected"), nil
+	res, err := env.captureFor("discord", in, err, rejected())
+	if err != nil || res.Action != Capture {
+		return res, err
 	}
 	if (di.Type == discordCommand || di.Type == discordMessageComponent) && di.ApplicationID != "" && di.Token != "" &&
 		!strings.ContainsAny(di.ApplicationID+di.Token, "/?#%") {
-		res := capture("discord", in, regions[:1])
+		res.Regions = res.Regions[:1]
 		res.Action = Callback
 		res.Status = http.StatusOK
 		res.ContentType = "application/json"
@@ -95,7 +89,6 @@ func parseDiscord(ctx context.Context, env *Env, req *Request) (Result, error) {
 		res.Outcome = "callback"
 		return res, nil
 	}
-	res := capture("discord", in, regions)
 	res.Action = ProxyFirst
 	if di.Type == discordMessageComponent {
 		res.Action = ProxyAll

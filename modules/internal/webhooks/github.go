@@ -67,11 +67,11 @@ func parseGitHub(ctx context.Context, env *Env, req *Request, provider, host str
 		return respond(http.StatusUnauthorized, "rejected"), nil
 	}
 	if !strings.Contains(first(req.Header, "Content-Type"), "application/json") {
-		return respond(http.StatusBadRequest, "rejected"), nil
+		return rejected(), nil
 	}
 	ev, err := readGitHubEvent(req.Body)
 	if err != nil {
-		return respond(http.StatusBadRequest, "rejected"), nil
+		return rejected(), nil
 	}
 	event, hasEvent := req.Header["X-Github-Event"]
 	if hasEvent && len(event) > 0 {
@@ -83,24 +83,17 @@ func parseGitHub(ctx context.Context, env *Env, req *Request, provider, host str
 		}
 	}
 	if host == "-" || ev.InstallationID == "" {
-		return respond(http.StatusBadRequest, "rejected"), nil
+		return rejected(), nil
 	}
 	externalID := string(ev.InstallationID)
 	if host != "" {
 		externalID = host + ":" + externalID
 	}
 	in, err := env.integrationByExternalID(ctx, provider, externalID)
-	if err != nil {
-		return Result{}, err
+	res, err := env.captureFor(provider, in, err, rejected())
+	if err != nil || res.Action != Capture {
+		return res, err
 	}
-	if in == nil {
-		return respond(http.StatusBadRequest, "rejected"), nil
-	}
-	regions := env.regionsOf(in)
-	if len(regions) == 0 {
-		return respond(http.StatusBadRequest, "rejected"), nil
-	}
-	res := capture(provider, in, regions)
 	res.DeliveryKey = first(req.Header, "X-Github-Delivery")
 	if id, ok := ev.RepositoryID.int64(); ok {
 		res.BucketKey, res.HasBucket = id, true

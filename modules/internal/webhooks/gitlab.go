@@ -2,7 +2,6 @@ package webhooks
 
 import (
 	"context"
-	"net/http"
 	"strings"
 )
 
@@ -35,28 +34,21 @@ func parseGitLab(ctx context.Context, env *Env, req *Request) (Result, error) {
 	token := first(req.Header, "X-Gitlab-Token")
 	if token == "" {
 		// "The customer needs to set a Secret Token in their webhook."
-		return respond(http.StatusBadRequest, "rejected"), nil
+		return rejected(), nil
 	}
 	parts := strings.Split(token, ":")
 	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
-		return respond(http.StatusBadRequest, "rejected"), nil
+		return rejected(), nil
 	}
 	ev, err := readGitLabEvent(req.Body)
 	if err != nil {
-		return respond(http.StatusBadRequest, "rejected"), nil
+		return rejected(), nil
 	}
 	in, err := env.integrationByExternalID(ctx, "gitlab", parts[0]+":"+parts[1])
-	if err != nil {
-		return Result{}, err
+	res, err := env.captureFor("gitlab", in, err, rejected())
+	if err != nil || res.Action != Capture {
+		return res, err
 	}
-	if in == nil {
-		return respond(http.StatusBadRequest, "rejected"), nil
-	}
-	regions := env.regionsOf(in)
-	if len(regions) == 0 {
-		return respond(http.StatusBadRequest, "rejected"), nil
-	}
-	res := capture("gitlab", in, regions)
 	res.DeliveryKey = first(req.Header, "X-Gitlab-Event-Uuid")
 	if id, ok := ev.ProjectID.int64(); ok {
 		res.BucketKey, res.HasBucket = id, true

@@ -50,7 +50,7 @@ func parseJira(ctx context.Context, env *Env, req *Request) (Result, error) {
 	regions := env.regionsOf(in)
 	switch {
 	case len(regions) == 0:
-		return respond(http.StatusBadRequest, "rejected"), nil
+		return rejected(), nil
 	case len(regions) > 1:
 		// Sentry refuses to install Jira in organizations of two
 		// regions; one that slipped through is a data error (§7 case 48).

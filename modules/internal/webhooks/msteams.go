@@ -2,7 +2,6 @@ package webhooks
 
 import (
 	"context"
-	"net/http"
 	"strings"
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
@@ -65,7 +64,7 @@ func parseMSTeams(ctx context.Context, env *Env, req *Request) (Result, error) {
 	case act.IntegrationID != "":
 		id, ok := act.IntegrationID.int64()
 		if !ok {
-			return respond(http.StatusBadRequest, "rejected"), nil
+			return rejected(), nil
 		}
 		in, err = env.integrationByID(ctx, "msteams", id)
 	case act.TeamID != "":
@@ -75,15 +74,5 @@ func parseMSTeams(ctx context.Context, env *Env, req *Request) (Result, error) {
 	default:
 		return passOn, nil
 	}
-	if err != nil {
-		return Result{}, err
-	}
-	if in == nil {
-		return respond(http.StatusBadRequest, "rejected"), nil
-	}
-	regions := env.regionsOf(in)
-	if len(regions) == 0 {
-		return respond(http.StatusBadRequest, "rejected"), nil
-	}
-	return capture("msteams", in, regions), nil
+	return env.captureFor("msteams", in, err, rejected())
 }

@@ -114,7 +114,7 @@ func parseSlack(ctx context.Context, env *Env, req *Request) (Result, error) {
 	if view == "event" {
 		var err error
 		if sr, err = readSlackJSON(req.Body); err != nil {
-			return respond(http.StatusBadRequest, "rejected"), nil
+			return rejected(), nil
 		}
 		if sr.Type == "url_verification" {
 			// Answered at the edge, after the signature check.
@@ -124,11 +124,11 @@ func parseSlack(ctx context.Context, env *Env, req *Request) (Result, error) {
 	} else {
 		form, err := url.ParseQuery(string(req.Body))
 		if err != nil {
-			return respond(http.StatusBadRequest, "rejected"), nil
+			return rejected(), nil
 		}
 		if p := querydict.Get(form, "payload"); p != "" {
 			if sr, err = readSlackJSON([]byte(p)); err != nil {
-				return respond(http.StatusBadRequest, "rejected"), nil
+				return rejected(), nil
 			}
 		} else {
 			sr.TeamID = querydict.Get(form, "team_id")
@@ -137,23 +137,18 @@ func parseSlack(ctx context.Context, env *Env, req *Request) (Result, error) {
 	}
 
 	in, err := env.integrationByExternalID(ctx, "slack", sr.teamID())
-	if err != nil {
-		return Result{}, err
+	// A workspace no longer linked to any organization: Slack retries
+	// anything but a 2xx, so acknowledge and drop.
+	res, err := env.captureFor("slack", in, err, respond(http.StatusAccepted, "dropped"))
+	if err != nil || res.Action != Capture {
+		return res, err
 	}
-	if in == nil {
-		return respond(http.StatusBadRequest, "rejected"), nil
-	}
-	regions := env.regionsOf(in)
-	if len(regions) == 0 {
-		// The workspace is no longer linked to any organization. Slack
-		// retries anything but a 2xx, so acknowledge and drop.
-		return respond(http.StatusAccepted, "dropped"), nil
-	}
+	regions := res.Regions
 
 	if view == "event" {
 		// Events API deliveries need nothing back but a 2xx: keep them
 		// durably in the first region's mailbox.
-		res := capture("slack", in, regions[:1])
+		res.Regions = regions[:1]
 		res.DeliveryKey = sr.EventID
 		return res, nil
 	}
@@ -163,14 +158,13 @@ func parseSlack(ctx context.Context, env *Env, req *Request) (Result, error) {
 		// callback host, a public address) is decided there, before the
 		// region is called, and a refused one ends as a dead letter. The
 		// edge's answer says nothing about the URL.
-		res := capture("slack", in, regions[:1])
+		res.Regions = regions[:1]
 		res.Action = Callback
 		res.Status = http.StatusOK
 		res.CallbackURL = sr.ResponseURL
 		res.Outcome = "callback"
 		return res, nil
 	}
-	res := capture("slack", in, regions)
 	res.Action = ProxyFirst
 	if view == "action" && !slackExempt(&sr) {
 		res.Action = ProxyAll

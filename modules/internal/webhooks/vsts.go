@@ -2,7 +2,6 @@ package webhooks
 
 import (
 	"context"
-	"net/http"
 	"strings"
 )
 
@@ -37,20 +36,13 @@ func parseVSTS(ctx context.Context, env *Env, req *Request) (Result, error) {
 	}
 	ev, err := readVSTSEvent(req.Body)
 	if err != nil {
-		return respond(http.StatusBadRequest, "rejected"), nil
+		return rejected(), nil
 	}
 	in, err := env.integrationByExternalID(ctx, "vsts", ev.CollectionID)
-	if err != nil {
-		return Result{}, err
+	res, err := env.captureFor("vsts", in, err, rejected())
+	if err != nil || res.Action != Capture {
+		return res, err
 	}
-	if in == nil {
-		return respond(http.StatusBadRequest, "rejected"), nil
-	}
-	regions := env.regionsOf(in)
-	if len(regions) == 0 {
-		return respond(http.StatusBadRequest, "rejected"), nil
-	}
-	res := capture("vsts", in, regions)
 	res.DeliveryKey = ev.ID
 	return res, nil
 }

@@ -305,6 +305,30 @@ func (e *Env) integrationByID(ctx context.Context, provider string, id int64) (*
 	return &in, nil
 }
 
+// rejected is the empty 400 Sentry's parsers answer for a webhook whose
+// integration, or its organizations' regions, cannot be found.
+func rejected() Result { return respond(http.StatusBadRequest, "rejected") }
+
+// captureFor is the end every integration parser shares: the lookup's
+// error is the handler's 503; no active integration is a 400; an
+// integration none of whose organizations is in a known region is
+// answered noRegions (a 400, except where the provider must get a 2xx);
+// otherwise the Capture result for its regions. A caller that has more to
+// set returns the result as it is unless its Action is Capture.
+func (e *Env) captureFor(provider string, in *directory.Integration, err error, noRegions Result) (Result, error) {
+	if err != nil {
+		return Result{}, err
+	}
+	if in == nil {
+		return rejected(), nil
+	}
+	regions := e.regionsOf(in)
+	if len(regions) == 0 {
+		return noRegions, nil
+	}
+	return capture(provider, in, regions), nil
+}
+
 // capture builds the Capture result for an integration's regions.
 func capture(provider string, in *directory.Integration, regions []string) Result {
 	return Result{
