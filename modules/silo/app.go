@@ -286,7 +286,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.Control() && !a.Drainer.Off {
 		drainMetrics.Register(ctx.GetMetricsRegistry())
-		a.drainer = drain.New(a.Drainer.config(), a.store, a.regionAddress,
+		a.drainer = drain.New(a.Drainer.config(leaseOwner()), a.store, a.regionAddress,
 			a.logger.Named("drainer"), drainMetrics)
 	}
 	return nil

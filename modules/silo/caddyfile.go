@@ -9,8 +9,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-
-	"github.com/sentrysilo/caddy-silo/modules/internal/drain"
 )
 
 func init() {
@@ -61,291 +59,263 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	return httpcaddyfile.App{Name: "sentry_silo", Value: caddyconfig.JSON(app, nil)}, nil
 }
 
-// UnmarshalCaddyfile fills the app from the sentry_silo block. It checks
-// the cross references (regions named by default_region and organization
-// lines) once the whole block is read, so that the error points at the
-// line that names the unknown region.
+// UnmarshalCaddyfile fills the app from the sentry_silo block, one small
+// function per option (siloOptions). It checks the cross references
+// (regions named by default_region and organization lines) once the whole
+// block is read, so that the error points at the line that names the
+// unknown region.
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	// A region may be named before it is defined, so references are
-	// checked at the end, with the position of the line that names them.
-	type regionRef struct {
-		name, what, file string
-		line             int
-	}
-	var refs []regionRef
-	seen := map[string]bool{}
-
+	p := &siloParse{regions: map[string]bool{}}
+	given := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch d.Val() {
-		case "mode":
-			var mode string
-			if !d.AllArgs(&mode) {
-				return d.ArgErr()
-			}
-			if mode != ModeControl && mode != ModeMonolith {
-				return d.Errf("mode must be control or monolith, not %q", mode)
-			}
-			a.Mode = mode
-		case "storage":
-			if a.Storage != nil {
-				return d.Err("storage is set twice")
-			}
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.Err("storage needs an engine: storage sqlite [<path>] or storage postgres <dsn>")
-			}
-			switch args[0] {
-			case EngineSQLite:
-				if len(args) > 2 {
-					return d.ArgErr()
-				}
-				a.Storage = &StorageConfig{Engine: EngineSQLite}
-				if len(args) == 2 {
-					a.Storage.Path = args[1]
-				}
-			case EnginePostgres:
-				if len(args) != 2 {
-					return d.Err("storage postgres needs exactly one DSN, e.g. storage postgres {env.SILO_DATABASE_URL}")
-				}
-				a.Storage = &StorageConfig{Engine: EnginePostgres, DSN: args[1]}
-			default:
-				return d.Errf("unknown storage engine %q: use sqlite or postgres", args[0])
-			}
-		case "directory_dsn":
-			if !d.AllArgs(&a.DirectoryDSN) {
-				return d.ArgErr()
-			}
-		case "migrate":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			switch v {
-			case "on":
-				a.Migrate = boolPtr(true)
-			case "off":
-				a.Migrate = boolPtr(false)
-			default:
-				return d.Errf("migrate must be on or off, not %q", v)
-			}
-		case "region":
-			var rc RegionConfig
-			if !d.NextArg() {
-				return d.Err("region needs a name and an address: region <name> <address>")
-			}
-			rc.Name = d.Val()
-			if !d.NextArg() {
-				return d.Errf("region %s needs an address, e.g. http://10.0.0.5:8010", rc.Name)
-			}
-			rc.Address = d.Val()
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			if seen[rc.Name] {
-				return d.Errf("region %q is defined twice", rc.Name)
-			}
-			seen[rc.Name] = true
-			if err := checkURL(rc.Address); err != nil {
-				return d.Errf("region %s: address %q: %v", rc.Name, rc.Address, err)
-			}
-			for n := d.Nesting(); d.NextBlock(n); {
-				switch d.Val() {
-				case "gateway_address":
-					if !d.AllArgs(&rc.GatewayAddress) {
-						return d.ArgErr()
-					}
-					if err := checkURL(rc.GatewayAddress); err != nil {
-						return d.Errf("region %s: gateway_address %q: %v", rc.Name, rc.GatewayAddress, err)
-					}
-				default:
-					return d.Errf("unrecognized region subdirective %q", d.Val())
-				}
-			}
-			a.Regions = append(a.Regions, rc)
-		case "default_region":
-			if !d.AllArgs(&a.DefaultRegion) {
-				return d.ArgErr()
-			}
-			refs = append(refs, regionRef{a.DefaultRegion, fmt.Sprintf("default_region %q", a.DefaultRegion), d.File(), d.Line()})
-		case "url_prefix":
-			if !d.AllArgs(&a.URLPrefix) {
-				return d.ArgErr()
-			}
-			if err := checkURL(a.URLPrefix); err != nil {
-				return d.Errf("url_prefix %q: %v", a.URLPrefix, err)
-			}
-		case "subnet_secret":
-			if !d.AllArgs(&a.SubnetSecret) {
-				return d.ArgErr()
-			}
-		case "directory_cache":
-			args := d.RemainingArgs()
-			if len(args) < 1 || len(args) > 2 {
-				return d.Err("directory_cache needs <ttl> [<negative_ttl>]")
-			}
-			ttl, err := parseDuration(d, "directory_cache ttl", args[0])
-			if err != nil {
-				return err
-			}
-			a.DirectoryCache = &DirectoryCacheConfig{TTL: ttl}
-			if len(args) == 2 {
-				if a.DirectoryCache.NegativeTTL, err = parseDuration(d, "directory_cache negative_ttl", args[1]); err != nil {
-					return err
-				}
-			}
-		case "organization":
-			var id, slug, region string
-			if !d.AllArgs(&id, &slug, &region) {
-				return d.Err("organization needs <id> <slug> <region>")
-			}
-			n, err := strconv.ParseInt(id, 10, 64)
-			if err != nil || n <= 0 {
-				return d.Errf("organization %s %s: id must be a positive integer", id, slug)
-			}
-			a.Organizations = append(a.Organizations, StaticOrganization{ID: n, Slug: slug, Region: region})
-			refs = append(refs, regionRef{region, fmt.Sprintf("organization %s %s: region %q", id, slug, region), d.File(), d.Line()})
-		case "integration":
-			args := d.RemainingArgs()
-			if len(args) < 4 {
-				return d.Err("integration needs <id> <provider> <external_id> <organization_id...>, e.g. integration 10 github 555 1 2")
-			}
-			id, err := strconv.ParseInt(args[0], 10, 64)
-			if err != nil || id <= 0 {
-				return d.Errf("integration %s: id must be a positive integer", args[0])
-			}
-			in := StaticIntegration{ID: id, Provider: args[1], ExternalID: args[2]}
-			for _, v := range args[3:] {
-				org, err := strconv.ParseInt(v, 10, 64)
-				if err != nil || org <= 0 {
-					return d.Errf("integration %s %s %s: organization id %q must be a positive integer", args[0], args[1], args[2], v)
-				}
-				in.Organizations = append(in.Organizations, org)
-			}
-			a.Integrations = append(a.Integrations, in)
-			// The rest is checked where the JSON is, with the same words.
-			if err := (&App{Integrations: a.Integrations}).checkIntegrations(); err != nil {
-				return d.Err(err.Error())
-			}
-		case "drainer":
-			if a.Drainer != nil {
-				return d.Err("drainer is set twice")
-			}
-			a.Drainer = new(DrainerConfig)
-			if err := a.Drainer.unmarshalCaddyfile(d); err != nil {
-				return err
-			}
-		default:
-			return d.Errf("unrecognized sentry_silo option %q", d.Val())
+		name := d.Val()
+		parse, ok := siloOptions[name]
+		if !ok {
+			return d.Errf("unrecognized sentry_silo option %q", name)
+		}
+		if given[name] && !repeatableOptions[name] {
+			// A second line would silently replace the first.
+			return d.Errf("%s is set twice", name)
+		}
+		given[name] = true
+		if err := parse(d, a, p); err != nil {
+			return err
 		}
 	}
-	for _, r := range refs {
-		if !seen[r.name] {
-			return fmt.Errorf("%s is not a configured region (configured: %s), at %s:%d", r.what, strings.Join(sortedKeys(seen), ", "), r.file, r.line)
+	for _, r := range p.refs {
+		if !p.regions[r.name] {
+			return fmt.Errorf("%s is not a configured region (configured: %s), at %s:%d", r.what, strings.Join(sortedKeys(p.regions), ", "), r.file, r.line)
 		}
 	}
 	return nil
 }
 
-func (c *DrainerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+// siloParse is what the option parsers share while the block is read: a
+// region may be named before it is defined, so the references are kept,
+// with the position of the line that names them, and checked at the end.
+type siloParse struct {
+	regions map[string]bool
+	refs    []regionRef
+}
+
+type regionRef struct {
+	name, what, file string
+	line             int
+}
+
+// ref records a region named by the current line.
+func (p *siloParse) ref(d *caddyfile.Dispenser, name, what string) {
+	p.refs = append(p.refs, regionRef{name, what, d.File(), d.Line()})
+}
+
+// siloOptionParser reads one option (the dispenser is on its name) into a.
+type siloOptionParser func(d *caddyfile.Dispenser, a *App, p *siloParse) error
+
+// siloOptions are the options of the sentry_silo block.
+var siloOptions map[string]siloOptionParser
+
+func init() {
+	siloOptions = map[string]siloOptionParser{
+		"mode":            parseMode,
+		"storage":         parseStorage,
+		"directory_dsn":   oneString(func(a *App) *string { return &a.DirectoryDSN }),
+		"migrate":         parseMigrate,
+		"region":          parseRegion,
+		"default_region":  parseDefaultRegion,
+		"url_prefix":      parseURLPrefix,
+		"subnet_secret":   oneString(func(a *App) *string { return &a.SubnetSecret }),
+		"directory_cache": parseDirectoryCache,
+		"organization":    parseOrganization,
+		"integration":     parseIntegration,
+		"drainer":         parseDrainer,
+	}
+}
+
+// repeatableOptions may be given on several lines, which add up.
+var repeatableOptions = map[string]bool{"region": true, "organization": true, "integration": true}
+
+// oneString reads an option with exactly one argument into a field.
+func oneString(field func(a *App) *string) siloOptionParser {
+	return func(d *caddyfile.Dispenser, a *App, _ *siloParse) error {
+		if !d.AllArgs(field(a)) {
+			return d.ArgErr()
+		}
+		return nil
+	}
+}
+
+func parseMode(d *caddyfile.Dispenser, a *App, _ *siloParse) error {
+	var mode string
+	if !d.AllArgs(&mode) {
+		return d.ArgErr()
+	}
+	if mode != ModeControl && mode != ModeMonolith {
+		return d.Errf("mode must be control or monolith, not %q", mode)
+	}
+	a.Mode = mode
+	return nil
+}
+
+func parseStorage(d *caddyfile.Dispenser, a *App, _ *siloParse) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.Err("storage needs an engine: storage sqlite [<path>] or storage postgres <dsn>")
+	}
+	switch args[0] {
+	case EngineSQLite:
+		if len(args) > 2 {
+			return d.ArgErr()
+		}
+		a.Storage = &StorageConfig{Engine: EngineSQLite}
+		if len(args) == 2 {
+			a.Storage.Path = args[1]
+		}
+	case EnginePostgres:
+		if len(args) != 2 {
+			return d.Err("storage postgres needs exactly one DSN, e.g. storage postgres {env.SILO_DATABASE_URL}")
+		}
+		a.Storage = &StorageConfig{Engine: EnginePostgres, DSN: args[1]}
+	default:
+		return d.Errf("unknown storage engine %q: use sqlite or postgres", args[0])
+	}
+	return nil
+}
+
+func parseMigrate(d *caddyfile.Dispenser, a *App, _ *siloParse) error {
+	var v string
+	if !d.AllArgs(&v) {
+		return d.ArgErr()
+	}
+	switch v {
+	case "on":
+		a.Migrate = boolPtr(true)
+	case "off":
+		a.Migrate = boolPtr(false)
+	default:
+		return d.Errf("migrate must be on or off, not %q", v)
+	}
+	return nil
+}
+
+func parseRegion(d *caddyfile.Dispenser, a *App, p *siloParse) error {
+	var rc RegionConfig
+	if !d.NextArg() {
+		return d.Err("region needs a name and an address: region <name> <address>")
+	}
+	rc.Name = d.Val()
+	if !d.NextArg() {
+		return d.Errf("region %s needs an address, e.g. http://10.0.0.5:8010", rc.Name)
+	}
+	rc.Address = d.Val()
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	given := map[string]bool{}
+	if p.regions[rc.Name] {
+		return d.Errf("region %q is defined twice", rc.Name)
+	}
+	p.regions[rc.Name] = true
+	if err := checkURL(rc.Address); err != nil {
+		return d.Errf("region %s: address %q: %v", rc.Name, rc.Address, err)
+	}
 	for n := d.Nesting(); d.NextBlock(n); {
-		opt := d.Val()
-		if given[opt] && opt != "callback_hosts" { // callback_hosts lines add up
-			// A second line would silently replace the first.
-			return d.Errf("drainer %s is given twice", opt)
-		}
-		given[opt] = true
-		var err error
-		switch opt {
-		case "off":
-			if d.NextArg() {
+		switch d.Val() {
+		case "gateway_address":
+			if !d.AllArgs(&rc.GatewayAddress) {
 				return d.ArgErr()
 			}
-			c.Off = true
-		case "poll_interval":
-			c.PollInterval, err = oneDuration(d)
-		case "workers":
-			c.Workers, err = onePositiveInt(d)
-		case "claim_size":
-			c.ClaimSize, err = onePositiveInt(d)
-		case "max_attempts":
-			c.MaxAttempts, err = onePositiveInt(d)
-		case "backoff":
-			args := d.RemainingArgs()
-			if len(args) != 3 {
-				return d.Err("backoff needs <base> <rate> <cap>, e.g. backoff 3m 1.4 60m")
+			if err := checkURL(rc.GatewayAddress); err != nil {
+				return d.Errf("region %s: gateway_address %q: %v", rc.Name, rc.GatewayAddress, err)
 			}
-			b := new(BackoffConfig)
-			if b.Base, err = parseDuration(d, "backoff base", args[0]); err != nil {
-				return err
-			}
-			if b.Rate, err = strconv.ParseFloat(args[1], 64); err != nil || b.Rate < 1 {
-				return d.Errf("backoff rate %q must be a number ≥ 1", args[1])
-			}
-			if b.Cap, err = parseDuration(d, "backoff cap", args[2]); err != nil {
-				return err
-			}
-			c.Backoff = b
-		case "max_age":
-			c.MaxAge, err = oneDuration(d)
-		case "request_timeout":
-			c.RequestTimeout, err = oneDuration(d)
-		case "skip_on_failure":
-			// No providers means none skip: every mailbox is strict. An
-			// empty list, not nil, so the JSON keeps [] and does not fall
-			// back to the default list.
-			providers := d.RemainingArgs()
-			if providers == nil {
-				providers = []string{}
-			}
-			if err := checkSkipOnFailure(providers); err != nil {
-				return d.Err(err.Error())
-			}
-			c.SkipOnFailure = &providers
-		case "region_breaker":
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return d.Err("region_breaker needs <failures> <probe_interval>, e.g. region_breaker 5 10s")
-			}
-			b := new(BreakerConfig)
-			if b.Failures, err = strconv.Atoi(args[0]); err != nil || b.Failures <= 0 {
-				return d.Errf("region_breaker failures %q must be a positive integer", args[0])
-			}
-			if b.ProbeInterval, err = parseDuration(d, "region_breaker probe_interval", args[1]); err != nil {
-				return err
-			}
-			c.RegionBreaker = b
-		case "lease":
-			c.Lease, err = oneDuration(d)
-		case "dead_letter_retention":
-			c.DeadLetterRetention, err = oneDuration(d)
-		case "callback_hosts":
-			// May be repeated; the entries add up.
-			hosts := d.RemainingArgs()
-			if len(hosts) == 0 {
-				return d.Err("callback_hosts needs at least one host or host:port, e.g. callback_hosts chat.example.com:443")
-			}
-			for _, h := range hosts {
-				if err := drain.CheckCallbackHost(h); err != nil {
-					return d.Errf("%v", err)
-				}
-			}
-			c.CallbackHosts = append(c.CallbackHosts, hosts...)
 		default:
-			return d.Errf("unrecognized drainer option %q", opt)
+			return d.Errf("unrecognized region subdirective %q", d.Val())
 		}
-		if err != nil {
+	}
+	a.Regions = append(a.Regions, rc)
+	return nil
+}
+
+func parseDefaultRegion(d *caddyfile.Dispenser, a *App, p *siloParse) error {
+	if !d.AllArgs(&a.DefaultRegion) {
+		return d.ArgErr()
+	}
+	p.ref(d, a.DefaultRegion, fmt.Sprintf("default_region %q", a.DefaultRegion))
+	return nil
+}
+
+func parseURLPrefix(d *caddyfile.Dispenser, a *App, _ *siloParse) error {
+	if !d.AllArgs(&a.URLPrefix) {
+		return d.ArgErr()
+	}
+	if err := checkURL(a.URLPrefix); err != nil {
+		return d.Errf("url_prefix %q: %v", a.URLPrefix, err)
+	}
+	return nil
+}
+
+func parseDirectoryCache(d *caddyfile.Dispenser, a *App, _ *siloParse) error {
+	args := d.RemainingArgs()
+	if len(args) < 1 || len(args) > 2 {
+		return d.Err("directory_cache needs <ttl> [<negative_ttl>]")
+	}
+	ttl, err := parseDuration(d, "directory_cache ttl", args[0])
+	if err != nil {
+		return err
+	}
+	a.DirectoryCache = &DirectoryCacheConfig{TTL: ttl}
+	if len(args) == 2 {
+		if a.DirectoryCache.NegativeTTL, err = parseDuration(d, "directory_cache negative_ttl", args[1]); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func parseOrganization(d *caddyfile.Dispenser, a *App, p *siloParse) error {
+	var id, slug, region string
+	if !d.AllArgs(&id, &slug, &region) {
+		return d.Err("organization needs <id> <slug> <region>")
+	}
+	n, err := strconv.ParseInt(id, 10, 64)
+	if err != nil || n <= 0 {
+		return d.Errf("organization %s %s: id must be a positive integer", id, slug)
+	}
+	a.Organizations = append(a.Organizations, StaticOrganization{ID: n, Slug: slug, Region: region})
+	p.ref(d, region, fmt.Sprintf("organization %s %s: region %q", id, slug, region))
+	return nil
+}
+
+func parseIntegration(d *caddyfile.Dispenser, a *App, _ *siloParse) error {
+	args := d.RemainingArgs()
+	if len(args) < 4 {
+		return d.Err("integration needs <id> <provider> <external_id> <organization_id...>, e.g. integration 10 github 555 1 2")
+	}
+	id, err := strconv.ParseInt(args[0], 10, 64)
+	if err != nil || id <= 0 {
+		return d.Errf("integration %s: id must be a positive integer", args[0])
+	}
+	in := StaticIntegration{ID: id, Provider: args[1], ExternalID: args[2]}
+	for _, v := range args[3:] {
+		org, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || org <= 0 {
+			return d.Errf("integration %s %s %s: organization id %q must be a positive integer", args[0], args[1], args[2], v)
+		}
+		in.Organizations = append(in.Organizations, org)
+	}
+	a.Integrations = append(a.Integrations, in)
+	// The rest is checked where the JSON is, with the same words.
+	if err := checkIntegrations(a.Integrations); err != nil {
+		return d.Err(err.Error())
+	}
+	return nil
+}
+
+func parseDrainer(d *caddyfile.Dispenser, a *App, _ *siloParse) error {
+	a.Drainer = new(DrainerConfig)
+	return a.Drainer.unmarshalCaddyfile(d)
 }
 
 func oneDuration(d *caddyfile.Dispenser) (caddy.Duration, error) {

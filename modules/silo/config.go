@@ -1,22 +1,16 @@
 package silo
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"go.uber.org/zap"
 
-	"github.com/sentrysilo/caddy-silo/modules/internal/drain"
+	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
 	"github.com/sentrysilo/caddy-silo/modules/internal/webhooks"
 )
 
@@ -29,12 +23,6 @@ const (
 // defaultURLPrefix is Sentry's SaaS system.url-prefix.
 const defaultURLPrefix = "https://sentry.io"
 
-// Directory cache lifetimes [30s 5s].
-const (
-	defaultCacheTTL    = 30 * time.Second
-	defaultNegativeTTL = 5 * time.Second
-)
-
 // DefaultSQLitePath is the embedded database file under Caddy's data
 // directory.
 func DefaultSQLitePath() string {
@@ -44,69 +32,118 @@ func DefaultSQLitePath() string {
 // resolve fills defaults, resolves {env.*}/{file.*} placeholders in the
 // values that may hold secrets, and checks everything, so that a JSON
 // config gets the same errors as a Caddyfile one. Each error names the
-// offending value.
+// offending value. Each step is one concern of the config.
 func (a *App) resolve() error {
-	secret := ResolveSecret
+	var err error
+	if a.Mode, err = resolveMode(a.Mode); err != nil {
+		return err
+	}
+	if a.regions, a.names, err = resolveRegions(a.Regions, a.Mode == ModeControl); err != nil {
+		return err
+	}
+	if a.DefaultRegion == "" && len(a.Regions) > 0 {
+		a.DefaultRegion = a.Regions[0].Name
+	}
+	if err := checkRegionName(a.regions, a.names, a.DefaultRegion, fmt.Sprintf("default_region %q", a.DefaultRegion)); err != nil {
+		return err
+	}
+	if a.URLPrefix == "" {
+		a.URLPrefix = defaultURLPrefix
+	}
+	if a.urlPrefix, err = parseBaseURL(a.URLPrefix); err != nil {
+		return fmt.Errorf("url_prefix %q: %v", a.URLPrefix, err)
+	}
+	if a.secret, err = ResolveSecret("subnet_secret", a.SubnetSecret); err != nil {
+		return err
+	}
+	if err := checkOrganizations(a.Organizations, a.regions, a.names); err != nil {
+		return err
+	}
+	if err := checkIntegrations(a.Integrations); err != nil {
+		return err
+	}
+	if a.DirectoryCache, err = resolveDirectoryCache(a.DirectoryCache); err != nil {
+		return err
+	}
+	if a.Storage == nil {
+		a.Storage = &StorageConfig{Engine: EngineSQLite}
+	}
+	if a.storagePath, a.storageDSN, err = a.Storage.resolve(); err != nil {
+		return err
+	}
+	if a.directoryDSN, err = ResolveSecret("directory_dsn", a.DirectoryDSN); err != nil {
+		return err
+	}
+	if a.Migrate == nil {
+		a.Migrate = boolPtr(true)
+	}
+	if a.Drainer == nil {
+		a.Drainer = new(DrainerConfig)
+	}
+	tuned := a.Drainer.options() // before the defaults fill them in
+	if err := a.Drainer.resolve(); err != nil {
+		return err
+	}
+	warnUnusedDrainer(a.logger, tuned, a.Drainer.Off, a.Control())
+	return nil
+}
 
-	switch a.Mode {
+func resolveMode(mode string) (string, error) {
+	switch mode {
 	case "":
-		a.Mode = ModeControl
+		return ModeControl, nil
 	case ModeControl, ModeMonolith:
-	default:
-		return fmt.Errorf("mode %q: must be control or monolith", a.Mode)
+		return mode, nil
 	}
+	return "", fmt.Errorf("mode %q: must be control or monolith", mode)
+}
 
-	// Regions.
-	if len(a.Regions) == 0 && a.Mode == ModeControl {
-		return errors.New("no region configured: add at least one `region <name> <address>` line to the sentry_silo global option")
+// resolveRegions parses the region addresses; control mode needs one.
+func resolveRegions(configs []RegionConfig, control bool) (map[string]*Region, []string, error) {
+	if len(configs) == 0 && control {
+		return nil, nil, errors.New("no region configured: add at least one `region <name> <address>` line to the sentry_silo global option")
 	}
-	a.regions = make(map[string]*Region, len(a.Regions))
-	for i, rc := range a.Regions {
+	regions := make(map[string]*Region, len(configs))
+	for i, rc := range configs {
 		if rc.Name == "" {
-			return fmt.Errorf("regions[%d]: empty name", i)
+			return nil, nil, fmt.Errorf("regions[%d]: empty name", i)
 		}
-		if _, dup := a.regions[rc.Name]; dup {
-			return fmt.Errorf("region %q is defined twice", rc.Name)
+		if _, dup := regions[rc.Name]; dup {
+			return nil, nil, fmt.Errorf("region %q is defined twice", rc.Name)
 		}
 		addr, err := parseBaseURL(rc.Address)
 		if err != nil {
-			return fmt.Errorf("region %s: address %q: %v", rc.Name, rc.Address, err)
+			return nil, nil, fmt.Errorf("region %s: address %q: %v", rc.Name, rc.Address, err)
 		}
 		r := &Region{Name: rc.Name, Address: addr, Gateway: addr}
 		if rc.GatewayAddress != "" {
 			if r.Gateway, err = parseBaseURL(rc.GatewayAddress); err != nil {
-				return fmt.Errorf("region %s: gateway_address %q: %v", rc.Name, rc.GatewayAddress, err)
+				return nil, nil, fmt.Errorf("region %s: gateway_address %q: %v", rc.Name, rc.GatewayAddress, err)
 			}
 		}
-		a.regions[rc.Name] = r
+		regions[rc.Name] = r
 	}
-	a.names = sortedNames(a.regions)
-	if a.DefaultRegion == "" && len(a.Regions) > 0 {
-		a.DefaultRegion = a.Regions[0].Name
-	}
-	if a.DefaultRegion != "" {
-		if _, ok := a.regions[a.DefaultRegion]; !ok {
-			return fmt.Errorf("default_region %q is not a configured region (configured: %s)", a.DefaultRegion, strings.Join(a.names, ", "))
-		}
-	}
+	return regions, sortedNames(regions), nil
+}
 
-	if a.URLPrefix == "" {
-		a.URLPrefix = defaultURLPrefix
+// checkRegionName refuses a name ("" is fine) that is not a configured
+// region; what says which option named it.
+func checkRegionName(regions map[string]*Region, names []string, name, what string) error {
+	if name == "" {
+		return nil
 	}
-	u, err := parseBaseURL(a.URLPrefix)
-	if err != nil {
-		return fmt.Errorf("url_prefix %q: %v", a.URLPrefix, err)
+	if _, ok := regions[name]; !ok {
+		return fmt.Errorf("%s is not a configured region (configured: %s)", what, strings.Join(names, ", "))
 	}
-	a.urlPrefix = u
+	return nil
+}
 
-	if a.secret, err = secret("subnet_secret", a.SubnetSecret); err != nil {
-		return err
-	}
-
-	// Static organizations.
+// checkOrganizations refuses static organizations that could not route or
+// that contradict each other.
+func checkOrganizations(orgs []StaticOrganization, regions map[string]*Region, names []string) error {
 	ids := map[int64]bool{}
 	slugs := map[string]bool{}
-	for _, o := range a.Organizations {
+	for _, o := range orgs {
 		line := fmt.Sprintf("organization %d %s %s", o.ID, o.Slug, o.Region)
 		switch {
 		case o.ID <= 0:
@@ -118,127 +155,20 @@ func (a *App) resolve() error {
 		case slugs[o.Slug]:
 			return fmt.Errorf("%s: organization slug %q is listed twice", line, o.Slug)
 		}
-		if _, ok := a.regions[o.Region]; !ok {
-			return fmt.Errorf("%s: region %q is not a configured region (configured: %s)", line, o.Region, strings.Join(a.names, ", "))
+		if err := checkRegionName(regions, names, o.Region, fmt.Sprintf("%s: region %q", line, o.Region)); err != nil {
+			return err
 		}
 		ids[o.ID], slugs[o.Slug] = true, true
-	}
-
-	if err := a.checkIntegrations(); err != nil {
-		return err
-	}
-
-	if a.DirectoryCache == nil {
-		a.DirectoryCache = new(DirectoryCacheConfig)
-	}
-	if a.DirectoryCache.TTL < 0 || a.DirectoryCache.NegativeTTL < 0 {
-		return errors.New("directory_cache: durations must not be negative")
-	}
-	if a.DirectoryCache.TTL == 0 {
-		a.DirectoryCache.TTL = caddy.Duration(defaultCacheTTL)
-	}
-	if a.DirectoryCache.NegativeTTL == 0 {
-		a.DirectoryCache.NegativeTTL = caddy.Duration(defaultNegativeTTL)
-	}
-
-	// Storage.
-	if a.Storage == nil {
-		a.Storage = &StorageConfig{Engine: EngineSQLite}
-	}
-	switch a.Storage.Engine {
-	case EngineSQLite:
-		if a.Storage.DSN != "" {
-			return errors.New("storage sqlite takes a path, not a dsn")
-		}
-		if a.storagePath, err = secret("storage sqlite path", a.Storage.Path); err != nil {
-			return err
-		}
-		if a.storagePath == "" {
-			a.storagePath = DefaultSQLitePath()
-		}
-	case EnginePostgres:
-		if a.Storage.DSN == "" {
-			return errors.New("storage postgres needs a dsn, e.g. storage postgres {env.SILO_DATABASE_URL}")
-		}
-		if a.storageDSN, err = secret("storage postgres dsn", a.Storage.DSN); err != nil {
-			return err
-		}
-	default:
-		return fmt.Errorf("storage engine %q: use sqlite or postgres", a.Storage.Engine)
-	}
-	if a.directoryDSN, err = secret("directory_dsn", a.DirectoryDSN); err != nil {
-		return err
-	}
-	if a.Migrate == nil {
-		a.Migrate = boolPtr(true)
-	}
-
-	if a.Drainer == nil {
-		a.Drainer = new(DrainerConfig)
-	}
-	tuned := a.Drainer.options() // before the defaults fill them in
-	if err := a.Drainer.resolve(); err != nil {
-		return err
-	}
-	// Not errors: `off` on some instances of a shared config, and the
-	// monolith mode of a multi-region Caddyfile, are legitimate.
-	if a.logger != nil && len(tuned) > 0 && (a.Drainer.Off || !a.Control()) {
-		why := "the drainer is off on this instance"
-		if !a.Control() {
-			why = "the mode is monolith, where the drainer does not run"
-		}
-		a.logger.Warn("sentry_silo: "+why+", so these drainer options do nothing: "+strings.Join(tuned, ", "),
-			zap.Strings("unused_options", tuned))
-	}
-	return nil
-}
-
-// options names the drainer options that are set, `off` aside.
-func (c *DrainerConfig) options() []string {
-	var out []string
-	for _, o := range []struct {
-		name string
-		set  bool
-	}{
-		{"poll_interval", c.PollInterval != 0},
-		{"workers", c.Workers != 0},
-		{"claim_size", c.ClaimSize != 0},
-		{"max_attempts", c.MaxAttempts != 0},
-		{"backoff", c.Backoff != nil},
-		{"max_age", c.MaxAge != 0},
-		{"request_timeout", c.RequestTimeout != 0},
-		{"skip_on_failure", c.SkipOnFailure != nil},
-		{"region_breaker", c.RegionBreaker != nil},
-		{"lease", c.Lease != 0},
-		{"dead_letter_retention", c.DeadLetterRetention != 0},
-	} {
-		if o.set {
-			out = append(out, o.name)
-		}
-	}
-	return out
-}
-
-// checkSkipOnFailure refuses provider names that no stored webhook has:
-// a misspelt name would leave that provider's mailboxes strict.
-func checkSkipOnFailure(providers []string) error {
-	for i, p := range providers {
-		if err := webhooks.CheckStored(p); err != nil {
-			return fmt.Errorf("drainer skip_on_failure %s: %w", p, err)
-		}
-		if slices.Contains(providers[:i], p) {
-			return fmt.Errorf("drainer skip_on_failure: %s is given twice", p)
-		}
 	}
 	return nil
 }
 
 // checkIntegrations refuses static integrations that could never be read
 // or that contradict each other.
-func (a *App) checkIntegrations() error {
+func checkIntegrations(list []StaticIntegration) error {
 	ids := map[int64]bool{}
 	keys := map[string]bool{}
-	for _, in := range a.Integrations {
+	for _, in := range list {
 		line := fmt.Sprintf("integration %d %s %s", in.ID, in.Provider, in.ExternalID)
 		switch {
 		case in.ID <= 0:
@@ -269,76 +199,47 @@ func (a *App) checkIntegrations() error {
 	return nil
 }
 
-func (c *DrainerConfig) resolve() error {
-	setDur := func(p *caddy.Duration, def time.Duration, name string) error {
-		if *p < 0 {
-			return fmt.Errorf("drainer %s: must not be negative", name)
+// resolveDirectoryCache fills in the directory's own defaults, so that the
+// adapted and provisioned config shows the lifetimes in use.
+func resolveDirectoryCache(c *DirectoryCacheConfig) (*DirectoryCacheConfig, error) {
+	if c == nil {
+		c = new(DirectoryCacheConfig)
+	}
+	if c.TTL < 0 || c.NegativeTTL < 0 {
+		return nil, errors.New("directory_cache: durations must not be negative")
+	}
+	if c.TTL == 0 {
+		c.TTL = caddy.Duration(directory.DefaultTTL)
+	}
+	if c.NegativeTTL == 0 {
+		c.NegativeTTL = caddy.Duration(directory.DefaultNegativeTTL)
+	}
+	return c, nil
+}
+
+// resolve checks the storage block and resolves its placeholders: the
+// SQLite file (path) or the PostgreSQL DSN.
+func (s *StorageConfig) resolve() (path, dsn string, err error) {
+	switch s.Engine {
+	case EngineSQLite:
+		if s.DSN != "" {
+			return "", "", errors.New("storage sqlite takes a path, not a dsn")
 		}
-		if *p == 0 {
-			*p = caddy.Duration(def)
+		if path, err = ResolveSecret("storage sqlite path", s.Path); err != nil {
+			return "", "", err
 		}
-		return nil
-	}
-	setInt := func(p *int, def int, name string) error {
-		if *p < 0 {
-			return fmt.Errorf("drainer %s: must not be negative", name)
+		if path == "" {
+			path = DefaultSQLitePath()
 		}
-		if *p == 0 {
-			*p = def
+		return path, "", nil
+	case EnginePostgres:
+		if s.DSN == "" {
+			return "", "", errors.New("storage postgres needs a dsn, e.g. storage postgres {env.SILO_DATABASE_URL}")
 		}
-		return nil
+		dsn, err = ResolveSecret("storage postgres dsn", s.DSN)
+		return "", dsn, err
 	}
-	if c.Backoff == nil {
-		c.Backoff = new(BackoffConfig)
-	}
-	if c.RegionBreaker == nil {
-		c.RegionBreaker = new(BreakerConfig)
-	}
-	if c.Backoff.Rate == 0 {
-		c.Backoff.Rate = drain.DefaultBackoffRate
-	}
-	if c.Backoff.Rate < 1 {
-		return fmt.Errorf("drainer backoff rate %v: must be ≥ 1", c.Backoff.Rate)
-	}
-	for _, e := range []error{
-		setDur(&c.PollInterval, drain.DefaultPollInterval, "poll_interval"),
-		setInt(&c.Workers, drain.DefaultWorkers, "workers"),
-		setInt(&c.ClaimSize, drain.DefaultClaimSize, "claim_size"),
-		setInt(&c.MaxAttempts, drain.DefaultMaxAttempts, "max_attempts"),
-		setDur(&c.Backoff.Base, drain.DefaultBackoffBase, "backoff base"),
-		setDur(&c.Backoff.Cap, drain.DefaultBackoffCap, "backoff cap"),
-		setDur(&c.MaxAge, drain.DefaultMaxAge, "max_age"),
-		setDur(&c.RequestTimeout, drain.DefaultRequestTimeout, "request_timeout"),
-		setInt(&c.RegionBreaker.Failures, drain.DefaultBreakerFailures, "region_breaker failures"),
-		setDur(&c.RegionBreaker.ProbeInterval, drain.DefaultBreakerProbeInterval, "region_breaker probe_interval"),
-		setDur(&c.Lease, drain.DefaultLease, "lease"),
-		setDur(&c.DeadLetterRetention, drain.DefaultDeadLetterRetention, "dead_letter_retention"),
-	} {
-		if e != nil {
-			return e
-		}
-	}
-	if c.Backoff.Cap < c.Backoff.Base {
-		return fmt.Errorf("drainer backoff: cap %s is below base %s", time.Duration(c.Backoff.Cap), time.Duration(c.Backoff.Base))
-	}
-	if c.SkipOnFailure == nil {
-		def := drain.DefaultSkipOnFailure()
-		c.SkipOnFailure = &def
-	}
-	for _, h := range c.CallbackHosts {
-		if err := drain.CheckCallbackHost(h); err != nil {
-			return fmt.Errorf("drainer %v", err)
-		}
-	}
-	if err := checkSkipOnFailure(*c.SkipOnFailure); err != nil {
-		return err
-	}
-	// A lease shorter than a delivery could lapse while the delivery runs,
-	// letting a second drainer into the mailbox.
-	if time.Duration(c.Lease) < 2*time.Second {
-		return fmt.Errorf("drainer lease %s: must be at least 2s", time.Duration(c.Lease))
-	}
-	return nil
+	return "", "", fmt.Errorf("storage engine %q: use sqlite or postgres", s.Engine)
 }
 
 // ResolveSecret resolves the {env.*} and {file.*} placeholders of a
@@ -399,38 +300,4 @@ func sortedKeys(m map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// config is the resolved drainer block for the drain package. Each app gets
-// its own lease owner: during a reload the old and the new drainer run side
-// by side and must not share leases.
-func (c *DrainerConfig) config() drain.Config {
-	return drain.Config{
-		Owner:                leaseOwner(),
-		PollInterval:         time.Duration(c.PollInterval),
-		Workers:              c.Workers,
-		ClaimSize:            c.ClaimSize,
-		MaxAttempts:          c.MaxAttempts,
-		BackoffBase:          time.Duration(c.Backoff.Base),
-		BackoffRate:          c.Backoff.Rate,
-		BackoffCap:           time.Duration(c.Backoff.Cap),
-		MaxAge:               time.Duration(c.MaxAge),
-		RequestTimeout:       time.Duration(c.RequestTimeout),
-		SkipOnFailure:        *c.SkipOnFailure,
-		BreakerFailures:      c.RegionBreaker.Failures,
-		BreakerProbeInterval: time.Duration(c.RegionBreaker.ProbeInterval),
-		Lease:                time.Duration(c.Lease),
-		DeadLetterRetention:  time.Duration(c.DeadLetterRetention),
-		CallbackHosts:        c.CallbackHosts,
-	}
-}
-
-// leaseOwner names a drainer in mailbox leases: host and pid tell an
-// operator which instance holds a mailbox, the random part tells apart the
-// two configs of one process during a reload.
-func leaseOwner() string {
-	host, _ := os.Hostname()
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
