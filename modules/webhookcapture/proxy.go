@@ -168,4 +168,3 @@ func writeAnswer(w http.ResponseWriter, a *regionAnswer) {
 	w.WriteHeader(a.status)
 	_, _ = w.Write(a.body)
 }
-
