@@ -102,15 +102,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	app.WarnMonolithOptions(logger, "sentry_cred_proxy", h.options())
 
-	connect, read := DefaultConnectTimeout, DefaultReadTimeout
-	if h.Timeout != nil {
-		if h.Timeout.Connect > 0 {
-			connect = time.Duration(h.Timeout.Connect)
-		}
-		if h.Timeout.Read > 0 {
-			read = time.Duration(h.Timeout.Read)
-		}
-	}
+	connect, read := h.timeouts()
 	allow, warnings, err := parseAllowList(h.AllowHosts)
 	if err != nil {
 		return fmt.Errorf("sentry_cred_proxy: %v", err)
@@ -118,51 +110,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	for _, w := range warnings {
 		logger.Warn("sentry_cred_proxy: " + w)
 	}
-
-	// Every value may be a placeholder, and one that is configured must
-	// resolve: a missing variable would otherwise leave a credential
-	// silently unconfigured. Validate has checked the pairs, so a pair
-	// whose both halves resolve is complete.
-	var resolveErr error
-	resolve := func(what, v string) string {
-		out, err := silo.ResolveSecret("sentry_cred_proxy "+what, v)
-		if err != nil && resolveErr == nil {
-			resolveErr = err
-		}
-		return strings.TrimSpace(out)
-	}
-	cfg := credentials.Config{
-		GitHubAppID: resolve("github_app_id", h.GitHubAppID),
-		MSTeams: credentials.OAuthClient{
-			ClientID:     resolve("msteams_client_id", h.MSTeamsClientID),
-			ClientSecret: resolve("msteams_client_secret", h.MSTeamsClientSecret),
-			TokenURL:     resolve("msteams_token_url", h.MSTeamsTokenURL),
-		},
-		DiscordBotToken: resolve("discord_bot_token", h.DiscordBotToken),
-		OAuth:           map[string]credentials.OAuthClient{},
-	}
-	pem := resolve("github_private_key", h.GitHubPrivateKey)
-	for _, c := range h.OAuth {
-		cfg.OAuth[c.Provider] = credentials.OAuthClient{
-			ClientID:     resolve("oauth "+c.Provider+" client_id", c.ClientID),
-			ClientSecret: resolve("oauth "+c.Provider+" client_secret", c.ClientSecret),
-			TokenURL:     resolve("oauth "+c.Provider+" token_url", c.TokenURL),
-		}
-	}
-	if resolveErr != nil {
-		return resolveErr
-	}
-	if pem != "" {
-		key, err := parsePrivateKey(pem)
-		if err != nil {
-			return fmt.Errorf("sentry_cred_proxy: github_private_key: %v", err)
-		}
-		cfg.GitHubPrivateKey = key
-	}
-	for what, u := range map[string]string{"msteams_token_url": cfg.MSTeams.TokenURL, "oauth gitlab token_url": cfg.OAuth[credentials.GitLab].TokenURL, "oauth vsts token_url": cfg.OAuth[credentials.VSTS].TokenURL} {
-		if err := checkTokenURL(u); err != nil {
-			return fmt.Errorf("sentry_cred_proxy: %s: %v", what, err)
-		}
+	cfg, err := h.credentialsConfig()
+	if err != nil {
+		return err
 	}
 
 	h.transport = httpx.NewTransport(httpx.TransportOptions{
@@ -196,6 +146,71 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		logger.Warn("sentry_cred_proxy: no subnet_secret in sentry_silo: every proxy request will be rejected")
 	}
 	return nil
+}
+
+// timeouts are the (connect, read) pair of a call whose request does not
+// say, Sentry's (3s, 30s) unless configured.
+func (h *Handler) timeouts() (connect, read time.Duration) {
+	connect, read = DefaultConnectTimeout, DefaultReadTimeout
+	if h.Timeout != nil {
+		if h.Timeout.Connect > 0 {
+			connect = time.Duration(h.Timeout.Connect)
+		}
+		if h.Timeout.Read > 0 {
+			read = time.Duration(h.Timeout.Read)
+		}
+	}
+	return connect, read
+}
+
+// credentialsConfig resolves the credentials' secrets. Every value may be
+// a placeholder, and one that is configured must resolve: a missing
+// variable would otherwise leave a credential silently unconfigured.
+// Validate has checked the pairs, so a pair whose both halves resolve is
+// complete.
+func (h *Handler) credentialsConfig() (credentials.Config, error) {
+	var resolveErr error
+	resolve := func(what, v string) string {
+		out, err := silo.ResolveSecret("sentry_cred_proxy "+what, v)
+		if err != nil && resolveErr == nil {
+			resolveErr = err
+		}
+		return strings.TrimSpace(out)
+	}
+	cfg := credentials.Config{
+		GitHubAppID: resolve("github_app_id", h.GitHubAppID),
+		MSTeams: credentials.OAuthClient{
+			ClientID:     resolve("msteams_client_id", h.MSTeamsClientID),
+			ClientSecret: resolve("msteams_client_secret", h.MSTeamsClientSecret),
+			TokenURL:     resolve("msteams_token_url", h.MSTeamsTokenURL),
+		},
+		DiscordBotToken: resolve("discord_bot_token", h.DiscordBotToken),
+		OAuth:           map[string]credentials.OAuthClient{},
+	}
+	pem := resolve("github_private_key", h.GitHubPrivateKey)
+	for _, c := range h.OAuth {
+		cfg.OAuth[c.Provider] = credentials.OAuthClient{
+			ClientID:     resolve("oauth "+c.Provider+" client_id", c.ClientID),
+			ClientSecret: resolve("oauth "+c.Provider+" client_secret", c.ClientSecret),
+			TokenURL:     resolve("oauth "+c.Provider+" token_url", c.TokenURL),
+		}
+	}
+	if resolveErr != nil {
+		return cfg, resolveErr
+	}
+	if pem != "" {
+		key, err := parsePrivateKey(pem)
+		if err != nil {
+			return cfg, fmt.Errorf("sentry_cred_proxy: github_private_key: %v", err)
+		}
+		cfg.GitHubPrivateKey = key
+	}
+	for what, u := range map[string]string{"msteams_token_url": cfg.MSTeams.TokenURL, "oauth gitlab token_url": cfg.OAuth[credentials.GitLab].TokenURL, "oauth vsts token_url": cfg.OAuth[credentials.VSTS].TokenURL} {
+		if err := checkTokenURL(u); err != nil {
+			return cfg, fmt.Errorf("sentry_cred_proxy: %s: %v", what, err)
+		}
+	}
+	return cfg, nil
 }
 
 // parsePrivateKey reads an RSA key in PEM (PKCS#1 or PKCS#8). Keys passed

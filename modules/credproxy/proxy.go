@@ -64,7 +64,6 @@ const (
 )
 
 func (p *proxy) serve(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
 	provider := ""
 	reject := func(reason string) {
 		p.fail(w, http.StatusBadRequest, provider, "rejected")
@@ -73,48 +72,16 @@ func (p *proxy) serve(w http.ResponseWriter, r *http.Request) {
 				zap.String("org_integration", r.Header.Get(subnet.HeaderOrganizationIntegration)))
 		}
 	}
-
-	// 1. The mode was checked by the caller; without a secret nothing can
-	// be verified, so everything is refused.
-	secret := p.secret()
-	if secret == "" {
-		reject(reasonNoSecret)
-		return
-	}
-	// 2. Sender headers present, then the signature, before any database
-	// work.
-	sig := r.Header.Get(subnet.HeaderSignature)
-	oiRaw := r.Header.Get(subnet.HeaderOrganizationIntegration)
-	baseRaw := r.Header.Get(subnet.HeaderBaseURL)
-	pathRaw := r.Header.Get(subnet.HeaderPath)
-	if sig == "" || oiRaw == "" || baseRaw == "" {
-		reject(reasonSenderHeaders)
-		return
-	}
-	body, err := readBody(w, r, p.maxBodySize)
+	call, reason, err := p.verify(w, r)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			p.fail(w, http.StatusRequestEntityTooLarge, provider, "too_large")
 			return
 		}
-		reject(reasonBodyUnreadable)
-		return
 	}
-	if !subnet.Verify(secret, baseRaw, pathRaw, oiRaw, body, sig) {
-		reject(reasonSignature)
-		return
-	}
-	// 3. The organization integration id is a decimal.
-	oiID, ok := parseDecimal(oiRaw)
-	if !ok {
-		reject(reasonOIHeader)
-		return
-	}
-	// Not an open proxy: the target must stay under Base-URL.
-	tgt, err := buildTarget(baseRaw, pathRaw)
-	if err != nil {
-		reject(reasonTarget)
+	if reason != "" {
+		reject(reason)
 		return
 	}
 	st := p.lookups()
@@ -122,37 +89,91 @@ func (p *proxy) serve(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, http.StatusServiceUnavailable, provider, "store_unavailable")
 		return
 	}
-	oi, err := st.OrganizationIntegration(ctx, oiID)
-	if errors.Is(err, directory.ErrNotFound) || (err == nil && oi.Status != directory.StatusActive) {
-		reject(reasonOI)
-		return
-	}
-	if err != nil {
+	ct, reason, err := integrationOf(r.Context(), st, call.oiID)
+	provider = ct.Integration.Provider
+	switch {
+	case err != nil:
 		p.storeError(w, err)
 		return
-	}
-	// 4. The integration is active.
-	integ, err := st.IntegrationByID(ctx, oi.IntegrationID)
-	if errors.Is(err, directory.ErrNotFound) || (err == nil && integ.Status != directory.StatusActive) {
-		reject(reasonIntegration)
-		return
-	}
-	if err != nil {
-		p.storeError(w, err)
-		return
-	}
-	provider = integ.Provider
-	// 5. The provider has a proxy client.
-	if !credentials.Supports(provider) {
-		reject(reasonClient)
+	case reason != "":
+		reject(reason)
 		return
 	}
 	// The host of Base-URL belongs to this integration.
-	if !p.allow.allows(tgt.base.Hostname(), effectivePort(tgt.base)) && !credentials.OwnsHost(provider, integ.Metadata, tgt.base) {
+	if !p.allow.allows(call.tgt.base.Hostname(), effectivePort(call.tgt.base)) && !credentials.OwnsHost(provider, ct.Integration.Metadata, call.tgt.base) {
 		reject(reasonHost)
 		return
 	}
-	p.forward(w, r, body, tgt, credentials.Target{Integration: integ, OrgIntegration: oi, BaseURL: tgt.base.String()})
+	ct.BaseURL = call.tgt.base.String()
+	p.forward(w, r, call.body, call.tgt, ct)
+}
+
+// signedCall is a proxy request whose signature checked out.
+type signedCall struct {
+	body []byte
+	oiID int64
+	tgt  target
+}
+
+// verify runs Sentry's checks that need no database (§2.4 steps 1 to 3),
+// in its order: a secret to verify with (the mode was checked by the
+// caller), the sender headers, the signature over the body, a decimal
+// organization integration id, and a target that stays under Base-URL
+// (not an open proxy). It returns the reason of a rejection, or err for a
+// body that could not be read (a *http.MaxBytesError is a 413).
+func (p *proxy) verify(w http.ResponseWriter, r *http.Request) (call signedCall, reason string, err error) {
+	secret := p.secret()
+	if secret == "" {
+		return call, reasonNoSecret, nil
+	}
+	sig := r.Header.Get(subnet.HeaderSignature)
+	oiRaw := r.Header.Get(subnet.HeaderOrganizationIntegration)
+	baseRaw := r.Header.Get(subnet.HeaderBaseURL)
+	pathRaw := r.Header.Get(subnet.HeaderPath)
+	if sig == "" || oiRaw == "" || baseRaw == "" {
+		return call, reasonSenderHeaders, nil
+	}
+	if call.body, err = readBody(w, r, p.maxBodySize); err != nil {
+		return call, reasonBodyUnreadable, err
+	}
+	if !subnet.Verify(secret, baseRaw, pathRaw, oiRaw, call.body, sig) {
+		return call, reasonSignature, nil
+	}
+	var ok bool
+	if call.oiID, ok = parseDecimal(oiRaw); !ok {
+		return call, reasonOIHeader, nil
+	}
+	if call.tgt, err = buildTarget(baseRaw, pathRaw); err != nil {
+		return call, reasonTarget, nil
+	}
+	return call, "", nil
+}
+
+// integrationOf finds the active organization integration and its active
+// integration, of a provider the proxy has a client for (§2.4 steps 3 to
+// 5). It returns the reason of a rejection, or the directory's error.
+func integrationOf(ctx context.Context, st Lookups, oiID int64) (credentials.Target, string, error) {
+	var ct credentials.Target
+	oi, err := st.OrganizationIntegration(ctx, oiID)
+	if errors.Is(err, directory.ErrNotFound) || (err == nil && oi.Status != directory.StatusActive) {
+		return ct, reasonOI, nil
+	}
+	if err != nil {
+		return ct, "", err
+	}
+	ct.OrgIntegration = oi
+	integ, err := st.IntegrationByID(ctx, oi.IntegrationID)
+	if errors.Is(err, directory.ErrNotFound) || (err == nil && integ.Status != directory.StatusActive) {
+		return ct, reasonIntegration, nil
+	}
+	if err != nil {
+		return ct, "", err
+	}
+	ct.Integration = integ
+	if !credentials.Supports(integ.Provider) {
+		return ct, reasonClient, nil
+	}
+	return ct, "", nil
 }
 
 // forward sends the call with the integration's credentials, retries once

@@ -451,28 +451,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.sentry.region", reg.nameValue)
 	}
-
-	// apigw's request rules, applied to r (reverse_proxy clones it) and
-	// undone afterwards so that the access log shows what the client sent.
-	// A nil header value tells reverse_proxy to leave that X-Forwarded-*
-	// header out rather than add its own.
-	origHost := r.Host
-	origProto, hadProto := r.Header["X-Forwarded-Proto"]
-	origFwdHost, hadFwdHost := r.Header["X-Forwarded-Host"]
-	origGW, hadGW := r.Header["X-Apigateway"]
-	r.Host = reg.host
-	r.Header["X-Apigateway"] = headerTrue
-	r.Header["X-Forwarded-Proto"] = nil
-	if !hadFwdHost {
-		r.Header["X-Forwarded-Host"] = nil
-	}
-	defer func() {
-		r.Host = origHost
-		restore(r.Header, "X-Apigateway", origGW, hadGW)
-		restore(r.Header, "X-Forwarded-Proto", origProto, hadProto)
-		restore(r.Header, "X-Forwarded-Host", origFwdHost, hadFwdHost)
-	}()
-
+	defer apigwRequest(r, reg)()
 	origBody := r.Body
 	body := wrapBody(r)
 	defer func() { r.Body = origBody }()
@@ -496,33 +475,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	status := gw.status
 	putWriter(gw)
 
-	o := outcomeOK
-	switch {
-	case err == nil:
-		if status == http.StatusBadGateway || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout {
-			o = outcomeUpstreamError
-		}
-	case status != 0:
-		// reverse_proxy failed after the head went out; nothing to
-		// answer, and not our error to report twice.
-		o = outcomeError
-	default:
-		var apiErr *apiError
-		if bodyErr := body.failed(); bodyErr != nil {
-			// Answer even when the server saw the client half-close
-			// (and canceled the request): it may still be reading.
-			o, apiErr = classifyClient(bodyErr)
-		} else {
-			o, apiErr = classify(err)
-		}
-		if apiErr != nil {
-			apiErr.write(w)
-		}
-		if o != outcomeCanceled && o != outcomeInvalid {
-			h.logger.Warn("region request failed",
-				zap.String("region", reg.name), zap.String("outcome", o.String()), zap.Error(err))
-		}
-	}
+	o := h.settle(w, reg, err, status, body)
 	end := time.Now()
 	if o.failure() {
 		reg.breaker.fail(end.UnixNano())
@@ -532,6 +485,62 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		return err
 	}
 	return nil
+}
+
+// apigwRequest applies apigw's request rules to r (reverse_proxy clones
+// it) and returns what undoes them, so that the access log shows what the
+// client sent. A nil header value tells reverse_proxy to leave that
+// X-Forwarded-* header out rather than add its own.
+func apigwRequest(r *http.Request, reg *region) (undo func()) {
+	origHost := r.Host
+	origProto, hadProto := r.Header["X-Forwarded-Proto"]
+	origFwdHost, hadFwdHost := r.Header["X-Forwarded-Host"]
+	origGW, hadGW := r.Header["X-Apigateway"]
+	r.Host = reg.host
+	r.Header["X-Apigateway"] = headerTrue
+	r.Header["X-Forwarded-Proto"] = nil
+	if !hadFwdHost {
+		r.Header["X-Forwarded-Host"] = nil
+	}
+	return func() {
+		r.Host = origHost
+		restore(r.Header, "X-Apigateway", origGW, hadGW)
+		restore(r.Header, "X-Forwarded-Proto", origProto, hadProto)
+		restore(r.Header, "X-Forwarded-Host", origFwdHost, hadFwdHost)
+	}
+}
+
+// settle says how a proxied request ended and, when reverse_proxy failed
+// before any answer went out, answers with apigw's error for it.
+func (h *Handler) settle(w http.ResponseWriter, reg *region, err error, status int, body *clientBody) outcome {
+	switch {
+	case err == nil:
+		if status == http.StatusBadGateway || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout {
+			return outcomeUpstreamError
+		}
+		return outcomeOK
+	case status != 0:
+		// reverse_proxy failed after the head went out; nothing to
+		// answer, and not our error to report twice.
+		return outcomeError
+	}
+	var o outcome
+	var apiErr *apiError
+	if bodyErr := body.failed(); bodyErr != nil {
+		// Answer even when the server saw the client half-close (and
+		// canceled the request): it may still be reading.
+		o, apiErr = classifyClient(bodyErr)
+	} else {
+		o, apiErr = classify(err)
+	}
+	if apiErr != nil {
+		apiErr.write(w)
+	}
+	if o != outcomeCanceled && o != outcomeInvalid {
+		h.logger.Warn("region request failed",
+			zap.String("region", reg.name), zap.String("outcome", o.String()), zap.Error(err))
+	}
+	return o
 }
 
 func restore(h http.Header, key string, v []string, had bool) {
