@@ -69,5 +69,3 @@ func (a allowList) allows(host, port string) bool {
 	_, ok := a.ports[host+"|"+port]
 	return ok
 }
-
-func (a allowList) empty() bool { return len(a.anyPort) == 0 && len(a.ports) == 0 }

@@ -129,7 +129,3 @@ func prepareInsert(payloads []NewPayload) (headers []string, err error) {
 
 // dedupKey identifies a pending payload for de-duplication.
 type dedupKey struct{ mailbox, key string }
-
-// thePastUnix is Sentry's THE_PAST, the schedule_for of a payload that has
-// never been attempted: always due.
-const thePastUnix = 1470009600 // 2016-08-01T00:00:00Z

@@ -541,12 +541,3 @@ func tooDeep(b []byte) bool {
 	}
 	return false
 }
-
-// mod100 returns a non-negative bucket id in [0,100).
-func mod100(n int64) int64 {
-	m := n % 100
-	if m < 0 {
-		m = -m
-	}
-	return m
-}
