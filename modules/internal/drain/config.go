@@ -3,7 +3,8 @@
 // backoff, dead letters, a per-region breaker that pauses a region instead
 // of spending attempts, and leases so that one mailbox is drained by one
 // instance at a time. Nothing here imports Caddy; the sentry_silo app runs
-// a Drainer and the admin API module calls its Admin.
+// a Drainer (the admin API, which needs only the store and Wake, is package
+// admin).
 package drain
 
 import (

@@ -3,7 +3,6 @@ package drain
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -46,7 +45,6 @@ var suite = []struct {
 	{"WakeLatency", testWakeLatency},
 	{"PurgeDeadLetters", testPurgeDeadLetters},
 	{"Gauges", testGauges},
-	{"Admin", testAdmin},
 }
 
 func runSuite(t *testing.T, newStore storeFactory) {
@@ -721,141 +719,3 @@ func testGauges(t *testing.T, newStore storeFactory) {
 		return false
 	})
 }
-
-// The admin API over a store.
-func testAdmin(t *testing.T, newStore storeFactory) {
-	st := newStore(t)
-	f := newFixture(t, st)
-	ids := f.insert("jira", "us", "1", 3)
-	ctx := context.Background()
-	for _, id := range ids[:2] {
-		if err := st.DeadLetterPayload(ctx, id, "dropped_404", 404, "region answered 404", time.Now()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := st.ReschedulePayload(ctx, ids[2], 3, time.Now().Add(time.Hour), 500, "region answered 500"); err != nil {
-		t.Fatal(err)
-	}
-	var woken []string
-	var wmu sync.Mutex
-	admin := Admin{Store: st, Wake: func(names ...string) {
-		wmu.Lock()
-		woken = append(woken, strings.Join(names, ","))
-		wmu.Unlock()
-	}, Regions: func() []RegionView { return []RegionView{{Name: "de", BreakerOpen: true}, {Name: "us"}} }}
-	do := func(method, path string) (int, map[string]any) {
-		t.Helper()
-		req, _ := http.NewRequest(method, "http://localhost:2019"+path, nil)
-		rec := newRecorder()
-		err := admin.ServeHTTP(rec, req)
-		if err != nil {
-			he, ok := err.(*HTTPError)
-			if !ok {
-				t.Fatalf("%s %s: %v", method, path, err)
-			}
-			return he.Status, map[string]any{"error": he.Message}
-		}
-		var out map[string]any
-		if err := json.Unmarshal(rec.body.Bytes(), &out); err != nil {
-			t.Fatalf("%s %s: body %q: %v", method, path, rec.body.String(), err)
-		}
-		return rec.status, out
-	}
-
-	status, out := do("GET", "/sentry_silo/regions")
-	if regions, _ := out["regions"].([]any); status != 200 || len(regions) != 2 || regions[0].(map[string]any)["breaker_open"] != true {
-		t.Fatalf("regions: %d %v", status, out)
-	}
-	status, out = do("GET", "/sentry_silo/mailboxes")
-	boxes, _ := out["mailboxes"].([]any)
-	if status != 200 || len(boxes) != 1 {
-		t.Fatalf("mailboxes: %d %v", status, out)
-	}
-	mb := boxes[0].(map[string]any)
-	for _, k := range []string{"name", "region", "provider", "depth", "oldest_age_seconds", "head_attempts", "next_attempt_at"} {
-		if _, ok := mb[k]; !ok {
-			t.Fatalf("mailbox line lacks %s: %v", k, mb)
-		}
-	}
-	if mb["name"] != "jira:us:1" || mb["head_attempts"].(float64) != 3 || mb["depth"].(float64) != 1 {
-		t.Fatalf("mailbox line %v", mb)
-	}
-
-	status, out = do("GET", "/sentry_silo/dead_letters?limit=1")
-	dls, _ := out["dead_letters"].([]any)
-	if status != 200 || len(dls) != 1 || out["next"] == nil {
-		t.Fatalf("page 1: %d %v", status, out)
-	}
-	dl := dls[0].(map[string]any)
-	for _, k := range []string{"id", "mailbox", "region", "provider", "reason", "last_status", "last_error", "attempts", "date_added", "dead_at"} {
-		if _, ok := dl[k]; !ok {
-			t.Fatalf("dead letter lacks %s: %v", k, dl)
-		}
-	}
-	if dl["reason"] != "dropped_404" || dl["id"].(float64) != float64(ids[0]) {
-		t.Fatalf("dead letter %v", dl)
-	}
-	status, out = do("GET", fmt.Sprintf("/sentry_silo/dead_letters?limit=1&after=%v", out["next"]))
-	dls, _ = out["dead_letters"].([]any)
-	if status != 200 || len(dls) != 1 || dls[0].(map[string]any)["id"].(float64) != float64(ids[1]) {
-		t.Fatalf("page 2: %d %v", status, out)
-	}
-	status, out = do("GET", fmt.Sprintf("/sentry_silo/dead_letters?after=%d", ids[1]))
-	if dls, _ := out["dead_letters"].([]any); status != 200 || len(dls) != 0 || out["next"] != nil {
-		t.Fatalf("last page: %d %v", status, out)
-	}
-
-	status, out = do("POST", fmt.Sprintf("/sentry_silo/dead_letters/%d/replay", ids[0]))
-	if status != 200 || out["payload_id"] == nil {
-		t.Fatalf("replay: %d %v", status, out)
-	}
-	status, _ = do("POST", fmt.Sprintf("/sentry_silo/dead_letters/%d/replay", ids[0]))
-	if status != 404 {
-		t.Fatalf("replay twice: %d", status)
-	}
-	status, out = do("POST", "/sentry_silo/mailboxes/"+strings.ReplaceAll("jira:us:1", ":", "%3A")+"/retry")
-	if status != 200 || out["mailbox"] != "jira:us:1" {
-		t.Fatalf("retry: %d %v", status, out)
-	}
-	boxesNow, _ := st.Mailboxes(ctx, time.Now())
-	if len(boxesNow) != 1 || boxesNow[0].Depth != 2 || boxesNow[0].NextAttemptAt.After(time.Now().Add(time.Second)) {
-		t.Fatalf("after retry and replay: %+v", boxesNow)
-	}
-	wmu.Lock()
-	if len(woken) != 2 || woken[1] != "jira:us:1" {
-		t.Fatalf("wakes %q", woken)
-	}
-	wmu.Unlock()
-
-	for _, bad := range []struct {
-		method, path string
-		status       int
-	}{
-		{"GET", "/sentry_silo/dead_letters?limit=0", 400},
-		{"GET", "/sentry_silo/dead_letters?limit=abc", 400},
-		{"GET", "/sentry_silo/dead_letters?limit=100000", 400},
-		{"GET", "/sentry_silo/dead_letters?after=-1", 400},
-		{"POST", "/sentry_silo/dead_letters/abc/replay", 400},
-		{"POST", "/sentry_silo/dead_letters/999999/replay", 404},
-		{"POST", "/sentry_silo/mailboxes/jira%3Aus%3Anope/retry", 404},
-		{"GET", "/sentry_silo/dead_letters/1/replay", 405},
-		{"POST", "/sentry_silo/mailboxes", 405},
-		{"GET", "/sentry_silo/nothing", 404},
-	} {
-		if status, out := do(bad.method, bad.path); status != bad.status || out["error"] == "" {
-			t.Errorf("%s %s = %d %v, want %d", bad.method, bad.path, status, out, bad.status)
-		}
-	}
-}
-
-// recorder is a minimal http.ResponseWriter.
-type recorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func newRecorder() *recorder                    { return &recorder{header: http.Header{}, status: 200} }
-func (r *recorder) Header() http.Header         { return r.header }
-func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
-func (r *recorder) WriteHeader(s int)           { r.status = s }
