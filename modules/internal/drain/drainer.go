@@ -23,12 +23,38 @@ import (
 // memory; the rows are in the store either way.
 const maxQueue = 100_000
 
+// Store is what the drainer needs of the storage (store.Postgres and
+// store.SQLite have it): the backstop scan, the mailbox leases, a
+// mailbox's rows and the recording of their outcomes, and, for the
+// maintenance loops, the mailbox stats and the purge. A Store that is also
+// a listener (PostgreSQL) wakes the drainer for other instances' captures.
+type Store interface {
+	// DueMailboxes lists the mailboxes with work now (the backstop scan).
+	DueMailboxes(ctx context.Context, now time.Time, limit int, skipOnFailure []string) ([]string, error)
+
+	ClaimMailbox(ctx context.Context, mailbox, owner string, now, leaseUntil time.Time) (bool, error)
+	RenewLease(ctx context.Context, mailbox, owner string, leaseUntil time.Time) (bool, error)
+	ReleaseMailbox(ctx context.Context, mailbox, owner string) error
+
+	// NextPayloads reads a mailbox's rows; the drainer always passes
+	// afterID 0 (see drainMailbox).
+	NextPayloads(ctx context.Context, mailbox string, afterID int64, now time.Time, dueOnly bool, limit int) ([]store.Payload, error)
+	DeletePayload(ctx context.Context, id int64) error
+	ReschedulePayload(ctx context.Context, id int64, attempts int, scheduleFor time.Time, lastStatus int, lastError string) error
+	DeadLetterPayload(ctx context.Context, id int64, reason string, lastStatus int, lastError string, now time.Time) error
+	RecordRegionAnswer(ctx context.Context, id int64, mailbox string, answer []byte, lastStatus int, now time.Time) error
+
+	// Mailboxes feeds the depth and age gauges.
+	Mailboxes(ctx context.Context, now time.Time) ([]store.MailboxStats, error)
+	PurgeDeadLetters(ctx context.Context, before time.Time, batch int) (int, error)
+}
+
 // Drainer delivers stored payloads to their regions. Build it with New and
 // run it with Run; Wake is safe to call at any time, before, during or
 // after Run.
 type Drainer struct {
 	cfg            Config
-	st             store.Store
+	st             Store
 	regions        func(name string) (*url.URL, bool)
 	log            *zap.Logger
 	m              *Metrics
@@ -59,7 +85,7 @@ type Drainer struct {
 
 // New builds a Drainer over st. regions resolves a region name to its
 // address (false for an unknown region). logger and metrics may be nil.
-func New(cfg Config, st store.Store, regions func(name string) (*url.URL, bool), logger *zap.Logger, metrics *Metrics) *Drainer {
+func New(cfg Config, st Store, regions func(name string) (*url.URL, bool), logger *zap.Logger, metrics *Metrics) *Drainer {
 	cfg = cfg.withDefaults()
 	if cfg.Owner == "" {
 		var b [8]byte
@@ -205,7 +231,7 @@ func (d *Drainer) Run(ctx context.Context) {
 		}()
 	}
 	background := []func(context.Context){d.probeLoop, d.gaugeLoop, d.purgeLoop, d.leaseLoop}
-	if w, ok := d.st.(store.Waker); ok {
+	if w, ok := d.st.(listener); ok {
 		background = append(background, func(ctx context.Context) { d.listen(ctx, w) })
 	}
 	for _, f := range background {

@@ -10,7 +10,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/httpx"
-	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 )
 
 // probeLoop sends one probe per probe interval to each region whose
@@ -174,9 +173,19 @@ func (d *Drainer) purge(ctx context.Context) {
 	}
 }
 
+// listener is the optional part of a Store that hears of the payloads
+// other instances store (PostgreSQL LISTEN/NOTIFY: store.Waker's Listen).
+// Listen calls fn with each notified mailbox name until ctx ends, and
+// fn("") when wakes may have been missed. The drainer listens when its
+// store has it; without it, other instances' captures are found by the
+// backstop scan.
+type listener interface {
+	Listen(ctx context.Context, fn func(mailbox string)) error
+}
+
 // listen wakes this drainer for payloads other instances store (PostgreSQL
 // LISTEN/NOTIFY), reconnecting with backoff.
-func (d *Drainer) listen(ctx context.Context, w store.Waker) {
+func (d *Drainer) listen(ctx context.Context, w listener) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		started := time.Now()

@@ -14,7 +14,7 @@ import (
 )
 
 // storeFactory gives each test a fresh, empty, migrated store.
-type storeFactory func(t *testing.T) store.Store
+type storeFactory func(t *testing.T) testStore
 
 // suite is run against every engine: the in-memory fake here, SQLite and
 // PostgreSQL in engines_test.go.
@@ -54,7 +54,7 @@ func runSuite(t *testing.T, newStore storeFactory) {
 }
 
 func TestDrainerMemory(t *testing.T) {
-	runSuite(t, func(t *testing.T) store.Store { return newMemStore(nil) })
+	runSuite(t, func(t *testing.T) testStore { return newMemStore(nil) })
 }
 
 // §7 case 55: due rows go in id order and are deleted.
@@ -84,13 +84,14 @@ func testStrictStopsAtFailure(t *testing.T, newStore storeFactory) {
 	})
 	ids := f.insert("jira", "us", "1", 3)
 	start := f.now()
-	f.run(f.newDrainer(f.fastConfig()))
+	d := f.newDrainer(f.fastConfig())
+	f.run(d)
 	name := mailboxName("jira", "us", "1")
 	waitFor(t, "head rescheduled", 30*time.Second, func() bool {
 		p, ok := f.payload(name, ids[0])
 		return ok && p.Attempts == 1
 	})
-	time.Sleep(100 * time.Millisecond) // several polls: nothing else may go out
+	f.waitScans(d, 5) // several polls: nothing else may go out
 	if got := f.us.bodies(); len(got) != 1 || got[0] != "1#0" {
 		t.Fatalf("region saw %v, want only the head", got)
 	}
@@ -142,9 +143,10 @@ func testTerminalStatuses(t *testing.T, newStore storeFactory) {
 				w.WriteHeader(200)
 			})
 			ids := f.insert("jira", "us", "1", 2)
-			f.run(f.newDrainer(f.fastConfig()))
+			d := f.newDrainer(f.fastConfig())
+			f.run(d)
 			waitFor(t, "mailbox empty", 30*time.Second, func() bool { return f.pending() == 0 })
-			time.Sleep(60 * time.Millisecond)
+			f.waitScans(d, 3) // a retry would go out meanwhile
 			dls := f.deadLetters()
 			if len(dls) != 1 || dls[0].ID != ids[0] || dls[0].Reason != fmt.Sprintf("dropped_%d", code) || dls[0].LastStatus != code {
 				t.Fatalf("dead letters = %+v", dls)
@@ -327,11 +329,12 @@ func testRegionsIndependent(t *testing.T, newStore storeFactory) {
 	f.de.status(500)
 	f.insert("jira", "de", "1", 2)
 	f.insert("jira", "us", "1", 2)
-	f.run(f.newDrainer(f.fastConfig()))
+	d := f.newDrainer(f.fastConfig())
+	f.run(d)
 	waitFor(t, "us delivered", 30*time.Second, func() bool { return len(f.us.requests()) == 2 })
 	waitFor(t, "de attempted", 30*time.Second, func() bool { return len(f.de.requests()) == 1 })
 	waitFor(t, "only the 2 de rows pending", 30*time.Second, func() bool { return f.pending() == 2 })
-	time.Sleep(50 * time.Millisecond)
+	f.waitScans(d, 3) // the second de row would go out meanwhile
 	if n := len(f.de.requests()); n != 1 {
 		t.Fatalf("de saw %d requests: the strict mailbox went past its failed head", n)
 	}
@@ -409,7 +412,7 @@ func testBreakerSpendsNothing(t *testing.T, newStore storeFactory) {
 			waitFor(t, "probes", 30*time.Second, func() bool { return f.de.probeCount() >= 3 })
 			waitFor(t, "us delivered meanwhile", 30*time.Second, func() bool { return len(f.us.requests()) == 3 })
 			sent := len(f.de.requests())
-			time.Sleep(150 * time.Millisecond)
+			f.waitScans(d, 7) // poll rounds while the breaker is open
 			if n := len(f.de.requests()); n != sent {
 				t.Fatalf("%d payload requests while the breaker was open", n-sent)
 			}
@@ -586,7 +589,7 @@ func testTwoDrainersExclusive(t *testing.T, newStore storeFactory) {
 	exclusiveRun(t, st, boxes, per)
 }
 
-func exclusiveRun(t *testing.T, st store.Store, boxes, per int) {
+func exclusiveRun(t *testing.T, st testStore, boxes, per int) {
 	f := newFixture(t, st)
 	var mu sync.Mutex
 	seen := map[string]int{}
@@ -646,7 +649,8 @@ func exclusiveRun(t *testing.T, st store.Store, boxes, per int) {
 		return len(seen) == boxes*per
 	})
 	waitFor(t, "store empty", 60*time.Second, func() bool { return f.pending() == 0 })
-	time.Sleep(50 * time.Millisecond)
+	f.waitScans(a, 3) // a late second delivery would go out meanwhile
+	f.waitScans(b, 3)
 	mu.Lock()
 	defer mu.Unlock()
 	if len(dup) > 0 {
@@ -664,7 +668,7 @@ func testWakeLatency(t *testing.T, newStore storeFactory) {
 	cfg.PollInterval = time.Hour
 	d := f.newDrainer(cfg)
 	f.run(d)
-	time.Sleep(50 * time.Millisecond) // past the initial scan
+	waitFor(t, "the initial scan", 30*time.Second, func() bool { return f.scans[d].n.Load() >= 1 })
 	var worst time.Duration
 	for i := 0; i < 20; i++ {
 		t0 := time.Now()
