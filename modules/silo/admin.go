@@ -7,7 +7,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/sentrysilo/caddy-silo/modules/internal/drain"
+	"github.com/sentrysilo/caddy-silo/modules/internal/admin"
 )
 
 func init() {
@@ -32,7 +32,7 @@ func clearActive(a *App) { active.CompareAndSwap(a, nil) }
 func activeApp() *App { return active.Load() }
 
 // adminAPI is the admin.api.sentry_silo module: the mailbox and dead-letter
-// routes under /sentry_silo/ (DESIGN.md). The work is done by drain.Admin.
+// routes under /sentry_silo/ (DESIGN.md). The work is done by admin.API.
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -46,7 +46,7 @@ func (adminAPI) CaddyModule() caddy.ModuleInfo {
 // Routes returns the admin routes.
 func (adminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{{
-		Pattern: drain.AdminPrefix,
+		Pattern: admin.Prefix,
 		Handler: caddy.AdminHandlerFunc(serveAdmin),
 	}}
 }
@@ -60,18 +60,12 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 			Message:    "no sentry_silo app with a store is running",
 		}
 	}
-	admin := drain.Admin{Store: app.Store(), Wake: app.Wake, Regions: func() []drain.RegionView {
-		if app.drainer == nil {
-			out := make([]drain.RegionView, 0, len(app.RegionNames()))
-			for _, n := range app.RegionNames() {
-				out = append(out, drain.RegionView{Name: n})
-			}
-			return out
-		}
-		return app.drainer.RegionViews(app.RegionNames())
-	}}
-	err := admin.ServeHTTP(w, r)
-	var he *drain.HTTPError
+	api := admin.API{Store: app.Store(), Wake: app.Wake, Regions: app.RegionNames}
+	if app.drainer != nil {
+		api.Paused = app.drainer.BreakerOpen
+	}
+	err := api.ServeHTTP(w, r)
+	var he *admin.HTTPError
 	if errors.As(err, &he) {
 		msg := he.Message
 		if he.Status < 500 || he.Err == nil {

@@ -3,15 +3,10 @@ package drain
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/netip"
-	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -72,8 +67,8 @@ const (
 // holds nothing else. Subjects of captured mailboxes are integration or
 // organization ids (digits), so no captured mailbox has this form; ids
 // are never reused, so neither are these names. The provider and region
-// parts stay those of the payload (the admin listing, metrics and
-// providerOf read them).
+// parts stay those of the payload (the admin listing, metrics and the
+// skip-on-failure rule read them).
 const callbackSubject = "callback-"
 
 // callbackMailbox names the mailbox of an answered callback row.
@@ -81,173 +76,27 @@ func callbackMailbox(p *store.Payload) string {
 	return mailbox.Name(p.Provider, p.Region, callbackSubject+strconv.FormatInt(p.ID, 10), -1)
 }
 
-// isCallbackMailbox reports whether name is a callback mailbox.
-func isCallbackMailbox(name string) bool {
-	parsed, ok := mailbox.Parse(name)
-	return ok && parsed.Bucket < 0 && strings.HasPrefix(parsed.Subject, callbackSubject)
-}
-
-// callbackPolicy decides where the drainer may POST a region's answer.
-//
-// A response_url must be https, without credentials, and name one of:
-//   - a default callback host of its provider (webhooks.CallbackHosts:
-//     Slack's hooks.slack.com and hooks.slack-gov.com, Discord's
-//     discord.com and discordapp.com) on port 443;
-//   - a callback_hosts entry without a port ("hooks.example.com"): that
-//     host on any port;
-//   - a callback_hosts entry with its port ("chat.corp:8443"): that host
-//     on that port only.
-//
-// Whatever the host, the address it resolves to must be a public one
-// (httpx.PublicOnly), checked at dial time. Only an entry named with its
-// port may also reach private networks and loopback: naming the exact
-// port is a deliberate statement about one service (a Slack-compatible
-// chat server on a private network; a test peer on loopback), as in the
-// credential proxy's allow_host. No entry ever reaches link-local, cloud
-// metadata, multicast or unspecified addresses.
-type callbackPolicy struct {
-	anyPort map[string]bool // bare callback_hosts entries
-	ports   map[string]bool // "host|port" entries
-	lookup  func(ctx context.Context, host string) ([]netip.Addr, error)
-}
-
-// namedPolicy is the dial policy of a host named with its port.
-const namedPolicy = httpx.PublicOnly &^ (httpx.Loopback | httpx.Private)
-
-// CheckCallbackHost validates one callback_hosts entry, for config
-// errors.
-func CheckCallbackHost(entry string) error {
-	if _, _, err := httpx.ParseHostEntry(entry); err != nil {
-		return fmt.Errorf("callback_hosts %q: %v", entry, err)
-	}
-	return nil
-}
-
-func newCallbackPolicy(entries []string) (*callbackPolicy, error) {
-	c := &callbackPolicy{anyPort: map[string]bool{}, ports: map[string]bool{}}
-	for _, e := range entries {
-		host, port, err := httpx.ParseHostEntry(e)
-		if err != nil {
-			return nil, fmt.Errorf("callback_hosts %q: %v", e, err)
-		}
-		if port == "" {
-			c.anyPort[host] = true
-		} else {
-			c.ports[host+"|"+port] = true
-		}
-	}
-	c.lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
-		return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-	}
-	return c, nil
-}
-
-// dialPolicy is the address policy of a dial to host:port (normalised).
-func (c *callbackPolicy) dialPolicy(host, port string) httpx.Policy {
-	if c.ports[host+"|"+port] {
-		return namedPolicy
-	}
-	return httpx.PublicOnly
-}
-
-// errCallbackRefused marks the errors of check. Their text never holds
-// the URL: a response_url is a bearer token for the conversation.
-var errCallbackRefused = errors.New("response_url refused")
-
-func refused(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errCallbackRefused, fmt.Sprintf(format, args...))
-}
-
-// callbackLookupTimeout bounds check's DNS lookup.
-const callbackLookupTimeout = 2 * time.Second
-
-// check returns nil when the drainer may POST provider's callback to raw.
-// Beyond the static rules, a host name is resolved and refused when every
-// address it has is refused: "callback_hosts localhost" is caught before
-// the region is called, not at the dial after it. A failed lookup lets the
-// URL through (DNS may be back by the POST); the dial checks again.
-func (c *callbackPolicy) check(ctx context.Context, provider, raw string) error {
-	defaults := webhooks.CallbackHosts(provider)
-	if defaults == nil {
-		return refused("provider %q has no response_url callbacks", provider)
-	}
-	u, err := url.Parse(raw)
-	if err != nil || !u.IsAbs() || u.Hostname() == "" {
-		return refused("not an absolute URL")
-	}
-	if u.Scheme != "https" {
-		return refused("the scheme must be https, not %q", u.Scheme)
-	}
-	if u.User != nil {
-		return refused("it carries credentials")
-	}
-	host, port := httpx.NormalHost(u.Hostname()), u.Port()
-	if port == "" {
-		port = "443"
-	}
-	switch {
-	case c.ports[host+"|"+port], c.anyPort[host]:
-	case port == "443" && slices.Contains(defaults, host):
-	default:
-		return refused("%s port %s is not a callback host of %s (callback_hosts adds hosts)", host, port, provider)
-	}
-	policy := c.dialPolicy(host, port)
-	if ip, err := netip.ParseAddr(host); err == nil {
-		if err := policy.Check(ip); err != nil {
-			return refused("%v", err)
-		}
-		return nil
-	}
-	lctx, cancel := context.WithTimeout(ctx, callbackLookupTimeout)
-	defer cancel()
-	addrs, err := c.lookup(lctx, host)
-	if err != nil || len(addrs) == 0 {
-		return nil
-	}
-	var first error
-	for _, a := range addrs {
-		err := policy.Check(a)
-		if err == nil {
-			return nil
-		}
-		if first == nil {
-			first = err
-		}
-	}
-	return refused("%s resolves only to refused addresses: %v", host, first)
-}
-
-// newCallbackTransport carries the POSTs to response_url: its own, so
-// that the address guard applies to every callback and to nothing else.
-// No proxy from the environment: a proxy would dial on our behalf and
-// the guard would check the proxy, not the destination.
-func newCallbackTransport(cfg Config, policy *callbackPolicy) *http.Transport {
-	return httpx.NewTransport(httpx.TransportOptions{
-		DialContext: (&httpx.Dialer{
-			Dialer:    net.Dialer{Timeout: 5 * time.Second, KeepAlive: httpx.KeepAlive},
-			PolicyFor: policy.dialPolicy,
-		}).DialContext,
-		TLSClientConfig:       &tls.Config{RootCAs: cfg.CallbackRootCAs, MinVersion: tls.VersionTLS12},
-		MaxIdleConns:          64,
-		MaxIdleConnsPerHost:   16,
-		ResponseHeaderTimeout: cfg.RequestTimeout,
-	})
+// isCallback reports whether a parsed mailbox name is a callback
+// mailbox's.
+func isCallback(m mailbox.Parsed) bool {
+	return m.Bucket < 0 && m.EventType == "" && strings.HasPrefix(m.Subject, callbackSubject)
 }
 
 // answered records the region's 2xx answer to a callback payload and
 // moves the row to its callback mailbox (step 2), then wakes that mailbox
 // for the POST. The payload's old mailbox goes on with its next row.
-func (d *Drainer) answered(ctx context.Context, name string, p *store.Payload, status int, answer []byte) step {
+func (t *turn) answered(p *store.Payload, status int, answer []byte) step {
+	d := t.d
 	box := callbackMailbox(p)
-	octx, cancel := context.WithTimeout(ctx, d.opTimeout())
+	octx, cancel := t.opContext()
 	err := d.st.RecordRegionAnswer(octx, p.ID, box, answer, status, d.cfg.Now())
 	cancel()
 	if err != nil {
-		return d.recordFailed(ctx, name, p, "recording the region's answer to a callback", err)
+		return t.recordFailed(p, "recording the region's answer to a callback", err)
 	}
 	d.m.Deliveries.WithLabelValues(p.Region, OutcomeAnswered).Inc()
 	if c := d.log.Check(zap.DebugLevel, "region answered a callback payload; its answer waits for the response_url"); c != nil {
-		c.Write(zap.String("mailbox", name), zap.Int64("payload", p.ID), zap.String("region", p.Region),
+		c.Write(zap.String("mailbox", t.name), zap.Int64("payload", p.ID), zap.String("region", p.Region),
 			zap.String("callback_mailbox", box))
 	}
 	d.Wake(box)
@@ -256,53 +105,54 @@ func (d *Drainer) answered(ctx context.Context, name string, p *store.Payload, s
 
 // deliverCallback POSTs an answered row's answer to its response_url
 // (step 3). It never calls the region.
-func (d *Drainer) deliverCallback(ctx context.Context, name string, p *store.Payload) step {
+func (t *turn) deliverCallback(p *store.Payload) step {
+	d := t.d
 	if p.Attempts >= d.cfg.CallbackAttempts {
-		return d.deadLetter(ctx, name, p, store.ReasonCallbackFailed, OutcomeCallbackFailed, p.LastStatus, p.LastError)
+		return t.deadLetter(p, store.ReasonCallbackFailed, OutcomeCallbackFailed, p.LastStatus, p.LastError)
 	}
 	// The policy may have changed since the region answered (a reload
 	// that removed a callback host).
-	if err := d.callbacks.check(ctx, p.Provider, p.CallbackURL); err != nil {
-		return d.deadLetter(ctx, name, p, store.ReasonCallbackRefused, OutcomeCallbackRefused, 0, err.Error())
+	if err := d.callbacks.check(t.lease, p.Provider, p.CallbackURL); err != nil {
+		return t.deadLetter(p, store.ReasonCallbackRefused, OutcomeCallbackRefused, 0, err.Error())
 	}
-	res := d.postCallback(ctx, p, p.RegionAnswer)
+	res := d.postCallback(t.lease, p, p.RegionAnswer)
 	switch res.kind {
 	case aborted:
 		d.m.Deliveries.WithLabelValues(p.Region, OutcomeAbandoned).Inc()
 		return stop
 	case delivered:
-		octx, cancel := context.WithTimeout(ctx, d.opTimeout())
+		octx, cancel := t.opContext()
 		err := d.st.DeletePayload(octx, p.ID)
 		cancel()
 		if err != nil {
-			return d.recordFailed(ctx, name, p, "deleting a delivered callback", err)
+			return t.recordFailed(p, "deleting a delivered callback", err)
 		}
 		d.m.Deliveries.WithLabelValues(p.Region, OutcomeCallbackDelivered).Inc()
 		d.m.Lag.WithLabelValues(p.Region).Observe(d.cfg.Now().Sub(p.DateAdded).Seconds())
 		return next
 	case refusedKind:
-		return d.giveUpCallback(ctx, name, p, store.ReasonCallbackRefused, OutcomeCallbackRefused, res)
+		return t.giveUpCallback(p, store.ReasonCallbackRefused, OutcomeCallbackRefused, res)
 	case dropped:
-		return d.giveUpCallback(ctx, name, p, store.ReasonCallbackFailed, OutcomeCallbackFailed, res)
+		return t.giveUpCallback(p, store.ReasonCallbackFailed, OutcomeCallbackFailed, res)
 	}
 	attempts := p.Attempts + 1
 	if attempts >= d.cfg.CallbackAttempts {
-		return d.giveUpCallback(ctx, name, p, store.ReasonCallbackFailed, OutcomeCallbackFailed, res)
+		return t.giveUpCallback(p, store.ReasonCallbackFailed, OutcomeCallbackFailed, res)
 	}
 	delay := d.cfg.CallbackRetryDelay
 	if res.retryAfter > delay {
 		delay = min(res.retryAfter, maxCallbackRetryAfter)
 	}
 	at := d.cfg.Now().Add(delay)
-	octx, cancel := context.WithTimeout(ctx, d.opTimeout())
+	octx, cancel := t.opContext()
 	err := d.st.ReschedulePayload(octx, p.ID, attempts, at, res.status, res.err)
 	cancel()
 	if err != nil {
-		return d.recordFailed(ctx, name, p, "rescheduling a callback", err)
+		return t.recordFailed(p, "rescheduling a callback", err)
 	}
 	d.m.Deliveries.WithLabelValues(p.Region, OutcomeCallbackRetry).Inc()
 	d.log.Info("response_url POST failed; retrying only the POST, the region's answer is kept",
-		zap.String("mailbox", name), zap.Int64("payload", p.ID), zap.String("region", p.Region),
+		zap.String("mailbox", t.name), zap.Int64("payload", p.ID), zap.String("region", p.Region),
 		zap.Int("attempts", attempts), zap.Int("status", res.status), zap.String("error", res.err),
 		zap.Time("next_attempt_at", at))
 	return stop
@@ -313,15 +163,15 @@ func (d *Drainer) deliverCallback(ctx context.Context, name string, p *store.Pay
 // number of POSTs made; if the move then fails, the row waits with that
 // count and the next turn gives it up without POSTing again when the
 // budget is spent.
-func (d *Drainer) giveUpCallback(ctx context.Context, name string, p *store.Payload, reason, outcome string, res result) step {
-	octx, cancel := context.WithTimeout(ctx, d.opTimeout())
-	err := d.st.ReschedulePayload(octx, p.ID, p.Attempts+1, p.ScheduleFor, res.status, res.err)
+func (t *turn) giveUpCallback(p *store.Payload, reason, outcome string, res result) step {
+	octx, cancel := t.opContext()
+	err := t.d.st.ReschedulePayload(octx, p.ID, p.Attempts+1, p.ScheduleFor, res.status, res.err)
 	cancel()
 	if err != nil {
-		return d.recordFailed(ctx, name, p, "recording a failed callback", err)
+		return t.recordFailed(p, "recording a failed callback", err)
 	}
 	p.Attempts++
-	return d.deadLetter(ctx, name, p, reason, outcome, res.status, res.err)
+	return t.deadLetter(p, reason, outcome, res.status, res.err)
 }
 
 // postCallback POSTs what the region answered to the payload's

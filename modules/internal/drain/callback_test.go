@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sentrysilo/caddy-silo/modules/internal/mailbox"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 )
 
@@ -356,22 +357,46 @@ func TestCallbackMailboxNames(t *testing.T) {
 		t.Fatalf("callbackMailbox = %q", got)
 	}
 	for name, want := range map[string]bool{
-		"slack:us:callback-4711":   true,
-		"discord:de:callback-1":    true,
-		"slack:us:13":              false,
-		"slack:us:13:42":           false,
-		"slack:us:callback-4711:3": false,
-		"callback-1":               false,
-		"github:us:1234":           false,
+		"slack:us:callback-4711":      true,
+		"discord:de:callback-1":       true,
+		"slack:us:13":                 false,
+		"slack:us:13:42":              false,
+		"slack:us:callback-4711:3":    false,
+		"slack:us:callback-4711:push": false,
+		"callback-1":                  false,
+		"slack:callback-1":            false,
+		"github:us:1234":              false,
 	} {
-		if got := isCallbackMailbox(name); got != want {
-			t.Errorf("isCallbackMailbox(%q) = %v, want %v", name, got, want)
+		m, ok := mailbox.Parse(name)
+		if got := ok && isCallback(m); got != want {
+			t.Errorf("isCallback(Parse(%q)) = %v, want %v", name, got, want)
 		}
 	}
-	// The breaker check and providerOf read the usual parts.
-	d := New(Config{}, nil, func(name string) (*url.URL, bool) { return nil, name == "us" }, nil, nil)
-	if d.regionOf("slack:us:callback-4711") != "us" || providerOf("slack:us:callback-4711") != "slack" {
-		t.Fatal("callback mailbox parts")
+	// The breaker check and the skip-on-failure rule read the usual
+	// parts: a callback mailbox keeps its payload's provider and region,
+	// and the region's open breaker holds the region's other mailboxes
+	// (whatever their form), never a callback mailbox.
+	if m, ok := mailbox.Parse("slack:us:callback-4711"); !ok || m.Region != "us" || m.Provider != "slack" {
+		t.Fatalf("callback mailbox parts %+v, %v", m, ok)
+	}
+	d := New(Config{BreakerFailures: 1}, nil, func(name string) (*url.URL, bool) { return nil, name == "us" }, nil, nil)
+	d.breakers.record("us", d.breakers.get("us"), true)
+	if !d.BreakerOpen("us") {
+		t.Fatal("the us breaker did not open")
+	}
+	for name, want := range map[string]bool{
+		"slack:us:13":              true,
+		"slack:us:13:42":           true,
+		"github:us:1:2:push":       true,
+		"slack:us:callback-4711:3": true,
+		"slack:us:callback-4711":   false,
+		"slack:de:13":              false,
+		"slack:0":                  false,
+		"":                         false,
+	} {
+		if got := d.mailboxPaused(name); got != want {
+			t.Errorf("mailboxPaused(%q) = %v, want %v", name, got, want)
+		}
 	}
 }
 

@@ -3,7 +3,17 @@
 // backoff, dead letters, a per-region breaker that pauses a region instead
 // of spending attempts, and leases so that one mailbox is drained by one
 // instance at a time. Nothing here imports Caddy; the sentry_silo app runs
-// a Drainer and the admin API module calls its Admin.
+// a Drainer (the admin API, which needs only the store and Wake, is package
+// admin).
+//
+// The files follow one delivery: drainer.go runs the dispatcher and its
+// workers (queue.go holds what they are handed, scan.go the backstop
+// scan); turn.go is one mailbox's turn under its lease (leases.go) and one
+// row's decisions; deliver.go is one request to a region and outcome.go
+// records what it meant; callback.go and callbackpolicy.go are the
+// Slack/Discord response_url payloads; breaker.go and breakers.go pause
+// unreachable regions. The maintenance loops are small files of their own:
+// probe.go, purge.go, gauges.go, listen.go.
 package drain
 
 import (
@@ -172,4 +182,17 @@ func (c Config) withDefaults() Config {
 		c.Now = time.Now
 	}
 	return c
+}
+
+// opTimeout bounds one store operation: a third of the lease, within 1 to
+// 10 s.
+func (c *Config) opTimeout() time.Duration {
+	t := c.Lease / 3
+	if t < time.Second {
+		t = time.Second
+	}
+	if t > 10*time.Second {
+		t = 10 * time.Second
+	}
+	return t
 }

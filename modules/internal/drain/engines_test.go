@@ -12,7 +12,7 @@ import (
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 )
 
-func openSQLite(t *testing.T) store.Store {
+func openSQLite(t *testing.T) testStore {
 	t.Helper()
 	s, err := store.OpenSQLite(filepath.Join(t.TempDir(), "silo.db"))
 	if err != nil {
@@ -27,7 +27,7 @@ func openSQLite(t *testing.T) store.Store {
 	return s
 }
 
-func openPostgres(t *testing.T) store.Store {
+func openPostgres(t *testing.T) testStore {
 	t.Helper()
 	cfg, err := store.PostgresPoolConfig(pgtest.DSN(t))
 	if err != nil {
@@ -92,7 +92,7 @@ func TestDatabaseOutagePostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Wake("jira:us:before", "jira:us:nothing")
-	time.Sleep(300 * time.Millisecond) // polls and claims fail meanwhile
+	f.waitScans(d, 5) // polls and claims fail meanwhile
 	if err := cluster.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestDatabaseOutagePostgres(t *testing.T) {
 	d2 := f.newDrainer(f.fastConfig())
 	done := make(chan struct{})
 	go func() { defer close(done); d2.Run(stopCtx) }()
-	time.Sleep(200 * time.Millisecond)
+	f.waitScans(d2, 2) // running, its scans failing
 	t0 := time.Now()
 	stopCancel()
 	select {

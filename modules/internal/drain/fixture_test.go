@@ -107,19 +107,56 @@ func (f *fakeRegion) url() *url.URL {
 	return u
 }
 
+// testStore is what the tests need of an engine: the drainer's Store, and
+// the capture and operator side they set rows up and look at them with.
+type testStore interface {
+	Store
+	Engine() string
+	InsertPayloads(ctx context.Context, payloads []store.NewPayload) ([]store.InsertResult, error)
+	DeadLetters(ctx context.Context, limit int, after int64) ([]store.DeadLetter, error)
+	ReplayDeadLetter(ctx context.Context, id int64, now time.Time) (int64, error)
+}
+
+// scanCounter counts the backstop scans (DueMailboxes calls that
+// returned) of one drainer, so that a test can let poll rounds go by
+// without sleeping.
+type scanCounter struct {
+	Store
+	n atomic.Int64
+}
+
+func (s *scanCounter) DueMailboxes(ctx context.Context, now time.Time, limit int, skip []string) ([]string, error) {
+	defer s.n.Add(1)
+	return s.Store.DueMailboxes(ctx, now, limit, skip)
+}
+
+// countScans wraps st in a scanCounter, keeping its LISTEN (PostgreSQL).
+func countScans(st Store) (Store, *scanCounter) {
+	c := &scanCounter{Store: st}
+	if l, ok := st.(listener); ok {
+		return struct {
+			*scanCounter
+			listener
+		}{c, l}, c
+	}
+	return c, c
+}
+
 // fixture runs a drainer over a store with fake regions "us" and "de".
 type fixture struct {
 	t       testing.TB
-	st      store.Store
+	st      testStore
 	us, de  *fakeRegion
 	regions map[string]*url.URL
 	offset  atomic.Int64 // added to the drainer's clock
 	reg     *prometheus.Registry
 	metrics *Metrics
+	scans   map[*Drainer]*scanCounter
 }
 
-func newFixture(t testing.TB, st store.Store) *fixture {
-	f := &fixture{t: t, st: st, us: newFakeRegion(t), de: newFakeRegion(t), reg: prometheus.NewRegistry()}
+func newFixture(t testing.TB, st testStore) *fixture {
+	f := &fixture{t: t, st: st, us: newFakeRegion(t), de: newFakeRegion(t), reg: prometheus.NewRegistry(),
+		scans: make(map[*Drainer]*scanCounter)}
 	f.regions = map[string]*url.URL{"us": f.us.url(), "de": f.de.url()}
 	f.metrics = NewMetrics()
 	f.metrics.Register(f.reg)
@@ -151,10 +188,23 @@ func (f *fixture) newDrainer(cfg Config) *Drainer {
 	if tt, ok := f.t.(*testing.T); ok {
 		logger = zaptest.NewLogger(tt, zaptest.Level(zap.WarnLevel))
 	}
-	return New(cfg, f.st, func(name string) (*url.URL, bool) {
+	st, scans := countScans(f.st)
+	d := New(cfg, st, func(name string) (*url.URL, bool) {
 		u, ok := f.regions[name]
 		return u, ok
 	}, logger, f.metrics)
+	f.scans[d] = scans
+	return d
+}
+
+// waitScans waits until d has made n more backstop scans: n poll rounds in
+// which it looked for due mailboxes and handed out what it found (the
+// rounds are the poll interval apart, or sooner when woken).
+func (f *fixture) waitScans(d *Drainer, n int) {
+	f.t.Helper()
+	c := f.scans[d]
+	target := c.n.Load() + int64(n)
+	waitFor(f.t, fmt.Sprintf("%d more scans", n), 30*time.Second, func() bool { return c.n.Load() >= target })
 }
 
 // run starts d and stops it at cleanup, failing when Run does not return

@@ -10,20 +10,15 @@ import (
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 )
 
-// memStore is an in-memory store.Store with the drain and admin semantics
-// of the real engines (leases, FIFO heads, dead letters). The directory
-// methods are not implemented (the embedded nil interface panics).
+// memStore is an in-memory testStore with the drain semantics of the real
+// engines (leases, FIFO heads, dead letters, replays).
 type memStore struct {
-	store.Store
-
-	mu     sync.Mutex
-	now    func() time.Time
-	nextID int64
-	rows   map[int64]*store.Payload
-	dead   map[int64]*store.DeadLetter
-	leases map[string]memLease
-	// failOps makes every drain write fail with this error when set.
-	failOps          error
+	mu               sync.Mutex
+	now              func() time.Time
+	nextID           int64
+	rows             map[int64]*store.Payload
+	dead             map[int64]*store.DeadLetter
+	leases           map[string]memLease
 	claims, releases int
 }
 
@@ -46,10 +41,7 @@ func newMemStore(now func() time.Time) *memStore {
 	}
 }
 
-func (m *memStore) Engine() string                    { return "memory" }
-func (m *memStore) Migrate(ctx context.Context) error { return nil }
-func (m *memStore) Ping(ctx context.Context) error    { return nil }
-func (m *memStore) Close()                            {}
+func (m *memStore) Engine() string { return "memory" }
 
 func (m *memStore) InsertPayloads(ctx context.Context, ps []store.NewPayload) ([]store.InsertResult, error) {
 	m.mu.Lock()
@@ -69,25 +61,6 @@ func (m *memStore) InsertPayloads(ctx context.Context, ps []store.NewPayload) ([
 		out[i] = store.InsertResult{ID: p.ID}
 	}
 	return out, nil
-}
-
-// insertRow stores a row as is (tests that need old or tried rows).
-func (m *memStore) insertRow(p store.Payload) int64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.nextID++
-	p.ID = m.nextID
-	if p.DestinationType == "" {
-		p.DestinationType = store.DestinationRegion
-	}
-	if p.ScheduleFor.IsZero() {
-		p.ScheduleFor = thePast
-	}
-	if p.DateAdded.IsZero() {
-		p.DateAdded = m.now()
-	}
-	m.rows[p.ID] = &p
-	return p.ID
 }
 
 func (m *memStore) mailboxRows(name string) []*store.Payload {
@@ -196,9 +169,6 @@ func (m *memStore) NextPayloads(ctx context.Context, mailbox string, afterID int
 func (m *memStore) DeletePayload(ctx context.Context, id int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.failOps != nil {
-		return m.failOps
-	}
 	if _, ok := m.rows[id]; !ok {
 		return store.ErrNotFound
 	}
@@ -209,9 +179,6 @@ func (m *memStore) DeletePayload(ctx context.Context, id int64) error {
 func (m *memStore) ReschedulePayload(ctx context.Context, id int64, attempts int, at time.Time, status int, lastErr string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.failOps != nil {
-		return m.failOps
-	}
 	p, ok := m.rows[id]
 	if !ok {
 		return store.ErrNotFound
@@ -223,9 +190,6 @@ func (m *memStore) ReschedulePayload(ctx context.Context, id int64, attempts int
 func (m *memStore) DeadLetterPayload(ctx context.Context, id int64, reason string, status int, lastErr string, now time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.failOps != nil {
-		return m.failOps
-	}
 	p, ok := m.rows[id]
 	if !ok {
 		return store.ErrNotFound
@@ -240,9 +204,6 @@ func (m *memStore) DeadLetterPayload(ctx context.Context, id int64, reason strin
 func (m *memStore) RecordRegionAnswer(ctx context.Context, id int64, mailbox string, answer []byte, status int, now time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.failOps != nil {
-		return m.failOps
-	}
 	p, ok := m.rows[id]
 	if !ok {
 		return store.ErrNotFound
@@ -311,21 +272,6 @@ func (m *memStore) ReplayDeadLetter(ctx context.Context, id int64, now time.Time
 	return p.ID, nil
 }
 
-func (m *memStore) RetryMailbox(ctx context.Context, mailbox string, now time.Time) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	ps := m.mailboxRows(mailbox)
-	if len(ps) == 0 {
-		return store.ErrNotFound
-	}
-	for _, p := range ps {
-		if p.ScheduleFor.After(now) {
-			p.ScheduleFor = now
-		}
-	}
-	return nil
-}
-
 func (m *memStore) PurgeDeadLetters(ctx context.Context, before time.Time, batch int) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -342,33 +288,7 @@ func (m *memStore) PurgeDeadLetters(ctx context.Context, before time.Time, batch
 	return n, nil
 }
 
-// snapshot helpers for assertions.
-func (m *memStore) row(id int64) (store.Payload, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	p, ok := m.rows[id]
-	if !ok {
-		return store.Payload{}, false
-	}
-	return *p, true
-}
-
-func (m *memStore) deadLetter(id int64) (store.DeadLetter, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	dl, ok := m.dead[id]
-	if !ok {
-		return store.DeadLetter{}, false
-	}
-	return *dl, true
-}
-
-func (m *memStore) counts() (pending, dead int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.rows), len(m.dead)
-}
-
+// leaseCounts are the claims and releases made, and the leases live.
 func (m *memStore) leaseCounts() (claims, releases, live int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

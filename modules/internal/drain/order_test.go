@@ -18,13 +18,13 @@ import (
 // and two group commits (two flushers, two instances) finish in either
 // order.
 type lateCommitStore struct {
-	store.Store
+	*memStore
 	hidden int64
 	reveal chan struct{}
 }
 
 func (s *lateCommitStore) NextPayloads(ctx context.Context, mailbox string, afterID int64, now time.Time, dueOnly bool, limit int) ([]store.Payload, error) {
-	rows, err := s.Store.NextPayloads(ctx, mailbox, afterID, now, dueOnly, limit+1)
+	rows, err := s.memStore.NextPayloads(ctx, mailbox, afterID, now, dueOnly, limit+1)
 	select {
 	case <-s.reveal:
 	default:
@@ -43,7 +43,7 @@ func (s *lateCommitStore) NextPayloads(ctx context.Context, mailbox string, afte
 // stored after it had been acknowledged.
 func TestDrainerReadsRowsThatCommitLate(t *testing.T) {
 	mem := newMemStore(nil)
-	st := &lateCommitStore{Store: mem, reveal: make(chan struct{})}
+	st := &lateCommitStore{memStore: mem, reveal: make(chan struct{})}
 	f := newFixture(t, st)
 	ids := f.insert("jira", "us", "1", fetchBatch+1) // 1#0 .. 1#100
 	st.hidden = ids[1]

@@ -3,7 +3,6 @@ package drain
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -15,7 +14,7 @@ import (
 )
 
 // storeFactory gives each test a fresh, empty, migrated store.
-type storeFactory func(t *testing.T) store.Store
+type storeFactory func(t *testing.T) testStore
 
 // suite is run against every engine: the in-memory fake here, SQLite and
 // PostgreSQL in engines_test.go.
@@ -46,7 +45,6 @@ var suite = []struct {
 	{"WakeLatency", testWakeLatency},
 	{"PurgeDeadLetters", testPurgeDeadLetters},
 	{"Gauges", testGauges},
-	{"Admin", testAdmin},
 }
 
 func runSuite(t *testing.T, newStore storeFactory) {
@@ -56,7 +54,7 @@ func runSuite(t *testing.T, newStore storeFactory) {
 }
 
 func TestDrainerMemory(t *testing.T) {
-	runSuite(t, func(t *testing.T) store.Store { return newMemStore(nil) })
+	runSuite(t, func(t *testing.T) testStore { return newMemStore(nil) })
 }
 
 // §7 case 55: due rows go in id order and are deleted.
@@ -86,13 +84,14 @@ func testStrictStopsAtFailure(t *testing.T, newStore storeFactory) {
 	})
 	ids := f.insert("jira", "us", "1", 3)
 	start := f.now()
-	f.run(f.newDrainer(f.fastConfig()))
+	d := f.newDrainer(f.fastConfig())
+	f.run(d)
 	name := mailboxName("jira", "us", "1")
 	waitFor(t, "head rescheduled", 30*time.Second, func() bool {
 		p, ok := f.payload(name, ids[0])
 		return ok && p.Attempts == 1
 	})
-	time.Sleep(100 * time.Millisecond) // several polls: nothing else may go out
+	f.waitScans(d, 5) // several polls: nothing else may go out
 	if got := f.us.bodies(); len(got) != 1 || got[0] != "1#0" {
 		t.Fatalf("region saw %v, want only the head", got)
 	}
@@ -144,9 +143,10 @@ func testTerminalStatuses(t *testing.T, newStore storeFactory) {
 				w.WriteHeader(200)
 			})
 			ids := f.insert("jira", "us", "1", 2)
-			f.run(f.newDrainer(f.fastConfig()))
+			d := f.newDrainer(f.fastConfig())
+			f.run(d)
 			waitFor(t, "mailbox empty", 30*time.Second, func() bool { return f.pending() == 0 })
-			time.Sleep(60 * time.Millisecond)
+			f.waitScans(d, 3) // a retry would go out meanwhile
 			dls := f.deadLetters()
 			if len(dls) != 1 || dls[0].ID != ids[0] || dls[0].Reason != fmt.Sprintf("dropped_%d", code) || dls[0].LastStatus != code {
 				t.Fatalf("dead letters = %+v", dls)
@@ -329,11 +329,12 @@ func testRegionsIndependent(t *testing.T, newStore storeFactory) {
 	f.de.status(500)
 	f.insert("jira", "de", "1", 2)
 	f.insert("jira", "us", "1", 2)
-	f.run(f.newDrainer(f.fastConfig()))
+	d := f.newDrainer(f.fastConfig())
+	f.run(d)
 	waitFor(t, "us delivered", 30*time.Second, func() bool { return len(f.us.requests()) == 2 })
 	waitFor(t, "de attempted", 30*time.Second, func() bool { return len(f.de.requests()) == 1 })
 	waitFor(t, "only the 2 de rows pending", 30*time.Second, func() bool { return f.pending() == 2 })
-	time.Sleep(50 * time.Millisecond)
+	f.waitScans(d, 3) // the second de row would go out meanwhile
 	if n := len(f.de.requests()); n != 1 {
 		t.Fatalf("de saw %d requests: the strict mailbox went past its failed head", n)
 	}
@@ -411,7 +412,7 @@ func testBreakerSpendsNothing(t *testing.T, newStore storeFactory) {
 			waitFor(t, "probes", 30*time.Second, func() bool { return f.de.probeCount() >= 3 })
 			waitFor(t, "us delivered meanwhile", 30*time.Second, func() bool { return len(f.us.requests()) == 3 })
 			sent := len(f.de.requests())
-			time.Sleep(150 * time.Millisecond)
+			f.waitScans(d, 7) // poll rounds while the breaker is open
 			if n := len(f.de.requests()); n != sent {
 				t.Fatalf("%d payload requests while the breaker was open", n-sent)
 			}
@@ -588,7 +589,7 @@ func testTwoDrainersExclusive(t *testing.T, newStore storeFactory) {
 	exclusiveRun(t, st, boxes, per)
 }
 
-func exclusiveRun(t *testing.T, st store.Store, boxes, per int) {
+func exclusiveRun(t *testing.T, st testStore, boxes, per int) {
 	f := newFixture(t, st)
 	var mu sync.Mutex
 	seen := map[string]int{}
@@ -648,7 +649,8 @@ func exclusiveRun(t *testing.T, st store.Store, boxes, per int) {
 		return len(seen) == boxes*per
 	})
 	waitFor(t, "store empty", 60*time.Second, func() bool { return f.pending() == 0 })
-	time.Sleep(50 * time.Millisecond)
+	f.waitScans(a, 3) // a late second delivery would go out meanwhile
+	f.waitScans(b, 3)
 	mu.Lock()
 	defer mu.Unlock()
 	if len(dup) > 0 {
@@ -666,7 +668,7 @@ func testWakeLatency(t *testing.T, newStore storeFactory) {
 	cfg.PollInterval = time.Hour
 	d := f.newDrainer(cfg)
 	f.run(d)
-	time.Sleep(50 * time.Millisecond) // past the initial scan
+	waitFor(t, "the initial scan", 30*time.Second, func() bool { return f.scans[d].n.Load() >= 1 })
 	var worst time.Duration
 	for i := 0; i < 20; i++ {
 		t0 := time.Now()
@@ -721,141 +723,3 @@ func testGauges(t *testing.T, newStore storeFactory) {
 		return false
 	})
 }
-
-// The admin API over a store.
-func testAdmin(t *testing.T, newStore storeFactory) {
-	st := newStore(t)
-	f := newFixture(t, st)
-	ids := f.insert("jira", "us", "1", 3)
-	ctx := context.Background()
-	for _, id := range ids[:2] {
-		if err := st.DeadLetterPayload(ctx, id, "dropped_404", 404, "region answered 404", time.Now()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := st.ReschedulePayload(ctx, ids[2], 3, time.Now().Add(time.Hour), 500, "region answered 500"); err != nil {
-		t.Fatal(err)
-	}
-	var woken []string
-	var wmu sync.Mutex
-	admin := Admin{Store: st, Wake: func(names ...string) {
-		wmu.Lock()
-		woken = append(woken, strings.Join(names, ","))
-		wmu.Unlock()
-	}, Regions: func() []RegionView { return []RegionView{{Name: "de", BreakerOpen: true}, {Name: "us"}} }}
-	do := func(method, path string) (int, map[string]any) {
-		t.Helper()
-		req, _ := http.NewRequest(method, "http://localhost:2019"+path, nil)
-		rec := newRecorder()
-		err := admin.ServeHTTP(rec, req)
-		if err != nil {
-			he, ok := err.(*HTTPError)
-			if !ok {
-				t.Fatalf("%s %s: %v", method, path, err)
-			}
-			return he.Status, map[string]any{"error": he.Message}
-		}
-		var out map[string]any
-		if err := json.Unmarshal(rec.body.Bytes(), &out); err != nil {
-			t.Fatalf("%s %s: body %q: %v", method, path, rec.body.String(), err)
-		}
-		return rec.status, out
-	}
-
-	status, out := do("GET", "/sentry_silo/regions")
-	if regions, _ := out["regions"].([]any); status != 200 || len(regions) != 2 || regions[0].(map[string]any)["breaker_open"] != true {
-		t.Fatalf("regions: %d %v", status, out)
-	}
-	status, out = do("GET", "/sentry_silo/mailboxes")
-	boxes, _ := out["mailboxes"].([]any)
-	if status != 200 || len(boxes) != 1 {
-		t.Fatalf("mailboxes: %d %v", status, out)
-	}
-	mb := boxes[0].(map[string]any)
-	for _, k := range []string{"name", "region", "provider", "depth", "oldest_age_seconds", "head_attempts", "next_attempt_at"} {
-		if _, ok := mb[k]; !ok {
-			t.Fatalf("mailbox line lacks %s: %v", k, mb)
-		}
-	}
-	if mb["name"] != "jira:us:1" || mb["head_attempts"].(float64) != 3 || mb["depth"].(float64) != 1 {
-		t.Fatalf("mailbox line %v", mb)
-	}
-
-	status, out = do("GET", "/sentry_silo/dead_letters?limit=1")
-	dls, _ := out["dead_letters"].([]any)
-	if status != 200 || len(dls) != 1 || out["next"] == nil {
-		t.Fatalf("page 1: %d %v", status, out)
-	}
-	dl := dls[0].(map[string]any)
-	for _, k := range []string{"id", "mailbox", "region", "provider", "reason", "last_status", "last_error", "attempts", "date_added", "dead_at"} {
-		if _, ok := dl[k]; !ok {
-			t.Fatalf("dead letter lacks %s: %v", k, dl)
-		}
-	}
-	if dl["reason"] != "dropped_404" || dl["id"].(float64) != float64(ids[0]) {
-		t.Fatalf("dead letter %v", dl)
-	}
-	status, out = do("GET", fmt.Sprintf("/sentry_silo/dead_letters?limit=1&after=%v", out["next"]))
-	dls, _ = out["dead_letters"].([]any)
-	if status != 200 || len(dls) != 1 || dls[0].(map[string]any)["id"].(float64) != float64(ids[1]) {
-		t.Fatalf("page 2: %d %v", status, out)
-	}
-	status, out = do("GET", fmt.Sprintf("/sentry_silo/dead_letters?after=%d", ids[1]))
-	if dls, _ := out["dead_letters"].([]any); status != 200 || len(dls) != 0 || out["next"] != nil {
-		t.Fatalf("last page: %d %v", status, out)
-	}
-
-	status, out = do("POST", fmt.Sprintf("/sentry_silo/dead_letters/%d/replay", ids[0]))
-	if status != 200 || out["payload_id"] == nil {
-		t.Fatalf("replay: %d %v", status, out)
-	}
-	status, _ = do("POST", fmt.Sprintf("/sentry_silo/dead_letters/%d/replay", ids[0]))
-	if status != 404 {
-		t.Fatalf("replay twice: %d", status)
-	}
-	status, out = do("POST", "/sentry_silo/mailboxes/"+strings.ReplaceAll("jira:us:1", ":", "%3A")+"/retry")
-	if status != 200 || out["mailbox"] != "jira:us:1" {
-		t.Fatalf("retry: %d %v", status, out)
-	}
-	boxesNow, _ := st.Mailboxes(ctx, time.Now())
-	if len(boxesNow) != 1 || boxesNow[0].Depth != 2 || boxesNow[0].NextAttemptAt.After(time.Now().Add(time.Second)) {
-		t.Fatalf("after retry and replay: %+v", boxesNow)
-	}
-	wmu.Lock()
-	if len(woken) != 2 || woken[1] != "jira:us:1" {
-		t.Fatalf("wakes %q", woken)
-	}
-	wmu.Unlock()
-
-	for _, bad := range []struct {
-		method, path string
-		status       int
-	}{
-		{"GET", "/sentry_silo/dead_letters?limit=0", 400},
-		{"GET", "/sentry_silo/dead_letters?limit=abc", 400},
-		{"GET", "/sentry_silo/dead_letters?limit=100000", 400},
-		{"GET", "/sentry_silo/dead_letters?after=-1", 400},
-		{"POST", "/sentry_silo/dead_letters/abc/replay", 400},
-		{"POST", "/sentry_silo/dead_letters/999999/replay", 404},
-		{"POST", "/sentry_silo/mailboxes/jira%3Aus%3Anope/retry", 404},
-		{"GET", "/sentry_silo/dead_letters/1/replay", 405},
-		{"POST", "/sentry_silo/mailboxes", 405},
-		{"GET", "/sentry_silo/nothing", 404},
-	} {
-		if status, out := do(bad.method, bad.path); status != bad.status || out["error"] == "" {
-			t.Errorf("%s %s = %d %v, want %d", bad.method, bad.path, status, out, bad.status)
-		}
-	}
-}
-
-// recorder is a minimal http.ResponseWriter.
-type recorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func newRecorder() *recorder                    { return &recorder{header: http.Header{}, status: 200} }
-func (r *recorder) Header() http.Header         { return r.header }
-func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
-func (r *recorder) WriteHeader(s int)           { r.status = s }

@@ -1,6 +1,7 @@
 package mailbox
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -26,9 +27,56 @@ func TestName(t *testing.T) {
 			t.Errorf("Parse(%q) = %+v, %v", got, p, ok)
 		}
 	}
-	for _, bad := range []string{"", "github", "github:us", "a:b:c:d:e", "a::c", "a:b:c:x", "a:b:c:-1"} {
+	for _, bad := range []string{"", "github", "github:us", "a:b:c:d:e", "a::c", "a:b:c:-1"} {
 		if _, ok := Parse(bad); ok {
 			t.Errorf("Parse(%q) accepted", bad)
+		}
+	}
+}
+
+// Parse reads every name the product builds, Sentry's event-type suffix,
+// and refuses the rest without panicking, still naming the provider.
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name string
+		want Parsed
+		ok   bool
+	}{
+		// Name's forms.
+		{"github:us:123", Parsed{Provider: "github", Region: "us", Subject: "123", Bucket: -1}, true},
+		{"gitlab:de:7:42", Parsed{Provider: "gitlab", Region: "de", Subject: "7", Bucket: 42}, true},
+		{"bitbucket:de:2:0", Parsed{Provider: "bitbucket", Region: "de", Subject: "2", Bucket: 0}, true},
+		// Callback mailboxes (drain's callbackMailbox).
+		{"slack:us:callback-4711", Parsed{Provider: "slack", Region: "us", Subject: "callback-4711", Bucket: -1}, true},
+		// Sentry's event-type suffix, with and without a bucket.
+		{"github:us:123:17:push", Parsed{Provider: "github", Region: "us", Subject: "123", Bucket: 17, EventType: "push"}, true},
+		{"github:us:123:pull_request", Parsed{Provider: "github", Region: "us", Subject: "123", Bucket: -1, EventType: "pull_request"}, true},
+		{"a:b:c:x", Parsed{Provider: "a", Region: "b", Subject: "c", Bucket: -1, EventType: "x"}, true},
+		// Sentry's legacy provider:identifier: no region.
+		{"github:123", Parsed{Provider: "github", Bucket: -1}, false},
+		{"plugins:4", Parsed{Provider: "plugins", Bucket: -1}, false},
+		// Names nobody builds.
+		{"", Parsed{Bucket: -1}, false},
+		{"github", Parsed{Provider: "github", Bucket: -1}, false},
+		{"github:us", Parsed{Provider: "github", Bucket: -1}, false},
+		{":us:1", Parsed{Bucket: -1}, false},
+		{"a::c", Parsed{Provider: "a", Bucket: -1}, false},
+		{"a:b:", Parsed{Provider: "a", Bucket: -1}, false},
+		{"a:b:c:", Parsed{Provider: "a", Bucket: -1}, false},
+		{"a:b:c:d:e", Parsed{Provider: "a", Bucket: -1}, false},
+		{"a:b:c:-1", Parsed{Provider: "a", Bucket: -1}, false},
+		{"a:b:c:+1", Parsed{Provider: "a", Bucket: -1}, false},
+		{"a:b:c:push:1", Parsed{Provider: "a", Bucket: -1}, false},
+		{"a:b:c:1:2", Parsed{Provider: "a", Bucket: -1}, false},
+		{"a:b:c:1:push:x", Parsed{Provider: "a", Bucket: -1}, false},
+		{"a:b:c:99999999999999999999", Parsed{Provider: "a", Bucket: -1}, false},
+		{"a:b:c:d:e:f:g:h", Parsed{Provider: "a", Bucket: -1}, false},
+		{":::", Parsed{Bucket: -1}, false},
+	}
+	for _, tc := range tests {
+		got, ok := Parse(tc.name)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("Parse(%q) = %+v, %v; want %+v, %v", tc.name, got, ok, tc.want, tc.ok)
 		}
 	}
 }
@@ -72,4 +120,29 @@ func TestBucketer(t *testing.T) {
 	if NewBucketer(0, nil).threshold != DefaultBucketThreshold {
 		t.Fatal("default threshold")
 	}
+}
+
+// Whatever the name, Parse does not panic; what it accepts it reads back
+// the same way once rebuilt, and what it refuses still names its provider.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"github:us:123", "gitlab:de:7:42", "slack:us:callback-1", "github:us:1:2:push",
+		"github:123", "", ":", "a:b:c:007", "a:b:c:1:x:y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		p, ok := Parse(name)
+		if !ok {
+			if provider, _, _ := strings.Cut(name, ":"); p.Provider != provider {
+				t.Fatalf("Parse(%q) refused with provider %q, want %q", name, p.Provider, provider)
+			}
+			return
+		}
+		rebuilt := Name(p.Provider, p.Region, p.Subject, p.Bucket)
+		if p.EventType != "" {
+			rebuilt += ":" + p.EventType
+		}
+		if again, ok := Parse(rebuilt); !ok || again != p {
+			t.Fatalf("Parse(%q) = %+v, but its rebuilt name %q reads %+v, %v", name, p, rebuilt, again, ok)
+		}
+	})
 }

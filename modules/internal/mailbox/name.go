@@ -33,25 +33,67 @@ func Name(provider, region, subject string, bucket int64) string {
 
 // Parsed is a mailbox name taken apart.
 type Parsed struct {
-	Provider string
-	Region   string
-	Subject  string
-	Bucket   int64 // -1 when not bucketed
+	Provider  string
+	Region    string
+	Subject   string
+	Bucket    int64  // -1 when not bucketed
+	EventType string // "" when the name has none
 }
 
-// Parse takes a name built by Name apart.
+// Parse takes a mailbox name apart. It is the one reader of mailbox
+// names; Name is their one writer.
+//
+// It reads Sentry's newest form, provider:region:subject[:bucket][:event_type]:
+// Name's names (callback mailboxes included, whose subject is
+// "callback-<id>"), and those with the event type Sentry appends for the
+// providers that split their mailboxes by event (github:us:123:17:push). A
+// bucket is a decimal number and an event type starts with a letter, so a
+// fourth part is never both. Every other name (Sentry's legacy
+// provider:identifier such as github:123, or a name no version builds)
+// reports false; Provider is then still the part before the first colon
+// (the whole name when it has none), because a provider's rules (skip on
+// failure) apply to its mailboxes whatever their form.
 func Parse(name string) (Parsed, bool) {
-	parts := strings.Split(name, ":")
-	if len(parts) < 3 || len(parts) > 4 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
-		return Parsed{}, false
+	provider, rest, _ := strings.Cut(name, ":")
+	legacy := Parsed{Provider: provider, Bucket: -1}
+	parts := strings.Split(rest, ":")
+	if len(parts) < 2 || len(parts) > 4 || provider == "" || parts[0] == "" || parts[1] == "" {
+		return legacy, false
 	}
-	p := Parsed{Provider: parts[0], Region: parts[1], Subject: parts[2], Bucket: -1}
-	if len(parts) == 4 {
-		n, err := strconv.ParseInt(parts[3], 10, 64)
-		if err != nil || n < 0 {
-			return Parsed{}, false
+	p := Parsed{Provider: provider, Region: parts[0], Subject: parts[1], Bucket: -1}
+	extra := parts[2:]
+	if len(extra) > 0 {
+		if n, ok := parseBucket(extra[0]); ok {
+			p.Bucket = n
+			extra = extra[1:]
 		}
-		p.Bucket = n
+	}
+	switch {
+	case len(extra) == 1 && isEventType(extra[0]):
+		p.EventType = extra[0]
+	case len(extra) > 0:
+		return legacy, false
 	}
 	return p, true
+}
+
+// parseBucket reads a bucket: decimal digits only (no sign), as Name
+// writes it.
+func parseBucket(s string) (int64, bool) {
+	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
+}
+
+// isEventType reports whether s can be an event type: Sentry's are
+// provider event names (push, pull_request, ...), so one starts with a
+// letter and is never read for a bucket.
+func isEventType(s string) bool {
+	if s == "" {
+		return false
+	}
+	c := s[0]
+	return ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')
 }

@@ -1,4 +1,9 @@
-package drain
+// Package admin is the admin API of the mailboxes and dead letters
+// (DESIGN.md): the routes under /sentry_silo/ of Caddy's admin endpoint.
+// It needs only the store and a way to wake the drainer, so it lives
+// apart from the drainer; the admin.api.sentry_silo module is a thin
+// adapter over it. Nothing here imports Caddy.
+package admin
 
 import (
 	"context"
@@ -14,26 +19,41 @@ import (
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 )
 
-// AdminPrefix is where the admin routes live.
-const AdminPrefix = "/sentry_silo/"
+// Prefix is where the admin routes live.
+const Prefix = "/sentry_silo/"
 
-// Admin page sizes of GET dead_letters.
+// Page sizes of GET dead_letters.
 const (
 	DefaultDeadLetterPage = 100
 	MaxDeadLetterPage     = 1000
 )
 
-// Admin serves the admin API (DESIGN.md) against a store. The Caddy admin
-// module is a thin adapter over it.
-type Admin struct {
-	Store store.Store
+// storeTimeout bounds the store work of one admin request.
+const storeTimeout = 30 * time.Second
+
+// Store is what the admin API needs of the storage: the listings and the
+// two operator actions.
+type Store interface {
+	Mailboxes(ctx context.Context, now time.Time) ([]store.MailboxStats, error)
+	DeadLetters(ctx context.Context, limit int, after int64) ([]store.DeadLetter, error)
+	ReplayDeadLetter(ctx context.Context, id int64, now time.Time) (int64, error)
+	RetryMailbox(ctx context.Context, mailbox string, now time.Time) error
+}
+
+// API serves the admin API against a store.
+type API struct {
+	Store Store
 	// Wake, when set, wakes the local drainer after a replay or retry.
 	Wake func(mailboxes ...string)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Regions, when set, serves GET /sentry_silo/regions: each region
-	// and whether this instance's drainer has paused it.
-	Regions func() []RegionView
+	// Regions, when set, serves GET /sentry_silo/regions: it lists the
+	// configured regions.
+	Regions func() []string
+	// Paused reports whether this instance's drainer has paused
+	// deliveries to a region (its breaker is open). nil means no drainer
+	// runs here, so none is paused.
+	Paused func(region string) bool
 }
 
 // RegionView is one line of GET /sentry_silo/regions.
@@ -42,6 +62,23 @@ type RegionView struct {
 	// BreakerOpen is true while this instance's drainer pauses deliveries
 	// to the region (it looked unreachable; probes run).
 	BreakerOpen bool `json:"breaker_open"`
+}
+
+// DeadLetterView is one line of GET /sentry_silo/dead_letters.
+type DeadLetterView struct {
+	ID         int64     `json:"id"`
+	Mailbox    string    `json:"mailbox"`
+	Region     string    `json:"region"`
+	Provider   string    `json:"provider"`
+	Reason     string    `json:"reason"`
+	LastStatus int       `json:"last_status"`
+	LastError  string    `json:"last_error"`
+	Attempts   int       `json:"attempts"`
+	DateAdded  time.Time `json:"date_added"`
+	DeadAt     time.Time `json:"dead_at"`
+	// RegionAnswered is set on a callback the region answered: the dead
+	// letter keeps the answer, and a replay only POSTs it again.
+	RegionAnswered bool `json:"region_answered"`
 }
 
 // HTTPError is an admin API failure: the status to answer and a message
@@ -65,27 +102,7 @@ func httpError(status int, format string, args ...any) *HTTPError {
 	return &HTTPError{Status: status, Message: fmt.Sprintf(format, args...)}
 }
 
-// MailboxView is one line of GET /sentry_silo/mailboxes.
-type MailboxView = store.MailboxStats
-
-// DeadLetterView is one line of GET /sentry_silo/dead_letters.
-type DeadLetterView struct {
-	ID         int64     `json:"id"`
-	Mailbox    string    `json:"mailbox"`
-	Region     string    `json:"region"`
-	Provider   string    `json:"provider"`
-	Reason     string    `json:"reason"`
-	LastStatus int       `json:"last_status"`
-	LastError  string    `json:"last_error"`
-	Attempts   int       `json:"attempts"`
-	DateAdded  time.Time `json:"date_added"`
-	DeadAt     time.Time `json:"dead_at"`
-	// RegionAnswered is set on a callback the region answered: the dead
-	// letter keeps the answer, and a replay only POSTs it again.
-	RegionAnswered bool `json:"region_answered"`
-}
-
-func (a Admin) now() time.Time {
+func (a API) now() time.Time {
 	if a.Now != nil {
 		return a.Now()
 	}
@@ -94,11 +111,11 @@ func (a Admin) now() time.Time {
 
 // ServeHTTP answers one admin request. Errors are *HTTPError, for the
 // caller to render.
-func (a Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
+func (a API) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	if a.Store == nil {
 		return httpError(http.StatusServiceUnavailable, "no store is configured")
 	}
-	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), AdminPrefix)
+	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), Prefix)
 	if !ok {
 		return httpError(http.StatusNotFound, "not found")
 	}
@@ -113,11 +130,7 @@ func (a Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 		if err := allow(r, http.MethodGet); err != nil {
 			return err
 		}
-		regions := a.Regions()
-		if regions == nil {
-			regions = []RegionView{}
-		}
-		return writeJSON(w, http.StatusOK, map[string]any{"regions": regions})
+		return writeJSON(w, http.StatusOK, map[string]any{"regions": a.regionViews()})
 	case rest == "dead_letters":
 		if err := allow(r, http.MethodGet); err != nil {
 			return err
@@ -154,8 +167,20 @@ func allow(r *http.Request, method string) error {
 	return httpError(http.StatusMethodNotAllowed, "method %s not allowed; use %s", r.Method, method)
 }
 
-func (a Admin) mailboxes(w http.ResponseWriter, r *http.Request) error {
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+// regionViews is each configured region and whether it is paused here.
+func (a API) regionViews() []RegionView {
+	names := a.Regions()
+	out := make([]RegionView, 0, len(names))
+	for _, n := range names {
+		out = append(out, RegionView{Name: n, BreakerOpen: a.Paused != nil && a.Paused(n)})
+	}
+	return out
+}
+
+// mailboxes lists the mailboxes: each line is a store.MailboxStats, whose
+// JSON names are the API's.
+func (a API) mailboxes(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
 	boxes, err := a.Store.Mailboxes(ctx, a.now())
 	if err != nil {
@@ -167,7 +192,7 @@ func (a Admin) mailboxes(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, map[string]any{"mailboxes": boxes})
 }
 
-func (a Admin) deadLetters(w http.ResponseWriter, r *http.Request) error {
+func (a API) deadLetters(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	limit := DefaultDeadLetterPage
 	if v := q.Get("limit"); v != "" {
@@ -185,7 +210,7 @@ func (a Admin) deadLetters(w http.ResponseWriter, r *http.Request) error {
 		}
 		after = n
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
 	rows, err := a.Store.DeadLetters(ctx, limit, after)
 	if err != nil {
@@ -193,20 +218,7 @@ func (a Admin) deadLetters(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := make([]DeadLetterView, 0, len(rows))
 	for _, dl := range rows {
-		out = append(out, DeadLetterView{
-			ID:         dl.ID,
-			Mailbox:    dl.MailboxName,
-			Region:     dl.Region,
-			Provider:   dl.Provider,
-			Reason:     dl.Reason,
-			LastStatus: dl.LastStatus,
-			LastError:  dl.LastError,
-			Attempts:   dl.Attempts,
-			DateAdded:  dl.DateAdded,
-			DeadAt:     dl.DeadAt,
-
-			RegionAnswered: dl.Answered,
-		})
+		out = append(out, deadLetterView(dl))
 	}
 	var next *int64
 	if len(out) == limit {
@@ -216,8 +228,25 @@ func (a Admin) deadLetters(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, map[string]any{"dead_letters": out, "next": next})
 }
 
-func (a Admin) replay(w http.ResponseWriter, r *http.Request, id int64) error {
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+func deadLetterView(dl store.DeadLetter) DeadLetterView {
+	return DeadLetterView{
+		ID:         dl.ID,
+		Mailbox:    dl.MailboxName,
+		Region:     dl.Region,
+		Provider:   dl.Provider,
+		Reason:     dl.Reason,
+		LastStatus: dl.LastStatus,
+		LastError:  dl.LastError,
+		Attempts:   dl.Attempts,
+		DateAdded:  dl.DateAdded,
+		DeadAt:     dl.DeadAt,
+
+		RegionAnswered: dl.Answered,
+	}
+}
+
+func (a API) replay(w http.ResponseWriter, r *http.Request, id int64) error {
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
 	newID, err := a.Store.ReplayDeadLetter(ctx, id, a.now())
 	if err != nil {
@@ -232,8 +261,8 @@ func (a Admin) replay(w http.ResponseWriter, r *http.Request, id int64) error {
 	return writeJSON(w, http.StatusOK, map[string]any{"replayed": id, "payload_id": newID})
 }
 
-func (a Admin) retry(w http.ResponseWriter, r *http.Request, name string) error {
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+func (a API) retry(w http.ResponseWriter, r *http.Request, name string) error {
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
 	if err := a.Store.RetryMailbox(ctx, name, a.now()); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -259,19 +288,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	return json.NewEncoder(w).Encode(v)
-}
-
-// Admin returns the admin operations over this drainer's store, waking it
-// after a replay or a retry.
-func (d *Drainer) Admin() Admin {
-	return Admin{Store: d.st, Wake: d.Wake, Now: d.cfg.Now}
-}
-
-// RegionViews reports the breaker state of each named region.
-func (d *Drainer) RegionViews(names []string) []RegionView {
-	out := make([]RegionView, 0, len(names))
-	for _, n := range names {
-		out = append(out, RegionView{Name: n, BreakerOpen: d.BreakerOpen(n)})
-	}
-	return out
 }
