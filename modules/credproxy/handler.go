@@ -354,7 +354,7 @@ func (h *Handler) lookups() Lookups {
 // where Sentry's own code reads them, never a copy in the storage
 // database.
 func (h *Handler) credentialStore() credentials.Store {
-	if s := h.app.DirectoryDatabase(); s != nil {
+	if s := h.app.CredentialStore(); s != nil {
 		return s
 	}
 	return nil

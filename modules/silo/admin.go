@@ -53,14 +53,14 @@ func (adminAPI) Routes() []caddy.AdminRoute {
 
 func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 	app := activeApp()
-	if app == nil || app.Store() == nil {
+	if app == nil || app.payloads.admin == nil {
 		return caddy.APIError{
 			HTTPStatus: http.StatusServiceUnavailable,
 			Err:        errors.New("no sentry_silo app with a store is running"),
 			Message:    "no sentry_silo app with a store is running",
 		}
 	}
-	api := admin.API{Store: app.Store(), Wake: app.Wake, Regions: app.RegionNames}
+	api := admin.API{Store: app.payloads.admin, Wake: app.Wake, Regions: app.RegionNames}
 	if app.drainer != nil {
 		api.Paused = app.drainer.BreakerOpen
 	}

@@ -13,9 +13,10 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/sentrysilo/caddy-silo/modules/internal/credentials"
 	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
 	"github.com/sentrysilo/caddy-silo/modules/internal/drain"
-	"github.com/sentrysilo/caddy-silo/modules/internal/store"
+	"github.com/sentrysilo/caddy-silo/modules/internal/mailbox"
 )
 
 func init() {
@@ -84,8 +85,8 @@ type App struct {
 	poolKeys     []string // UsagePool references this app holds
 	shared       *sharedStorage
 	dir          *directory.Directory
-	store        store.Store
-	dirDB        directoryDB
+	payloads     payloadParts   // the storage database, by consumer
+	directoryDB  directoryParts // the directory tables' database
 
 	drainer  *drain.Drainer // nil when this instance does not deliver
 	notifier *notifier      // nil when the store cannot wake other instances
@@ -208,35 +209,14 @@ func (a *App) Secret() string { return a.secret }
 // Directory returns the cached directory.
 func (a *App) Directory() *directory.Directory { return a.dir }
 
-// Store returns the payload store: the mailboxes, dead letters and leases
-// in the storage database.
-func (a *App) Store() store.Store { return a.store }
+// Insert is the group-commit insert into the storage database (nil
+// without one): when it returns nil, every row is durable.
+func (a *App) Insert() mailbox.InsertFunc { return a.payloads.insert }
 
-// DirectoryDatabase is the database that holds Sentry's directory tables,
-// read without the cache and written to.
-type DirectoryDatabase interface {
-	directory.Source
-	directory.Writer
-}
-
-// DirectoryDatabase returns the database of the directory tables:
-// Sentry's control database when directory_dsn is set, else the storage
-// database. Whatever must read or write what Sentry's own code reads
-// (tokens refreshed by the credential proxy) goes here, not to Store.
-func (a *App) DirectoryDatabase() DirectoryDatabase {
-	if a.dirDB == nil {
-		return nil
-	}
-	return a.dirDB
-}
-
-// directoryDB is what the app needs of the directory's database.
-type directoryDB interface {
-	DirectoryDatabase
-	MigrateDirectory(ctx context.Context) error
-	MissingDirectoryTables(ctx context.Context) ([]string, error)
-	Where() string
-}
+// CredentialStore returns where tokens are read, locked and written back:
+// the directory's database (Sentry's control database when directory_dsn
+// is set, else the storage database), where Sentry's own code reads them.
+func (a *App) CredentialStore() credentials.Store { return a.directoryDB.credentials }
 
 // Wake tells the local drainer that these mailboxes have new payloads; other
 // instances hear of them through the store (LISTEN/NOTIFY).
@@ -272,7 +252,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		integrations = append(integrations, in)
 	}
-	a.dir = directory.New(a.dirDB, directory.Options{
+	a.dir = directory.New(a.directoryDB.source, directory.Options{
 		TTL:           time.Duration(a.DirectoryCache.TTL),
 		NegativeTTL:   time.Duration(a.DirectoryCache.NegativeTTL),
 		Organizations: static,
@@ -281,12 +261,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 		// gateway's hit rate must not fall off at 100,000 orgs.
 		MaxEntries: 1 << 18,
 	})
-	if w, ok := a.store.(store.Waker); ok && a.Control() {
-		a.notifier = newNotifier(w, a.logger)
+	if a.payloads.notify != nil && a.Control() {
+		a.notifier = newNotifier(a.payloads.notify, a.logger)
 	}
 	if a.Control() && !a.Drainer.Off {
 		drainMetrics.Register(ctx.GetMetricsRegistry())
-		a.drainer = drain.New(a.Drainer.config(leaseOwner()), a.store, a.regionAddress,
+		a.drainer = drain.New(a.Drainer.config(leaseOwner()), a.payloads.drain, a.regionAddress,
 			a.logger.Named("drainer"), drainMetrics)
 	}
 	return nil
@@ -394,11 +374,11 @@ func (a *App) migrateOnce(ctx context.Context, timeout time.Duration) error {
 	}
 	mctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := a.store.Migrate(mctx); err != nil {
+	if err := a.payloads.migrate(mctx); err != nil {
 		return err
 	}
 	if a.directoryDSN == "" {
-		if err := a.dirDB.MigrateDirectory(mctx); err != nil {
+		if err := a.directoryDB.tables.MigrateDirectory(mctx); err != nil {
 			return err
 		}
 	}
@@ -416,7 +396,7 @@ func (a *App) checkDirectory(ctx context.Context) {
 	for {
 		if !*a.Migrate || a.directoryDSN != "" || a.shared.migrated.Load() {
 			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			missing, err := a.dirDB.MissingDirectoryTables(cctx)
+			missing, err := a.directoryDB.tables.MissingDirectoryTables(cctx)
 			cancel()
 			if err == nil {
 				if len(missing) > 0 {
@@ -425,14 +405,14 @@ func (a *App) checkDirectory(ctx context.Context) {
 						hint = "migrate is off: create them, or set directory_dsn to Sentry's control database"
 					}
 					a.logger.Error("directory tables missing: organizations, integrations and tokens cannot be resolved",
-						zap.Strings("tables", missing), zap.String("database", a.dirDB.Where()), zap.String("fix", hint))
+						zap.Strings("tables", missing), zap.String("database", a.directoryDB.tables.Where()), zap.String("fix", hint))
 				}
 				return
 			}
 			if ctx.Err() != nil {
 				return
 			}
-			a.logger.Warn("checking the directory tables failed; retrying", zap.String("database", a.dirDB.Where()),
+			a.logger.Warn("checking the directory tables failed; retrying", zap.String("database", a.directoryDB.tables.Where()),
 				zap.Error(err), zap.Duration("retry_in", backoff))
 		}
 		// Without directory_dsn the migrations create the tables: look

@@ -7,8 +7,6 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-
-	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 )
 
 // notifier tells the other instances' drainers about new payloads through
@@ -21,7 +19,7 @@ import (
 // captures are waiting for. A lost notification costs at most the
 // drainer's poll interval.
 type notifier struct {
-	waker  store.Waker
+	waker  mailboxNotifier
 	logger *zap.Logger
 
 	mu      sync.Mutex
@@ -33,7 +31,12 @@ type notifier struct {
 // adds to another instance's capture-to-delivery latency at most.
 const notifyInterval = 5 * time.Millisecond
 
-func newNotifier(w store.Waker, logger *zap.Logger) *notifier {
+// mailboxNotifier sends the notifications (PostgreSQL's NOTIFY).
+type mailboxNotifier interface {
+	Notify(ctx context.Context, mailboxes []string) error
+}
+
+func newNotifier(w mailboxNotifier, logger *zap.Logger) *notifier {
 	return &notifier{waker: w, logger: logger, pending: map[string]struct{}{}, kick: make(chan struct{}, 1)}
 }
 

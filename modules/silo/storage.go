@@ -11,6 +11,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
+	"github.com/sentrysilo/caddy-silo/modules/internal/admin"
+	"github.com/sentrysilo/caddy-silo/modules/internal/credentials"
+	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
+	"github.com/sentrysilo/caddy-silo/modules/internal/drain"
+	"github.com/sentrysilo/caddy-silo/modules/internal/mailbox"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 )
 
@@ -45,7 +50,8 @@ func storageKey(kind, value string) string {
 }
 
 // openStorage acquires the storage (and the directory database when it is
-// elsewhere). Nothing here connects: pgxpool dials lazily.
+// elsewhere) and takes from each engine the parts the app hands out.
+// Nothing here connects: pgxpool dials lazily.
 func (a *App) openStorage() error {
 	switch a.Storage.Engine {
 	case EnginePostgres:
@@ -54,7 +60,9 @@ func (a *App) openStorage() error {
 			return err
 		}
 		a.shared = shared
-		a.store = store.NewPostgres(shared.pool)
+		pg := store.NewPostgres(shared.pool)
+		a.payloads = payloadParts{migrate: pg.Migrate, insert: pg.InsertPayloads, drain: pg, admin: pg, notify: pg}
+		a.directoryDB = directoryParts{source: pg, credentials: pg, tables: pg}
 	case EngineSQLite:
 		key := storageKey("sqlite", a.storagePath)
 		v, _, err := storages.LoadOrNew(key, func() (caddy.Destructor, error) {
@@ -69,22 +77,48 @@ func (a *App) openStorage() error {
 		}
 		a.poolKeys = append(a.poolKeys, key)
 		a.shared = v.(*sharedStorage)
-		a.store = a.shared.sqlite
+		db := a.shared.sqlite
+		// One process writes the file: no other instance to notify.
+		a.payloads = payloadParts{migrate: db.Migrate, insert: db.InsertPayloads, drain: db, admin: db}
+		a.directoryDB = directoryParts{source: db, credentials: db, tables: db}
 	}
 	if a.directoryDSN != "" {
 		shared, err := a.acquirePostgres("directory_dsn", a.directoryDSN)
 		if err != nil {
 			return err
 		}
-		a.dirDB = store.NewPostgres(shared.pool)
-		return nil
+		pg := store.NewPostgres(shared.pool)
+		a.directoryDB = directoryParts{source: pg, credentials: pg, tables: pg}
 	}
-	dir, ok := a.store.(directoryDB)
-	if !ok {
-		return fmt.Errorf("storage %s cannot hold the directory tables", a.Storage.Engine)
-	}
-	a.dirDB = dir
 	return nil
+}
+
+// payloadParts are the storage database's parts, one per consumer: each
+// takes only what it uses (capture the group-commit insert, the drainer
+// its Store, the admin API its own), from the same engine.
+type payloadParts struct {
+	migrate func(context.Context) error
+	insert  mailbox.InsertFunc
+	drain   drain.Store
+	admin   admin.Store
+	notify  mailboxNotifier // nil when the engine cannot wake other instances
+}
+
+// directoryParts are the parts of the directory's database: its source
+// for the cached directory, the row-locked token store of the credential
+// proxy, and its tables for the start-up check.
+type directoryParts struct {
+	source      directory.Source
+	credentials credentials.Store
+	tables      directoryTables
+}
+
+// directoryTables is what the app needs to create or check the directory
+// tables.
+type directoryTables interface {
+	MigrateDirectory(ctx context.Context) error
+	MissingDirectoryTables(ctx context.Context) ([]string, error)
+	Where() string
 }
 
 func (a *App) acquirePostgres(what, dsn string) (*sharedStorage, error) {

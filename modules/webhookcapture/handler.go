@@ -170,15 +170,15 @@ func (h *Handler) signatureChecks(env *webhooks.Env) error {
 // (measured: 2 flushers 9.0k/s, 4 flushers 6.9k/s on PostgreSQL), and
 // SQLite has one writer.
 func newBatcher(app *silo.App) *mailbox.Batcher {
-	st := app.Store()
-	if st == nil {
+	insert := app.Insert()
+	if insert == nil {
 		return nil
 	}
 	flushers := 2
-	if st.Engine() == "sqlite" {
+	if app.Storage.Engine == silo.EngineSQLite {
 		flushers = 1
 	}
-	return mailbox.NewBatcher(st.InsertPayloads, mailbox.BatcherOptions{
+	return mailbox.NewBatcher(insert, mailbox.BatcherOptions{
 		Flushers: flushers,
 		OnCommit: func(mailboxes []string) { app.Wake(mailboxes...) },
 	})

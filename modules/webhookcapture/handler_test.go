@@ -65,7 +65,6 @@ func (f *fakeSource) IntegrationByID(_ context.Context, id int64) (directory.Int
 
 // fakeStore keeps inserted rows in memory.
 type fakeStore struct {
-	store.Store
 	mu     sync.Mutex
 	rows   []store.NewPayload
 	keys   map[string]int64

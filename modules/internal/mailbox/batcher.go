@@ -10,7 +10,7 @@ import (
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 )
 
-// InsertFunc stores rows in one transaction (store.Store.InsertPayloads).
+// InsertFunc stores rows in one transaction (an engine's InsertPayloads).
 type InsertFunc func(ctx context.Context, rows []store.NewPayload) ([]store.InsertResult, error)
 
 // BatcherOptions tune group commit. Zero values mean defaults.

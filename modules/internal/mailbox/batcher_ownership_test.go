@@ -42,16 +42,23 @@ func (g *gatedInsert) run(ctx context.Context, rows []store.NewPayload) ([]store
 }
 
 // ownershipEngine opens a migrated store for the ownership test.
+// payloadStore is what these tests use of an engine: the insert, and the
+// read-back of every stored body.
+type payloadStore interface {
+	InsertPayloads(ctx context.Context, payloads []store.NewPayload) ([]store.InsertResult, error)
+	NextPayloads(ctx context.Context, mailbox string, afterID int64, now time.Time, dueOnly bool, limit int) ([]store.Payload, error)
+}
+
 type ownershipEngine struct {
 	name string
 	// inFlight is how many rows the held batch carries: from 256 on,
 	// PostgreSQL takes the COPY path, which reads the bodies only when
 	// the COPY runs.
 	inFlight int
-	open     func(t *testing.T) store.Store
+	open     func(t *testing.T) payloadStore
 }
 
-func openTestPostgres(t *testing.T) store.Store {
+func openTestPostgres(t *testing.T) payloadStore {
 	cfg, err := store.PostgresPoolConfig(pgtest.DSN(t))
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +75,7 @@ func openTestPostgres(t *testing.T) store.Store {
 	return s
 }
 
-func openTestSQLite(t *testing.T) store.Store {
+func openTestSQLite(t *testing.T) payloadStore {
 	s, err := store.OpenSQLite(filepath.Join(t.TempDir(), "silo.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +156,7 @@ func (s *sender) submit(b *Batcher) {
 	}()
 }
 
-func checkAbandonedSubmits(t *testing.T, st store.Store, b *Batcher, g *gatedInsert, inFlight int) {
+func checkAbandonedSubmits(t *testing.T, st payloadStore, b *Batcher, g *gatedInsert, inFlight int) {
 	ctx := context.Background()
 	waitQueued := func(n int) {
 		t.Helper()

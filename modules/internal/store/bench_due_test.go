@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/sentrysilo/caddy-silo/integration_tests/pgtest"
-	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 )
 
 // dueShapes are the backlogs DueMailboxes must stay cheap on: a deep
@@ -26,7 +25,7 @@ const naiveDue = `SELECT mailbox_name FROM silo_webhook_payload
 	WHERE id IN (SELECT min(id) FROM silo_webhook_payload GROUP BY mailbox_name) AND schedule_for <= $1
 	ORDER BY id LIMIT 64`
 
-func benchDue(b *testing.B, s store.Store, exec func(string), fill func(rows, mailboxes int) string, analyze string, naive func() error) {
+func benchDue(b *testing.B, s engineStore, exec func(string), fill func(rows, mailboxes int) string, analyze string, naive func() error) {
 	for _, shape := range dueShapes {
 		b.Run(shape.name, func(b *testing.B) {
 			exec(`DELETE FROM silo_webhook_payload`)

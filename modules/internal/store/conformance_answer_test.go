@@ -25,7 +25,7 @@ func callbackPayload(mailbox, body string) store.NewPayload {
 // RecordRegionAnswer keeps the region's answer and moves the row to a
 // mailbox of its own in one statement; the answer follows the row into
 // the dead letters and back through a replay.
-func testRegionAnswer(t *testing.T, s store.Store, _ func(string)) {
+func testRegionAnswer(t *testing.T, s engineStore, _ func(string)) {
 	ctx := testCtx(t)
 	const mb = "slack:us:7"
 	res := mustInsert(t, s, callbackPayload(mb, "click"), payload(mb, "event after the click"))

@@ -24,7 +24,7 @@ type engine struct {
 	// open returns a new store on an empty database, migrated when
 	// migrate is true, and an exec that runs literal SQL (fixtures) on the
 	// same database through a connection of the test's own.
-	open func(t testing.TB, migrate bool) (store.Store, func(sql string))
+	open func(t testing.TB, migrate bool) (engineStore, func(sql string))
 }
 
 // thePast is Sentry's THE_PAST, the schedule_for of a new payload.
@@ -51,7 +51,7 @@ func payload(mailbox string, body string) store.NewPayload {
 	}
 }
 
-func mustInsert(t testing.TB, s store.Store, ps ...store.NewPayload) []store.InsertResult {
+func mustInsert(t testing.TB, s engineStore, ps ...store.NewPayload) []store.InsertResult {
 	t.Helper()
 	res, err := s.InsertPayloads(testCtx(t), ps)
 	if err != nil {
@@ -71,7 +71,7 @@ func ids(ps []store.Payload) []int64 {
 	return out
 }
 
-func next(t testing.TB, s store.Store, mailbox string, at time.Time, dueOnly bool) []store.Payload {
+func next(t testing.TB, s engineStore, mailbox string, at time.Time, dueOnly bool) []store.Payload {
 	t.Helper()
 	ps, err := s.NextPayloads(testCtx(t), mailbox, 0, at, dueOnly, 1000)
 	if err != nil {
@@ -84,7 +84,7 @@ func next(t testing.TB, s store.Store, mailbox string, at time.Time, dueOnly boo
 func runConformance(t *testing.T, e engine) {
 	tests := []struct {
 		name string
-		run  func(t *testing.T, s store.Store, exec func(string))
+		run  func(t *testing.T, s engineStore, exec func(string))
 	}{
 		{"InsertReadBack", testInsertReadBack},
 		{"InsertInvalid", testInsertInvalid},
@@ -181,7 +181,7 @@ func runConformance(t *testing.T, e engine) {
 	})
 }
 
-func testInsertReadBack(t *testing.T, s store.Store, _ func(string)) {
+func testInsertReadBack(t *testing.T, s engineStore, _ func(string)) {
 	before := now().Add(-time.Second)
 	// Not UTF-8, with a NUL, a lone continuation byte and CRLF: stored and
 	// returned byte for byte.
@@ -263,7 +263,7 @@ func testInsertReadBack(t *testing.T, s store.Store, _ func(string)) {
 	}
 }
 
-func testInsertInvalid(t *testing.T, s store.Store, _ func(string)) {
+func testInsertInvalid(t *testing.T, s engineStore, _ func(string)) {
 	bad := []store.NewPayload{
 		{Provider: "github", Region: "us", Method: "POST", Path: "/"},
 		{MailboxName: "m", Method: "POST", Path: "/"},
@@ -282,7 +282,7 @@ func testInsertInvalid(t *testing.T, s store.Store, _ func(string)) {
 	}
 }
 
-func testDedup(t *testing.T, s store.Store, _ func(string)) {
+func testDedup(t *testing.T, s engineStore, _ func(string)) {
 	keyed := func(mailbox, key string) store.NewPayload {
 		p := payload(mailbox, key)
 		p.DeliveryKey = key
@@ -327,7 +327,7 @@ func testDedup(t *testing.T, s store.Store, _ func(string)) {
 	}
 }
 
-func testFIFO(t *testing.T, s store.Store, _ func(string)) {
+func testFIFO(t *testing.T, s engineStore, _ func(string)) {
 	ctx := testCtx(t)
 	const mb = "github:us:9"
 	var batch []store.NewPayload
@@ -372,7 +372,7 @@ func testFIFO(t *testing.T, s store.Store, _ func(string)) {
 	}
 }
 
-func testDueMailboxes(t *testing.T, s store.Store, _ func(string)) {
+func testDueMailboxes(t *testing.T, s engineStore, _ func(string)) {
 	ctx := testCtx(t)
 	at := now()
 	skip := []string{"github", "gitlab"}
@@ -450,7 +450,7 @@ func testDueMailboxes(t *testing.T, s store.Store, _ func(string)) {
 	}
 }
 
-func testLease(t *testing.T, s store.Store, _ func(string)) {
+func testLease(t *testing.T, s engineStore, _ func(string)) {
 	ctx := testCtx(t)
 	const mb = "github:us:1"
 	at := now()
@@ -497,7 +497,7 @@ func testLease(t *testing.T, s store.Store, _ func(string)) {
 	}
 }
 
-func testLeaseConcurrentClaim(t *testing.T, s store.Store, _ func(string)) {
+func testLeaseConcurrentClaim(t *testing.T, s engineStore, _ func(string)) {
 	at := now()
 	var won atomic.Int32
 	var wg sync.WaitGroup
@@ -518,7 +518,7 @@ func testLeaseConcurrentClaim(t *testing.T, s store.Store, _ func(string)) {
 	}
 }
 
-func testDeadLetterReplayPurge(t *testing.T, s store.Store, _ func(string)) {
+func testDeadLetterReplayPurge(t *testing.T, s engineStore, _ func(string)) {
 	ctx := testCtx(t)
 	const mb = "github:us:1"
 	body := []byte{0xff, 0x00, 0x81}
@@ -627,7 +627,7 @@ func payloadsOf(ds []store.DeadLetter) []store.Payload {
 	return out
 }
 
-func testReplayKey(t *testing.T, s store.Store, _ func(string)) {
+func testReplayKey(t *testing.T, s engineStore, _ func(string)) {
 	ctx := testCtx(t)
 	p := payload("github:us:1", "x")
 	p.DeliveryKey = "dk"
@@ -650,7 +650,7 @@ func testReplayKey(t *testing.T, s store.Store, _ func(string)) {
 	}
 }
 
-func testMissingRows(t *testing.T, s store.Store, _ func(string)) {
+func testMissingRows(t *testing.T, s engineStore, _ func(string)) {
 	ctx := testCtx(t)
 	errs := map[string]error{
 		"DeletePayload":     s.DeletePayload(ctx, 999),
@@ -669,7 +669,7 @@ func testMissingRows(t *testing.T, s store.Store, _ func(string)) {
 	}
 }
 
-func testAdminStats(t *testing.T, s store.Store, _ func(string)) {
+func testAdminStats(t *testing.T, s engineStore, _ func(string)) {
 	ctx := testCtx(t)
 	if ms, err := s.Mailboxes(ctx, now()); err != nil || len(ms) != 0 {
 		t.Fatalf("empty Mailboxes = %v, %v", ms, err)
@@ -701,7 +701,7 @@ func testAdminStats(t *testing.T, s store.Store, _ func(string)) {
 	}
 }
 
-func testRetryMailbox(t *testing.T, s store.Store, _ func(string)) {
+func testRetryMailbox(t *testing.T, s engineStore, _ func(string)) {
 	ctx := testCtx(t)
 	res := mustInsert(t, s, payload("github:us:1", "a"), payload("github:us:1", "b"))
 	at := now()
@@ -749,7 +749,7 @@ var directoryFixture = []string{
 	`INSERT INTO sentry_projectkeymapping (public_key, region_name) VALUES ('0123456789abcdef0123456789abcdef', 'de')`,
 }
 
-func testDirectory(t *testing.T, s store.Store, exec func(string)) {
+func testDirectory(t *testing.T, s engineStore, exec func(string)) {
 	for _, q := range directoryFixture {
 		exec(q)
 	}
@@ -758,7 +758,7 @@ func testDirectory(t *testing.T, s store.Store, exec func(string)) {
 
 // checkDirectory checks every directory.Source lookup against
 // directoryFixture.
-func checkDirectory(t *testing.T, s store.Store) {
+func checkDirectory(t *testing.T, s engineStore) {
 	ctx := testCtx(t)
 	eq := func(name string, got, want any, err error) {
 		t.Helper()
@@ -852,7 +852,7 @@ func checkDirectory(t *testing.T, s store.Store) {
 	}
 }
 
-func testWriterConcurrency(t *testing.T, s store.Store, exec func(string)) {
+func testWriterConcurrency(t *testing.T, s engineStore, exec func(string)) {
 	for _, q := range directoryFixture {
 		exec(q)
 	}
@@ -929,7 +929,7 @@ func testWriterConcurrency(t *testing.T, s store.Store, exec func(string)) {
 	}
 }
 
-func testConcurrentInserts(t *testing.T, s store.Store, _ func(string)) {
+func testConcurrentInserts(t *testing.T, s engineStore, _ func(string)) {
 	// Many concurrent group commits; none may fail with a busy database.
 	const writers, perWriter = 16, 10
 	var wg sync.WaitGroup
@@ -963,7 +963,7 @@ func testConcurrentInserts(t *testing.T, s store.Store, _ func(string)) {
 // into two instances does: each key is stored once, every other copy is
 // reported as a duplicate of that row, and the fresh rows all get in
 // (on PostgreSQL this goes through the unique-violation retry).
-func testConcurrentDuplicates(t *testing.T, s store.Store, _ func(string)) {
+func testConcurrentDuplicates(t *testing.T, s engineStore, _ func(string)) {
 	const writers, keys = 4, 25
 	keyed := func(key string) store.NewPayload {
 		p := payload("github:us:1", key)
@@ -1021,7 +1021,7 @@ func testConcurrentDuplicates(t *testing.T, s store.Store, _ func(string)) {
 }
 
 // referenceDue computes DueMailboxes from every row, the slow obvious way.
-func referenceDue(t *testing.T, s store.Store, at time.Time, limit int, skip []string) []string {
+func referenceDue(t *testing.T, s engineStore, at time.Time, limit int, skip []string) []string {
 	ms, err := s.Mailboxes(testCtx(t), at)
 	if err != nil {
 		t.Fatal(err)
@@ -1055,7 +1055,7 @@ func referenceDue(t *testing.T, s store.Store, at time.Time, limit int, skip []s
 // testDueMailboxesAtScale drives each of DueMailboxes' strategies (few
 // mailboxes; many shallow mailboxes; many mailboxes behind a deep stuck
 // one) and compares with referenceDue.
-func testDueMailboxesAtScale(t *testing.T, s store.Store, _ func(string)) {
+func testDueMailboxesAtScale(t *testing.T, s engineStore, _ func(string)) {
 	ctx := testCtx(t)
 	at := now()
 	skip := []string{"github"}
@@ -1112,7 +1112,7 @@ func testDueMailboxesAtScale(t *testing.T, s store.Store, _ func(string)) {
 
 // testDedupLargeBatch is testDedup at the batch sizes of a loaded group
 // commit (engines may switch to a bulk path for those).
-func testDedupLargeBatch(t *testing.T, s store.Store, _ func(string)) {
+func testDedupLargeBatch(t *testing.T, s engineStore, _ func(string)) {
 	keyed := func(mailbox, key string) store.NewPayload {
 		p := payload(mailbox, key)
 		p.DeliveryKey = key

@@ -81,14 +81,14 @@ func PostgresPoolConfig(dsn string) (*pgxpool.Config, error) {
 	return cfg, nil
 }
 
-// Engine implements Store.
+// Engine is "postgres" or "sqlite".
 func (p *Postgres) Engine() string { return "postgres" }
 
-// Close implements Store. It does not close the pool, which belongs to
+// Close It does not close the pool, which belongs to
 // the caller (see NewPostgres).
 func (p *Postgres) Close() {}
 
-// Ping implements Store.
+// Ping checks that the database answers.
 func (p *Postgres) Ping(ctx context.Context) error {
 	return pgErr("postgres ping", p.pool.Ping(ctx))
 }
@@ -97,7 +97,9 @@ func (p *Postgres) Ping(ctx context.Context) error {
 // Migrate across instances ("silo" in ASCII).
 const migrationLockKey = 0x73696c6f
 
-// Migrate implements Store. Everything runs in one transaction holding a
+// Migrate applies the embedded migrations of our own tables that are not
+// applied yet (the directory's are MigrateDirectory's). Safe to run from
+// several instances at once: everything runs in one transaction holding a
 // transaction-level advisory lock, so instances starting together apply
 // each migration exactly once and a failed migration leaves nothing
 // behind (PostgreSQL DDL is transactional).
@@ -182,8 +184,13 @@ func (p *Postgres) MissingDirectoryTables(ctx context.Context) ([]string, error)
 // notifyChannel is the LISTEN/NOTIFY channel; the payload is a mailbox.
 const notifyChannel = "silo_mailbox"
 
-// Notify implements Waker: one statement, one notification per mailbox.
-// It writes no WAL, so it costs no fsync.
+// Notify wakes the other instances' drainers for these mailboxes: one
+// statement, one notification per mailbox, no WAL and so no fsync.
+// InsertPayloads does not notify: a NOTIFY inside the insert's transaction
+// would hold PostgreSQL's global notify lock across the commit's fsync and
+// serialise every capture commit behind it. Callers notify after the
+// commit instead (coalesced; a lost notification only costs the poll
+// interval).
 func (p *Postgres) Notify(ctx context.Context, mailboxes []string) error {
 	if len(mailboxes) == 0 {
 		return nil
@@ -192,9 +199,12 @@ func (p *Postgres) Notify(ctx context.Context, mailboxes []string) error {
 	return pgErr("postgres notify", err)
 }
 
-// Listen implements Waker on a connection taken from the pool for as
-// long as ctx lasts. A lost connection is re-established with backoff
-// (100ms doubling to 5s), followed by fn("").
+// Listen calls fn with each notified mailbox name until ctx ends, then
+// returns ctx.Err(), on a connection taken from the pool for as long as
+// ctx lasts. fn runs on the listening goroutine and must not block. A lost
+// connection is re-established with backoff (100ms doubling to 5s),
+// followed by fn(""): wakes may have been missed, so the caller should
+// look at every mailbox.
 func (p *Postgres) Listen(ctx context.Context, fn func(mailbox string)) error {
 	backoff := 100 * time.Millisecond
 	for first := true; ; first = false {
@@ -257,6 +267,3 @@ func (p *Postgres) listenOnce(ctx context.Context, fn func(string), reconnected 
 		}
 	}
 }
-
-var _ Store = (*Postgres)(nil)
-var _ Waker = (*Postgres)(nil)

@@ -18,7 +18,9 @@ FROM (SELECT mailbox_name, count(*) AS depth, min(id) AS head_id
 JOIN silo_webhook_payload h ON h.id = c.head_id
 ORDER BY c.mailbox_name`
 
-// Mailboxes implements Store.
+// Mailboxes lists every mailbox with its depth and head, by name.
+// NextAttemptAt is the head's schedule_for, or now when the head is
+// already due.
 func (p *Postgres) Mailboxes(ctx context.Context, now time.Time) ([]MailboxStats, error) {
 	rows, err := p.pool.Query(ctx, pgMailboxes)
 	if err != nil {
@@ -49,7 +51,7 @@ const pgDeadLetterColumns = `id, mailbox_name, coalesce(provider, ''), destinati
 	request_body, coalesce(delivery_key, ''), date_added, schedule_for, attempts, last_status, last_error,
 	reason, dead_at, ` + pgAnswerColumns
 
-// DeadLetters implements Store.
+// DeadLetters pages dead letters by id: rows with id > after.
 func (p *Postgres) DeadLetters(ctx context.Context, limit int, after int64) ([]DeadLetter, error) {
 	if limit <= 0 {
 		return nil, nil
@@ -90,7 +92,12 @@ SELECT d.mailbox_name, d.provider, d.destination_type, d.region_name, d.integrat
 FROM d
 RETURNING id, mailbox_name`
 
-// ReplayDeadLetter implements Store.
+// ReplayDeadLetter moves a dead letter back to the tail of its
+// mailbox (a new id, attempts 0, due now, date_added now so that
+// max_age counts from the replay) and returns the new id. The
+// replayed row keeps its delivery key unless a pending row of the
+// mailbox already holds it, and keeps its region answer: a callback
+// the region had answered is POSTed again, the region not called.
 func (p *Postgres) ReplayDeadLetter(ctx context.Context, id int64, now time.Time) (int64, error) {
 	var newID int64
 	var mailbox string
@@ -107,7 +114,10 @@ func (p *Postgres) ReplayDeadLetter(ctx context.Context, id int64, now time.Time
 	return newID, nil
 }
 
-// RetryMailbox implements Store.
+// RetryMailbox makes the head of the mailbox due now: every row
+// scheduled after now becomes due now (for skip-on-failure mailboxes
+// that is every row in backoff). Attempts are kept. ErrNotFound when
+// the mailbox is empty.
 func (p *Postgres) RetryMailbox(ctx context.Context, mailbox string, now time.Time) error {
 	var exists bool
 	err := p.pool.QueryRow(ctx, `
@@ -125,7 +135,10 @@ func (p *Postgres) RetryMailbox(ctx context.Context, mailbox string, now time.Ti
 	return nil
 }
 
-// PurgeDeadLetters implements Store. Rows another purger is deleting are
+// PurgeDeadLetters deletes up to batch dead letters with dead_at <
+// before and returns how many it deleted.
+//
+// Rows another purger is deleting are
 // skipped rather than waited for.
 func (p *Postgres) PurgeDeadLetters(ctx context.Context, before time.Time, batch int) (int, error) {
 	if batch <= 0 {

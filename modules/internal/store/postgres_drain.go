@@ -63,7 +63,10 @@ WHERE w.schedule_for <= $1
 ORDER BY w.id
 LIMIT $2`
 
-// DueMailboxes implements Store.
+// DueMailboxes lists up to limit mailboxes that have work now: for
+// strict mailboxes a head (lowest id) with schedule_for <= now, for
+// mailboxes of skipOnFailure providers any row due now; and no live
+// lease. Ordered by the id of that row, oldest first.
 func (p *Postgres) DueMailboxes(ctx context.Context, now time.Time, limit int, skipOnFailure []string) ([]string, error) {
 	if skipOnFailure == nil {
 		skipOnFailure = []string{}
@@ -101,7 +104,11 @@ func (p *Postgres) DueMailboxes(ctx context.Context, now time.Time, limit int, s
 	return names, pgErr("postgres due mailboxes", err)
 }
 
-// ClaimMailbox implements Store: insert the lease, or take it over when
+// ClaimMailbox takes the lease on a mailbox for owner until
+// leaseUntil, unless another owner holds a live lease. It reports
+// whether the lease was taken.
+//
+// insert the lease, or take it over when
 // it has lapsed (or is already ours), in one statement. Two claimers of
 // one mailbox serialise on the lease row; the second sees the first's
 // live lease in the WHERE and gets no row back.
@@ -118,7 +125,9 @@ func (p *Postgres) ClaimMailbox(ctx context.Context, mailbox, owner string, now,
 	return len(n) == 1, pgErr("postgres claim mailbox", err)
 }
 
-// RenewLease implements Store. A lapsed lease nobody took over is still
+// RenewLease extends owner's lease; false means the lease was lost.
+//
+// A lapsed lease nobody took over is still
 // the owner's and is renewed.
 func (p *Postgres) RenewLease(ctx context.Context, mailbox, owner string, leaseUntil time.Time) (bool, error) {
 	tag, err := p.pool.Exec(ctx, `UPDATE silo_mailbox_lease SET lease_until = $3 WHERE mailbox_name = $1 AND owner = $2`,
@@ -129,13 +138,16 @@ func (p *Postgres) RenewLease(ctx context.Context, mailbox, owner string, leaseU
 	return tag.RowsAffected() == 1, nil
 }
 
-// ReleaseMailbox implements Store.
+// ReleaseMailbox drops owner's lease.
 func (p *Postgres) ReleaseMailbox(ctx context.Context, mailbox, owner string) error {
 	_, err := p.pool.Exec(ctx, `DELETE FROM silo_mailbox_lease WHERE mailbox_name = $1 AND owner = $2`, mailbox, owner)
 	return pgErr("postgres release mailbox", err)
 }
 
-// NextPayloads implements Store.
+// NextPayloads returns up to limit rows of the mailbox with id >
+// afterID, in id order. With dueOnly, rows not due at now are left
+// out (skip-on-failure providers); otherwise every row is returned
+// and the caller stops at the first one not due.
 func (p *Postgres) NextPayloads(ctx context.Context, mailbox string, afterID int64, now time.Time, dueOnly bool, limit int) ([]Payload, error) {
 	if limit <= 0 {
 		return nil, nil
@@ -175,7 +187,12 @@ func (a answer) fill(p *Payload) {
 	}
 }
 
-// RecordRegionAnswer implements Store.
+// RecordRegionAnswer keeps the region's answer to a callback payload
+// and, in the same statement, moves the row to mailbox (the callback
+// mailbox the drainer names for it), due at now, with attempts 0 and
+// lastStatus the region's status: from then on it waits only for its
+// POST to the response_url, and holds no other row of its old
+// mailbox. The row keeps its id. ErrNotFound if gone.
 func (p *Postgres) RecordRegionAnswer(ctx context.Context, id int64, mailbox string, answer []byte, lastStatus int, now time.Time) error {
 	if answer == nil {
 		answer = []byte{}
@@ -192,7 +209,7 @@ func (p *Postgres) RecordRegionAnswer(ctx context.Context, id int64, mailbox str
 	return nil
 }
 
-// DeletePayload implements Store.
+// DeletePayload removes a delivered row (ErrNotFound if gone).
 func (p *Postgres) DeletePayload(ctx context.Context, id int64) error {
 	tag, err := p.pool.Exec(ctx, `DELETE FROM silo_webhook_payload WHERE id = $1`, id)
 	if err != nil {
@@ -204,7 +221,7 @@ func (p *Postgres) DeletePayload(ctx context.Context, id int64) error {
 	return nil
 }
 
-// ReschedulePayload implements Store.
+// ReschedulePayload records a failed attempt (ErrNotFound if gone).
 func (p *Postgres) ReschedulePayload(ctx context.Context, id int64, attempts int, scheduleFor time.Time, lastStatus int, lastError string) error {
 	tag, err := p.pool.Exec(ctx, `UPDATE silo_webhook_payload
 		SET attempts = $2, schedule_for = $3, last_status = $4, last_error = $5 WHERE id = $1`,
@@ -230,7 +247,9 @@ SELECT id, mailbox_name, provider, destination_type, region_name, integration_id
 	delivery_key, callback_url, region_answer, $2, $3, $4, $5
 FROM moved`
 
-// DeadLetterPayload implements Store.
+// DeadLetterPayload moves a row to silo_dead_letter in one
+// transaction, so it is never lost in between. The dead letter keeps
+// the payload's id, which is never reused (ErrNotFound if gone).
 func (p *Postgres) DeadLetterPayload(ctx context.Context, id int64, reason string, lastStatus int, lastError string, now time.Time) error {
 	tag, err := p.pool.Exec(ctx, pgDeadLetterPayload, id, reason, lastStatus, lastError, now)
 	if err != nil {

@@ -38,7 +38,13 @@ func scanPGPayload(row pgx.Row, extra ...any) (Payload, error) {
 	return p, nil
 }
 
-// InsertPayloads implements Store. A batch below pgCopyThreshold rows is
+// InsertPayloads stores all payloads in one transaction (group
+// commit): when it returns nil, every row is durable. Rows get
+// increasing ids in slice order, so FIFO follows the batch. A
+// duplicate whose pending row was delivered (deleted) while the
+// batch committed reports Duplicate with ID 0.
+//
+// A batch below pgCopyThreshold rows is
 // one multi-row INSERT from arrays (insertArrays): one round trip, one
 // implicit transaction. From pgCopyThreshold rows it goes through COPY
 // (insertCopy). BenchmarkInsertPayloadsPostgresInterleaved chose both

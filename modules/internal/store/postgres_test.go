@@ -23,7 +23,7 @@ import (
 
 var postgresEngine = engine{
 	name: "postgres",
-	open: func(t testing.TB, migrate bool) (store.Store, func(string)) {
+	open: func(t testing.TB, migrate bool) (engineStore, func(string)) {
 		s, pool := openPostgres(t, pgtest.DSN(t), migrate)
 		return s, pgExec(t, pool)
 	},
@@ -72,7 +72,7 @@ func TestPostgres(t *testing.T) {
 // PgBouncer in transaction mode, must get unnamed ones.
 func TestPostgresExecModes(t *testing.T) {
 	for _, mode := range []string{"cache_describe", "describe_exec", "exec", "simple_protocol"} {
-		for name, run := range map[string]func(*testing.T, store.Store, func(string)){
+		for name, run := range map[string]func(*testing.T, engineStore, func(string)){
 			"Dedup": testDedup, "ConcurrentDuplicates": testConcurrentDuplicates,
 		} {
 			t.Run(mode+"/"+name, func(t *testing.T) {

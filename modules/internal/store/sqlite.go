@@ -82,19 +82,19 @@ func OpenSQLite(path string) (*SQLite, error) {
 	return s, nil
 }
 
-// Engine implements Store.
+// Engine does what Postgres.Engine does.
 func (s *SQLite) Engine() string { return "sqlite" }
 
 // Path is the database file.
 func (s *SQLite) Path() string { return s.path }
 
-// Close implements Store.
+// Close does what Postgres.Close does.
 func (s *SQLite) Close() {
 	_ = s.reader.Close()
 	_ = s.writer.Close()
 }
 
-// Ping implements Store.
+// Ping does what Postgres.Ping does.
 func (s *SQLite) Ping(ctx context.Context) error {
 	return sqliteErr("sqlite ping", s.reader.PingContext(ctx))
 }
@@ -112,8 +112,9 @@ func (s *SQLite) write(ctx context.Context, op string, fn func(tx *sql.Tx) error
 	return sqliteErr(op, tx.Commit())
 }
 
-// Migrate implements Store. The writer's BEGIN IMMEDIATE serialises
-// concurrent Migrate calls, in this process and in any other.
+// Migrate does what Postgres.Migrate does. The writer's BEGIN
+// IMMEDIATE serialises concurrent Migrate calls, in this process and in
+// any other.
 func (s *SQLite) Migrate(ctx context.Context) error {
 	migs, err := migrationsFor("sqlite")
 	if err != nil {
@@ -198,5 +199,3 @@ func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
 
 // isNoRows reports a lookup that found nothing.
 func isNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }
-
-var _ Store = (*SQLite)(nil)

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Mailboxes implements Store.
+// Mailboxes does what Postgres.Mailboxes does.
 func (s *SQLite) Mailboxes(ctx context.Context, now time.Time) ([]MailboxStats, error) {
 	rows, err := s.reader.QueryContext(ctx, `
 		SELECT c.mailbox_name, coalesce(h.region_name, ''), coalesce(h.provider, ''), c.depth,
@@ -35,7 +35,7 @@ func (s *SQLite) Mailboxes(ctx context.Context, now time.Time) ([]MailboxStats, 
 // sqliteDeadLetterColumns are pgDeadLetterColumns for SQLite.
 const sqliteDeadLetterColumns = sqlitePayloadColumns + `, reason, dead_at, ` + sqliteAnswerColumns
 
-// DeadLetters implements Store.
+// DeadLetters does what Postgres.DeadLetters does.
 func (s *SQLite) DeadLetters(ctx context.Context, limit int, after int64) ([]DeadLetter, error) {
 	if limit <= 0 {
 		return nil, nil
@@ -62,7 +62,7 @@ func (s *SQLite) DeadLetters(ctx context.Context, limit int, after int64) ([]Dea
 	return out, sqliteErr("sqlite dead letters", rows.Err())
 }
 
-// ReplayDeadLetter implements Store; see pgReplayDeadLetter.
+// ReplayDeadLetter does what Postgres.ReplayDeadLetter does; see pgReplayDeadLetter.
 func (s *SQLite) ReplayDeadLetter(ctx context.Context, id int64, now time.Time) (int64, error) {
 	var newID int64
 	err := s.write(ctx, "sqlite replay dead letter", func(tx *sql.Tx) error {
@@ -91,7 +91,7 @@ func (s *SQLite) ReplayDeadLetter(ctx context.Context, id int64, now time.Time) 
 	return newID, err
 }
 
-// RetryMailbox implements Store.
+// RetryMailbox does what Postgres.RetryMailbox does.
 func (s *SQLite) RetryMailbox(ctx context.Context, mailbox string, now time.Time) error {
 	return s.write(ctx, "sqlite retry mailbox", func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE silo_webhook_payload SET schedule_for = ?2
@@ -107,7 +107,7 @@ func (s *SQLite) RetryMailbox(ctx context.Context, mailbox string, now time.Time
 	})
 }
 
-// PurgeDeadLetters implements Store.
+// PurgeDeadLetters does what Postgres.PurgeDeadLetters does.
 func (s *SQLite) PurgeDeadLetters(ctx context.Context, before time.Time, batch int) (int, error) {
 	if batch <= 0 {
 		return 0, nil

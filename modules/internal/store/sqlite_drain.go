@@ -53,7 +53,7 @@ WHERE w.schedule_for <= ?1
 ORDER BY w.id
 LIMIT ?2`
 
-// DueMailboxes implements Store.
+// DueMailboxes does what Postgres.DueMailboxes does.
 func (s *SQLite) DueMailboxes(ctx context.Context, now time.Time, limit int, skipOnFailure []string) ([]string, error) {
 	if skipOnFailure == nil {
 		skipOnFailure = []string{}
@@ -101,7 +101,7 @@ func (s *SQLite) DueMailboxes(ctx context.Context, now time.Time, limit int, ski
 	return names, sqliteErr("sqlite due mailboxes", err)
 }
 
-// ClaimMailbox implements Store, in one statement as in PostgreSQL.
+// ClaimMailbox does what Postgres.ClaimMailbox does, in one statement as in PostgreSQL.
 func (s *SQLite) ClaimMailbox(ctx context.Context, mailbox, owner string, now, leaseUntil time.Time) (bool, error) {
 	claimed := false
 	err := s.write(ctx, "sqlite claim mailbox", func(tx *sql.Tx) error {
@@ -120,20 +120,20 @@ func (s *SQLite) ClaimMailbox(ctx context.Context, mailbox, owner string, now, l
 	return claimed, err
 }
 
-// RenewLease implements Store.
+// RenewLease does what Postgres.RenewLease does.
 func (s *SQLite) RenewLease(ctx context.Context, mailbox, owner string, leaseUntil time.Time) (bool, error) {
 	n, err := s.exec(ctx, "sqlite renew lease", `UPDATE silo_mailbox_lease SET lease_until = ? WHERE mailbox_name = ? AND owner = ?`,
 		micros(leaseUntil), mailbox, owner)
 	return n == 1, err
 }
 
-// ReleaseMailbox implements Store.
+// ReleaseMailbox does what Postgres.ReleaseMailbox does.
 func (s *SQLite) ReleaseMailbox(ctx context.Context, mailbox, owner string) error {
 	_, err := s.exec(ctx, "sqlite release mailbox", `DELETE FROM silo_mailbox_lease WHERE mailbox_name = ? AND owner = ?`, mailbox, owner)
 	return err
 }
 
-// NextPayloads implements Store.
+// NextPayloads does what Postgres.NextPayloads does.
 func (s *SQLite) NextPayloads(ctx context.Context, mailbox string, afterID int64, now time.Time, dueOnly bool, limit int) ([]Payload, error) {
 	if limit <= 0 {
 		return nil, nil
@@ -161,7 +161,7 @@ func (s *SQLite) NextPayloads(ctx context.Context, mailbox string, afterID int64
 // sqliteAnswerColumns is pgAnswerColumns for SQLite.
 const sqliteAnswerColumns = `region_answer IS NOT NULL, coalesce(region_answer, x'')`
 
-// RecordRegionAnswer implements Store.
+// RecordRegionAnswer does what Postgres.RecordRegionAnswer does.
 func (s *SQLite) RecordRegionAnswer(ctx context.Context, id int64, mailbox string, answer []byte, lastStatus int, now time.Time) error {
 	if answer == nil {
 		answer = []byte{}
@@ -171,19 +171,19 @@ func (s *SQLite) RecordRegionAnswer(ctx context.Context, id int64, mailbox strin
 		WHERE id = ?`, answer, mailbox, micros(now), lastStatus, id)
 }
 
-// DeletePayload implements Store.
+// DeletePayload does what Postgres.DeletePayload does.
 func (s *SQLite) DeletePayload(ctx context.Context, id int64) error {
 	return s.execOne(ctx, "sqlite delete payload", `DELETE FROM silo_webhook_payload WHERE id = ?`, id)
 }
 
-// ReschedulePayload implements Store.
+// ReschedulePayload does what Postgres.ReschedulePayload does.
 func (s *SQLite) ReschedulePayload(ctx context.Context, id int64, attempts int, scheduleFor time.Time, lastStatus int, lastError string) error {
 	return s.execOne(ctx, "sqlite reschedule payload", `UPDATE silo_webhook_payload
 		SET attempts = ?, schedule_for = ?, last_status = ?, last_error = ? WHERE id = ?`,
 		attempts, micros(scheduleFor), lastStatus, lastError, id)
 }
 
-// DeadLetterPayload implements Store: copy, then delete, in one
+// DeadLetterPayload does what Postgres.DeadLetterPayload does: copy, then delete, in one
 // transaction.
 func (s *SQLite) DeadLetterPayload(ctx context.Context, id int64, reason string, lastStatus int, lastError string, now time.Time) error {
 	return s.write(ctx, "sqlite dead-letter payload", func(tx *sql.Tx) error {

@@ -45,7 +45,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (mailbox_name, delivery_key) WHERE delivery_key IS NOT NULL DO NOTHING
 RETURNING id`
 
-// InsertPayloads implements Store: one IMMEDIATE transaction, one
+// InsertPayloads does what Postgres.InsertPayloads does: one IMMEDIATE transaction, one
 // prepared INSERT per row (in-process SQLite has no round trips to save),
 // one fsync at commit.
 func (s *SQLite) InsertPayloads(ctx context.Context, payloads []NewPayload) ([]InsertResult, error) {

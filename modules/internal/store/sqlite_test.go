@@ -16,7 +16,7 @@ import (
 
 var sqliteEngine = engine{
 	name: "sqlite",
-	open: func(t testing.TB, migrate bool) (store.Store, func(string)) {
+	open: func(t testing.TB, migrate bool) (engineStore, func(string)) {
 		s := openSQLite(t, filepath.Join(t.TempDir(), "silo.db"), migrate)
 		return s, sqliteExec(t, s.Path())
 	},
@@ -87,7 +87,7 @@ func TestSQLiteReloadOverlap(t *testing.T) {
 	a := openSQLite(t, path, true)
 	b := openSQLite(t, path, true)
 	var wg sync.WaitGroup
-	for i, s := range []store.Store{a, b, a, b} {
+	for i, s := range []engineStore{a, b, a, b} {
 		wg.Go(func() {
 			for j := range 25 {
 				if _, err := s.InsertPayloads(testCtx(t), []store.NewPayload{payload("github:us:1", fmt.Sprint(i, j))}); err != nil {
