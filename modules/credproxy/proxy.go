@@ -16,6 +16,7 @@ import (
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/credentials"
 	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
+	"github.com/sentrysilo/caddy-silo/modules/internal/httpx"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 	"github.com/sentrysilo/caddy-silo/modules/subnet"
 )
@@ -100,7 +101,7 @@ func (p *proxy) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The host of Base-URL belongs to this integration.
-	if !p.allow.allows(call.tgt.base.Hostname(), effectivePort(call.tgt.base)) && !credentials.OwnsHost(provider, ct.Integration.Metadata, call.tgt.base) {
+	if !p.allow.allows(call.tgt.base.Hostname(), httpx.Port(call.tgt.base)) && !credentials.OwnsHost(provider, ct.Integration.Metadata, call.tgt.base) {
 		reject(reasonHost)
 		return
 	}
@@ -397,14 +398,4 @@ func parseDecimal(s string) (int64, bool) {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	return n, err == nil
-}
-
-func effectivePort(u *url.URL) string {
-	if p := u.Port(); p != "" {
-		return p
-	}
-	if u.Scheme == "http" {
-		return "80"
-	}
-	return "443"
 }

@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/url"
 	"strings"
+
+	"github.com/sentrysilo/caddy-silo/modules/internal/httpx"
 )
 
 // publicHosts are the API hosts each provider answers on. A leading "."
@@ -33,8 +35,8 @@ var metadataHostKeys = map[string][]string{
 // metadata records (GitHub Enterprise, GitLab, MS Teams service_url, Azure
 // DevOps domain). Configured extra hosts are the caller's business.
 func OwnsHost(provider string, metadata json.RawMessage, base *url.URL) bool {
-	host := normalHost(base.Hostname())
-	port := effectivePort(base)
+	host := httpx.NormalHost(base.Hostname())
+	port := httpx.Port(base)
 	if base.Scheme == "https" && port == "443" {
 		for _, h := range publicHosts[provider] {
 			if host == h || (strings.HasPrefix(h, ".") && strings.HasSuffix(host, h)) {
@@ -55,7 +57,7 @@ func OwnsHost(provider string, metadata json.RawMessage, base *url.URL) bool {
 		if u == nil || u.Hostname() == "" {
 			continue
 		}
-		if normalHost(u.Hostname()) == host && effectivePort(u) == port {
+		if httpx.NormalHost(u.Hostname()) == host && httpx.Port(u) == port {
 			return true
 		}
 	}
@@ -91,22 +93,10 @@ func metadataURL(md map[string]json.RawMessage, key string) *url.URL {
 	return u
 }
 
-func normalHost(h string) string { return strings.TrimSuffix(strings.ToLower(h), ".") }
-
-func effectivePort(u *url.URL) string {
-	if p := u.Port(); p != "" {
-		return p
-	}
-	if u.Scheme == "http" {
-		return "80"
-	}
-	return "443"
-}
-
 // SplitHostPort is net.SplitHostPort that accepts a host without a port.
 func SplitHostPort(hostport string) (host, port string) {
 	if h, p, err := net.SplitHostPort(hostport); err == nil {
-		return normalHost(h), p
+		return httpx.NormalHost(h), p
 	}
-	return normalHost(strings.Trim(hostport, "[]")), ""
+	return httpx.NormalHost(strings.Trim(hostport, "[]")), ""
 }

@@ -88,3 +88,14 @@ func JoinURL(base *url.URL, requestURI string) string {
 	}
 	return base.Scheme + "://" + base.Host + strings.TrimSuffix(base.EscapedPath(), "/") + requestURI
 }
+
+// Port is the port a URL's request goes to: its own, else its scheme's.
+func Port(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if u.Scheme == "http" {
+		return "80"
+	}
+	return "443"
+}
