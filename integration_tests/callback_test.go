@@ -156,10 +156,9 @@ func trustEnv(t *testing.T, peers ...*callbackPeer) string {
 // (integration 200), both in organization acme (region us).
 func (s *drainSetup) startCallbacks(t *testing.T, drainer string, env ...string) *drainInstance {
 	t.Helper()
-	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	port := harness.FreePort(t)
-	c := harness.Start(t, admin, s.caddyfile(admin, port, drainer), env...)
-	in := &drainInstance{c: c, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	admin, site := harness.ReservePort(t), harness.ReservePort(t)
+	c := harness.Start(t, admin, s.caddyfile(admin, site, drainer), env...)
+	in := &drainInstance{c: c, base: site.URL()}
 	s.seed(t, 0)
 	mustExec(t, s.db, `INSERT INTO sentry_integration (id, provider, external_id, name, metadata, status) VALUES (100, 'slack', 'T1', 'ws', '{}', 0)`)
 	mustExec(t, s.db, `INSERT INTO sentry_organizationintegration (id, organization_id, integration_id, status) VALUES (100, 1, 100, 0)`)

@@ -206,9 +206,7 @@ func grepLines(s, sub string) string {
 // 200 concurrent captures are all acknowledged and all stored; then a
 // reload under load loses nothing; then shedding.
 func TestCaptureConcurrentAndReload(t *testing.T) {
-	// A real grace period: the harness's 1ns one cuts connections the
-	// old server accepted, which is not what an operator runs.
-	s := newCaptureSetup(t, captureOptions{grace: "10s"})
+	s := newCaptureSetup(t, captureOptions{})
 	const n = 200
 	var wg sync.WaitGroup
 	codes := make([]int, n)
@@ -273,7 +271,7 @@ func TestCaptureConcurrentAndReload(t *testing.T) {
 			}
 		}()
 	}
-	admin := s.c.AdminAddr
+	admin := s.c.Admin
 	for i := 0; i < 3; i++ {
 		time.Sleep(150 * time.Millisecond)
 		s.c.Reload(t, s.caddyfile(admin, fmt.Sprintf("\t\tbucket_threshold %d", 3000+i)))
@@ -322,22 +320,21 @@ func TestCaptureMonolith(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the real binary; left out under -short")
 	}
-	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	port := harness.FreePort(t)
+	admin, site := harness.ReservePort(t), harness.ReservePort(t)
 	c := harness.Start(t, admin, fmt.Sprintf(`{
 %s	sentry_silo {
 		mode monolith
 		region us http://127.0.0.1:1
 	}
 }
-http://127.0.0.1:%d {
+http://%s {
 	route {
 		sentry_webhook_capture
 		respond "control" 200
 	}
 }
-`, harness.GlobalOptions(admin), port))
-	resp, err := captureClient.Post(fmt.Sprintf("http://127.0.0.1:%d/extensions/github/webhook/", port), "application/json", strings.NewReader(`{"installation":{"id":555}}`))
+`, harness.GlobalOptions(admin), site.Addr))
+	resp, err := captureClient.Post(site.URL()+"/extensions/github/webhook/", "application/json", strings.NewReader(`{"installation":{"id":555}}`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -307,12 +306,7 @@ func TestCredProxyRefreshFailure(t *testing.T) {
 func TestCredProxyTimeouts(t *testing.T) {
 	s := newCredSetup(t, credOptions{})
 	tp := s.tp.URL()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "http://" + l.Addr().String()
-	l.Close()
+	closed := harness.ReservePort(t).URL() // reserved, and nothing listens there
 	resp, got := s.call(t, 0, http.MethodGet, closed+"/api/x", closed+"/api", oiSlack, "", nil)
 	wantProxyFailure(t, resp, got, http.StatusServiceUnavailable)
 
@@ -458,8 +452,11 @@ func TestCredProxyBadPrivateKey(t *testing.T) {
 	s := newCredSetup(t, credOptions{})
 	c := s.instances[0]
 	bad := "-----BEGIN RSA PRIVATE KEY-----\nTm90QUtleVNlY3JldE1hdGVyaWFs\n-----END RSA PRIVATE KEY-----"
-	cfg := fmt.Sprintf("{\n%s\tsentry_silo {\n\t\tstorage %s\n\t\tregion us http://127.0.0.1:1\n\t}\n}\nhttp://127.0.0.1:%d {\n\tsentry_cred_proxy {\n\t\tgithub_app_id 1\n\t\tgithub_private_key %q\n\t}\n}\n",
-		harness.GlobalOptions(c.AdminAddr), s.storage, harness.FreePort(t), bad)
+	// The configs are refused before they listen; their site is a
+	// reserved port all the same.
+	site := harness.ReservePort(t)
+	cfg := fmt.Sprintf("{\n%s\tsentry_silo {\n\t\tstorage %s\n\t\tregion us http://127.0.0.1:1\n\t}\n}\nhttp://%s {\n\tsentry_cred_proxy {\n\t\tgithub_app_id 1\n\t\tgithub_private_key %q\n\t}\n}\n",
+		harness.GlobalOptions(c.Admin), s.storage, site.Addr, bad)
 	err := c.TryReload(cfg)
 	if err == nil || !strings.Contains(err.Error(), "github_private_key: not an RSA private key") {
 		t.Fatalf("reload with a bad key: %v", err)
@@ -468,7 +465,7 @@ func TestCredProxyBadPrivateKey(t *testing.T) {
 		t.Fatal("the key was printed")
 	}
 	for _, bad := range []string{"sentry_cred_proxy {\n\t\tbogus 1\n\t}", "sentry_cred_proxy {\n\t\toauth github a b\n\t}"} {
-		cfg := fmt.Sprintf("{\n%s\tsentry_silo {\n\t\tstorage %s\n\t\tregion us http://127.0.0.1:1\n\t}\n}\nhttp://127.0.0.1:%d {\n\t%s\n}\n", harness.GlobalOptions(c.AdminAddr), s.storage, harness.FreePort(t), bad)
+		cfg := fmt.Sprintf("{\n%s\tsentry_silo {\n\t\tstorage %s\n\t\tregion us http://127.0.0.1:1\n\t}\n}\nhttp://%s {\n\t%s\n}\n", harness.GlobalOptions(c.Admin), s.storage, site.Addr, bad)
 		if err := c.TryReload(cfg); err == nil {
 			t.Fatalf("accepted %q", bad)
 		}
@@ -560,15 +557,16 @@ func TestDirectoryTableMissingIsNamed(t *testing.T) {
 	}
 	const password = "pw-never-logged-4711"
 	u.User = url.UserPassword("postgres", password) // trust auth ignores it
-	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	// Nobody listens on region.
+	admin, region := harness.ReservePort(t), harness.ReservePort(t)
 	c := harness.Start(t, admin, fmt.Sprintf(`{
 %s	sentry_silo {
 		storage postgres %s
 		directory_dsn %s
-		region us http://127.0.0.1:%d
+		region us %s
 	}
 }
-`, harness.GlobalOptions(admin), cluster.DSN(t), u.String(), harness.FreePort(t)))
+`, harness.GlobalOptions(admin), cluster.DSN(t), u.String(), region.URL()))
 	host := fmt.Sprintf("127.0.0.1:%d", cluster.Port())
 	waitFor(t, 30*time.Second, "an error naming sentry_identity and "+host, func() bool {
 		for _, line := range strings.Split(c.Logs(), "\n") {

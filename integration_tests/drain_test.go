@@ -142,7 +142,7 @@ func (s *drainSetup) pending(t *testing.T) int {
 	return n
 }
 
-func (s *drainSetup) caddyfile(admin string, port int, drainer string) string {
+func (s *drainSetup) caddyfile(admin, site *harness.Port, drainer string) string {
 	return fmt.Sprintf(`{
 %s	sentry_silo {
 		storage %s
@@ -156,13 +156,13 @@ func (s *drainSetup) caddyfile(admin string, port int, drainer string) string {
 		}
 	}
 }
-http://127.0.0.1:%d {
+http://%s {
 	route {
 		sentry_webhook_capture
 		respond "control" 200
 	}
 }
-`, harness.GlobalOptions(admin), s.storage, s.us.srv.URL, drainer, port)
+`, harness.GlobalOptions(admin), s.storage, s.us.srv.URL, drainer, site.Addr)
 }
 
 type drainInstance struct {
@@ -172,10 +172,9 @@ type drainInstance struct {
 
 func (s *drainSetup) start(t *testing.T, drainer string) *drainInstance {
 	t.Helper()
-	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	port := harness.FreePort(t)
-	c := harness.Start(t, admin, s.caddyfile(admin, port, drainer))
-	return &drainInstance{c: c, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	admin, site := harness.ReservePort(t), harness.ReservePort(t)
+	c := harness.Start(t, admin, s.caddyfile(admin, site, drainer))
+	return &drainInstance{c: c, base: site.URL()}
 }
 
 var drainClient = &http.Client{Timeout: 10 * time.Second}
@@ -338,19 +337,18 @@ func TestDrainRegionDownThenUp(t *testing.T) {
 func TestDrainReloadDuringDrain(t *testing.T) {
 	s := newDrainSetup(t)
 	s.us.delay.Store(int64(10 * time.Millisecond))
-	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	port := harness.FreePort(t)
-	c := harness.Start(t, admin, s.caddyfile(admin, port, "\t\t\tworkers 4"))
-	in := &drainInstance{c: c, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	admin, site := harness.ReservePort(t), harness.ReservePort(t)
+	c := harness.Start(t, admin, s.caddyfile(admin, site, "\t\t\tworkers 4"))
+	in := &drainInstance{c: c, base: site.URL()}
 	s.seed(t, 4)
 	const n = 300
 	for i := 0; i < n; i++ {
 		in.capture(t, 1+i%4, fmt.Sprint("reload-", i))
 	}
 	waitUntil(t, "drain under way", 30*time.Second, func() bool { d, _, _ := s.us.delivered(); return d >= 20 })
-	c.Reload(t, s.caddyfile(admin, port, "\t\t\tworkers 8"))
 	waitUntil(t, "every webhook delivered across the reload", 60*time.Second, func() bool { d, _, _ := s.us.delivered(); return d == n })
 	waitUntil(t, "mailboxes empty", 10*time.Second, func() bool { return s.pending(t) == 0 })
+	c.Reload(t, s.caddyfile(admin, site, "\t\t\tworkers 8"))
 	_, total, dups := s.us.delivered()
 	if len(dups) > 8 {
 		t.Fatalf("%d duplicates across one reload (%d deliveries)", len(dups), total)

@@ -128,17 +128,16 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 		control: newFakeUpstream(t, "control"),
 		dbPath:  filepath.Join(t.TempDir(), "silo.db"),
 	}
-	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	port := harness.FreePort(t)
-	down := harness.FreePort(t)
-	g.base = fmt.Sprintf("http://127.0.0.1:%d", port)
+	// down is a reserved port nobody listens on: connections are refused.
+	admin, site, down := harness.ReservePort(t), harness.ReservePort(t), harness.ReservePort(t)
+	g.base = site.URL()
 	mode := ""
 	if opts.mode != "" {
 		mode = "\t\tmode " + opts.mode + "\n"
 	}
 	deRegion := "\t\tregion de " + g.de.URL() + "\n"
 	if opts.deGateway {
-		deRegion = fmt.Sprintf("\t\tregion de http://127.0.0.1:%d {\n\t\t\tgateway_address %s\n\t\t}\n", harness.FreePort(t), g.de.URL())
+		deRegion = fmt.Sprintf("\t\tregion de %s {\n\t\t\tgateway_address %s\n\t\t}\n", harness.ReservePort(t).URL(), g.de.URL())
 	}
 	caddyfile := fmt.Sprintf(`{
 %s	sentry_silo {
@@ -146,7 +145,7 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 		region us %s
 %s		region flaky %s
 		region slow %s
-		region down http://127.0.0.1:%d
+		region down %s
 		default_region us
 		url_prefix https://sentry.io
 		organization 1 acme us
@@ -160,14 +159,14 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 		}
 	}
 }
-http://127.0.0.1:%d {
+http://%s {
 	sentry_region_route {
 %s
 	}
 	reverse_proxy %s
 }
-`, harness.GlobalOptions(admin), mode, g.dbPath, g.us.URL(), deRegion, g.flaky.URL(), g.slow.URL(), down,
-		port, opts.routeBlock, g.control.Host())
+`, harness.GlobalOptions(admin), mode, g.dbPath, g.us.URL(), deRegion, g.flaky.URL(), g.slow.URL(), down.URL(),
+		site.Addr, opts.routeBlock, g.control.Host())
 	g.c = harness.Start(t, admin, caddyfile)
 	g.client = &http.Client{
 		Timeout: 60 * time.Second,

@@ -94,9 +94,8 @@ func newMalSetup(t *testing.T, dsn string) *malSetup {
 		path := filepath.Join(t.TempDir(), "silo.db")
 		source, storage = relSQLiteSource(path), "sqlite "+path
 	}
-	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	port := harness.FreePort(t)
-	s.addr = fmt.Sprintf("127.0.0.1:%d", port)
+	admin, site := harness.ReservePort(t), harness.ReservePort(t)
+	s.addr = site.Addr
 	// No route block: the three handlers run in the order they register
 	// (capture, credential proxy, gateway), then reverse_proxy.
 	caddyfile := fmt.Sprintf(`{
@@ -111,7 +110,7 @@ func newMalSetup(t *testing.T, dsn string) *malSetup {
 		}
 	}
 }
-http://127.0.0.1:%d {
+http://%s {
 	sentry_webhook_capture {
 		max_body_size %d
 		slack_signing_secret %s
@@ -123,7 +122,7 @@ http://127.0.0.1:%d {
 	sentry_region_route
 	reverse_proxy %s
 }
-`, harness.GlobalOptions(admin), storage, s.us.srv.URL, malSubnetSecret, port, malMaxBody, malSlackSecret,
+`, harness.GlobalOptions(admin), storage, s.us.srv.URL, malSubnetSecret, site.Addr, malMaxBody, malSlackSecret,
 		hex.EncodeToString(malDiscordKey.Public().(ed25519.PublicKey)), strings.TrimPrefix(s.control.srv.URL, "http://"))
 	s.c = harness.Start(t, admin, caddyfile)
 	db, err := sql.Open(driver, source)

@@ -39,7 +39,7 @@ import (
 // organization, so per mailbox).
 type relRegion struct {
 	name string
-	addr string
+	port *harness.Port
 
 	mu     sync.Mutex
 	srv    *http.Server
@@ -72,7 +72,7 @@ func newRelRegion(t *testing.T, name string, up bool) *relRegion {
 	t.Helper()
 	r := &relRegion{
 		name:        name,
-		addr:        fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)),
+		port:        harness.ReservePort(t),
 		counts:      map[string]int{},
 		order:       map[string][]string{},
 		gatewaySeen: map[string]bool{},
@@ -84,7 +84,7 @@ func newRelRegion(t *testing.T, name string, up bool) *relRegion {
 	return r
 }
 
-func (r *relRegion) url() string { return "http://" + r.addr }
+func (r *relRegion) url() string { return r.port.URL() }
 
 func (r *relRegion) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	_, _ = io.Copy(io.Discard, req.Body)
@@ -122,20 +122,13 @@ func (r *relRegion) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// up starts listening on the region's port; the port was free when the
-// region was made, and a closed listener's port is free again at once.
+// up starts listening on the region's port, which stays reserved for the
+// test while the region is down.
 func (r *relRegion) up(t *testing.T) {
 	t.Helper()
-	var l net.Listener
-	var err error
-	for i := 0; i < 50; i++ {
-		if l, err = net.Listen("tcp", r.addr); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	l, err := r.port.Listen()
 	if err != nil {
-		t.Fatalf("region %s cannot listen on %s: %v", r.name, r.addr, err)
+		t.Fatalf("region %s cannot listen on %s: %v", r.name, r.port.Addr, err)
 	}
 	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, ConnState: func(c net.Conn, st http.ConnState) {
 		switch st {
@@ -200,8 +193,8 @@ func (r *relRegion) arrivals(path string) []string {
 // gateway in front of a "control" responder, static organizations 1..orgs
 // in region us, the drainer tuned for tests.
 type relConfig struct {
-	admin   string
-	port    int
+	admin   *harness.Port
+	site    *harness.Port
 	storage string // storage line value; "" keeps the embedded default
 	region  string // URL of region us
 	orgs    int
@@ -220,21 +213,21 @@ func (c relConfig) caddyfile() string {
 		fmt.Fprintf(&b, "\t\torganization %d org-%d us\n", i, i)
 	}
 	fmt.Fprintf(&b, "\t\tdrainer {\n\t\t\tpoll_interval 200ms\n\t\t\tlease 2s\n\t\t\tregion_breaker 3 200ms\n\t\t\tbackoff 100ms 1.5 1s\n%s\t\t}\n\t}\n}\n", c.drainer)
-	fmt.Fprintf(&b, "http://127.0.0.1:%d {\n\troute {\n\t\tsentry_webhook_capture\n\t\tsentry_region_route {\n%s\t\t}\n\t\trespond \"control\" 200\n\t}\n}\n", c.port, c.route)
+	fmt.Fprintf(&b, "http://%s {\n\troute {\n\t\tsentry_webhook_capture\n\t\tsentry_region_route {\n%s\t\t}\n\t\trespond \"control\" 200\n\t}\n}\n", c.site.Addr, c.route)
 	return b.String()
 }
 
 func newRelConfig(t *testing.T, storage, region string, orgs int) relConfig {
 	return relConfig{
-		admin:   fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)),
-		port:    harness.FreePort(t),
+		admin:   harness.ReservePort(t),
+		site:    harness.ReservePort(t),
 		storage: storage,
 		region:  region,
 		orgs:    orgs,
 	}
 }
 
-func (c relConfig) base() string { return fmt.Sprintf("http://127.0.0.1:%d", c.port) }
+func (c relConfig) base() string { return c.site.URL() }
 
 // relHookPath is the Bitbucket capture path of organization org (mailbox
 // bitbucket:us:<org>, a skip-on-failure provider). The drainer delivers to

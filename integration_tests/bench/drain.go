@@ -20,6 +20,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
 	"github.com/sentrysilo/caddy-silo/integration_tests/pgtest"
 )
 
@@ -129,14 +130,12 @@ func runDrain(ctx context.Context, env *Env) error {
 	}
 	defer region.l.Close()
 
-	ports := make([]int, 2)
-	for i := range ports {
-		if ports[i], err = FreePort(); err != nil {
-			return err
-		}
+	ports, err := env.Ports(2)
+	if err != nil {
+		return err
 	}
-	admin := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	base := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+	admin, site := ports[0], ports[1]
+	base := site.URL()
 	caddyfile := fmt.Sprintf(`{
 %s	sentry_silo {
 		storage postgres %s
@@ -147,13 +146,13 @@ func runDrain(ctx context.Context, env *Env) error {
 		}
 	}
 }
-http://127.0.0.1:%d {
+http://%s {
 	route {
 		sentry_webhook_capture
 		respond "control" 200
 	}
 }
-`, GlobalOptions(admin), dsn, region.url(), ports[1])
+`, harness.GlobalOptions(admin), dsn, region.url(), site.Addr)
 	inst, err := env.Start(admin, caddyfile)
 	if err != nil {
 		return err
@@ -401,11 +400,12 @@ func waitCount(ctx context.Context, r *benchRegion, n int, timeout time.Duration
 }
 
 // rssKB reads the instance's resident set size from /proc (0 elsewhere).
-func rssKB(inst *Instance) int {
-	if inst.cmd == nil || inst.cmd.Process == nil {
+func rssKB(inst *harness.Caddy) int {
+	pid := inst.Pid()
+	if pid == 0 {
 		return 0
 	}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", inst.cmd.Process.Pid))
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}

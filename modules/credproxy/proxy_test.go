@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
 	"github.com/sentrysilo/caddy-silo/modules/internal/credentials"
 	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
@@ -218,9 +219,7 @@ func TestUnreachableAndTimeouts(t *testing.T) {
 	f.proxy.readTimeout = 100 * time.Millisecond
 	f.store.add(10, slackIntegration(5))
 
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	closed := "http://" + l.Addr().String()
-	l.Close()
+	closed := harness.ReservePort(t).URL() // reserved, and nothing listens there
 	assertFailure(t, f.do(t, call{base: closed, path: "x", oi: "10"}), http.StatusServiceUnavailable)
 
 	start := time.Now()

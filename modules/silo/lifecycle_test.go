@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"runtime"
@@ -19,17 +18,16 @@ import (
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
+	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
 	"github.com/sentrysilo/caddy-silo/integration_tests/pgtest"
 )
 
-func freeAddr(t *testing.T) string {
+// reservedAddr reserves a loopback port for the test (see harness.Port: Caddy,
+// in this process too, binds it next to the reservation) and returns it
+// as host:port.
+func reservedAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return harness.ReservePort(t).Addr
 }
 
 // config builds a whole Caddy JSON config with one respond site and the
@@ -105,7 +103,7 @@ func TestReloadsLeakNothing(t *testing.T) {
 		{"sqlite", map[string]any{"engine": "sqlite", "path": filepath.Join(t.TempDir(), "silo.db")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			admin, site := freeAddr(t), freeAddr(t)
+			admin, site := reservedAddr(t), reservedAddr(t)
 			if err := caddy.Load(config(admin, site, tc.storage, 0), true); err != nil {
 				t.Fatal(err)
 			}
@@ -243,8 +241,8 @@ func TestStartDoesNotWaitForTheDatabase(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs Caddy in-process; left out under -short")
 	}
-	dead := freeAddr(t) // nothing listens there
-	admin, site := freeAddr(t), freeAddr(t)
+	dead := reservedAddr(t) // reserved, and nothing listens there
+	admin, site := reservedAddr(t), reservedAddr(t)
 	storage := map[string]any{"engine": "postgres", "dsn": "postgres://silo@" + dead + "/silo?sslmode=disable&connect_timeout=30"}
 	start := time.Now()
 	if err := caddy.Load(config(admin, site, storage, 0), true); err != nil {
@@ -267,7 +265,7 @@ func TestFailedProvisionKeepsTheRunningConfig(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs Caddy in-process; left out under -short")
 	}
-	admin, site := freeAddr(t), freeAddr(t)
+	admin, site := reservedAddr(t), reservedAddr(t)
 	storage := map[string]any{"engine": "sqlite", "path": filepath.Join(t.TempDir(), "silo.db")}
 	if err := caddy.Load(config(admin, site, storage, 0), true); err != nil {
 		t.Fatal(err)
