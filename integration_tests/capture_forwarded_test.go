@@ -129,7 +129,7 @@ http://%s {
 					t.Fatalf("POST %s: %d, want %d\n%s", path, resp.StatusCode, want, c.Logs())
 				}
 				var got []string
-				relWaitFor(t, "the region to get "+marker, 30*time.Second, func() bool {
+				waitFor(t, "the region to get "+marker, 30*time.Second, func() bool {
 					var ok bool
 					got, ok = region.forwardedFor(marker)
 					return ok

@@ -271,12 +271,27 @@ func TestCaptureConcurrentAndReload(t *testing.T) {
 			}
 		}()
 	}
+	// Each reload comes after 200 more captures, and the load runs for
+	// 200 more after the last: about 150ms each on an idle 2-core
+	// machine, and as many captures, so the same share of them is in
+	// flight at a reload, on a slower one.
+	underLoad := func(more int) {
+		t.Helper()
+		mu.Lock()
+		target := sent + more
+		mu.Unlock()
+		waitFor(t, fmt.Sprintf("%d more captures under load", more), 60*time.Second, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return sent >= target
+		})
+	}
 	admin := s.c.Admin
 	for i := 0; i < 3; i++ {
-		time.Sleep(150 * time.Millisecond)
+		underLoad(200)
 		s.c.Reload(t, s.caddyfile(admin, fmt.Sprintf("\t\tbucket_threshold %d", 3000+i)))
 	}
-	time.Sleep(150 * time.Millisecond)
+	underLoad(200)
 	close(stop)
 	wg.Wait()
 	// Connections still queued on the old listener when a reload closes
@@ -300,9 +315,20 @@ func TestCaptureConcurrentAndReload(t *testing.T) {
 
 	// Case 54: shed github → 429 with Retry-After: 60, nothing stored.
 	s.c.Reload(t, s.caddyfile(admin, "\t\tshed github"))
-	time.Sleep(100 * time.Millisecond) // let the old listener go
-	before := s.count(t)
-	resp, _ := s.post(t, "/extensions/github/webhook/", githubPush("shed-1"), []byte(`{"installation":{"id":555}}`))
+	// The reload returns once the old server's shutdown is scheduled
+	// (caddyhttp's App.stop waits for its goroutine to start), not once
+	// it has closed its listener: a capture that still reaches it is
+	// answered by the old config, 202 with its rows. Send again, with a
+	// new delivery id, until the new config answers.
+	var resp *http.Response
+	var before int
+	for i := 1; i <= 10; i++ {
+		before = s.count(t)
+		resp, _ = s.post(t, "/extensions/github/webhook/", githubPush(fmt.Sprint("shed-", i)), []byte(`{"installation":{"id":555}}`))
+		if resp.StatusCode != 202 {
+			break
+		}
+	}
 	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "60" {
 		t.Fatalf("shed: %d %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
@@ -382,15 +408,11 @@ func TestCapturePostgresOutage(t *testing.T) {
 	if err := cluster.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	waitFor(t, "a 202 once the database is back", 30*time.Second, func() bool {
 		resp, _ = s.post(t, "/extensions/github/webhook/", githubPush("pg-3"), []byte(`{"installation":{"id":555}}`))
-		if resp.StatusCode == 202 {
-			break
-		}
-		if resp.StatusCode != 503 || time.Now().After(deadline) {
+		if resp.StatusCode != 202 && resp.StatusCode != 503 {
 			t.Fatalf("after the database came back: %d\n%s", resp.StatusCode, s.c.Logs())
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return resp.StatusCode == 202
+	})
 }

@@ -263,6 +263,10 @@ func TestCredProxyDisableTakesEffect(t *testing.T) {
 	if resp, got := s.call(t, 0, http.MethodGet, tp+"/api/auth.test", tp+"/api", oiSlack, "", nil); resp.StatusCode != 200 {
 		t.Fatalf("%d %s", resp.StatusCode, got)
 	}
+	// The sleeps are the behaviour under test: the change must be seen
+	// once the cached entries (1s) have expired, whatever was asked
+	// meanwhile; polling would ask meanwhile, and a call that goes out
+	// before the integration's entry expires would look like a leak.
 	mustExec(t, s.db, `UPDATE sentry_organizationintegration SET status = 1 WHERE id = 110`)
 	time.Sleep(1100 * time.Millisecond)
 	before := s.tp.count()
@@ -292,7 +296,7 @@ func TestCredProxyRefreshFailure(t *testing.T) {
 	if s.tp.count() != 2 {
 		t.Fatalf("%d calls: only the two token requests may have gone out", s.tp.count())
 	}
-	waitFor(t, 5*time.Second, "the refresh failure log line", func() bool {
+	waitFor(t, "the refresh failure log line", 5*time.Second, func() bool {
 		return strings.Contains(s.logs(), "token refresh failed")
 	})
 	if !strings.Contains(s.logs(), "token endpoint answered 503") {
@@ -568,7 +572,7 @@ func TestDirectoryTableMissingIsNamed(t *testing.T) {
 }
 `, harness.GlobalOptions(admin), cluster.DSN(t), u.String(), region.URL()))
 	host := fmt.Sprintf("127.0.0.1:%d", cluster.Port())
-	waitFor(t, 30*time.Second, "an error naming sentry_identity and "+host, func() bool {
+	waitFor(t, "an error naming sentry_identity and "+host, 30*time.Second, func() bool {
 		for _, line := range strings.Split(c.Logs(), "\n") {
 			if strings.Contains(line, "sentry_identity") && strings.Contains(line, host) && strings.Contains(line, `"error"`) {
 				return true

@@ -23,15 +23,16 @@ import (
 
 // drainRegion is a fake region that records webhook deliveries by their
 // X-GitHub-Delivery id. down makes it answer 503 to everything, probes
-// included; delay slows every answer.
+// included (counted in refused); delay slows every answer.
 type drainRegion struct {
-	srv    *httptest.Server
-	mu     sync.Mutex
-	counts map[string]int
-	order  []string
-	down   atomic.Bool
-	status atomic.Int32 // 0: 200
-	delay  atomic.Int64
+	srv     *httptest.Server
+	mu      sync.Mutex
+	counts  map[string]int
+	order   []string
+	down    atomic.Bool
+	refused atomic.Int64
+	status  atomic.Int32 // 0: 200
+	delay   atomic.Int64
 	// other answers requests that are not GitHub deliveries, when set.
 	other atomic.Pointer[http.HandlerFunc]
 }
@@ -45,6 +46,7 @@ func newDrainRegion(t *testing.T) *drainRegion {
 			time.Sleep(time.Duration(d))
 		}
 		if r.down.Load() {
+			r.refused.Add(1)
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
@@ -222,17 +224,6 @@ func (in *drainInstance) admin(t *testing.T, method, path string) (int, map[stri
 	return resp.StatusCode, out
 }
 
-func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // Two Caddy processes on one PostgreSQL database, captures spread over
 // both: every webhook is delivered exactly once.
 func TestDrainTwoInstances(t *testing.T) {
@@ -259,9 +250,14 @@ func TestDrainTwoInstances(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitUntil(t, "every webhook delivered", 60*time.Second, func() bool { d, _, _ := s.us.delivered(); return d == n })
-	waitUntil(t, "mailboxes empty", 10*time.Second, func() bool { return s.pending(t) == 0 })
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, "every webhook delivered", 60*time.Second, func() bool { d, _, _ := s.us.delivered(); return d == n })
+	waitFor(t, "mailboxes empty", 10*time.Second, func() bool { return s.pending(t) == 0 })
+	// A duplicate could still be on its way; none can once both
+	// processes have exited and the region's handlers have returned
+	// (httptest's Close waits for them).
+	a.c.Stop()
+	b.c.Stop()
+	s.us.srv.Close()
 	if d, total, dups := s.us.delivered(); d != n || total != n {
 		t.Fatalf("delivered %d distinct, %d in all (duplicates %v)", d, total, dups)
 	}
@@ -278,14 +274,14 @@ func TestDrainKillRestart(t *testing.T) {
 	for i := 0; i < n; i++ {
 		a.capture(t, 1+i%2, fmt.Sprint("kill-", i))
 	}
-	waitUntil(t, "drain under way", 30*time.Second, func() bool { d, _, _ := s.us.delivered(); return d >= 20 })
+	waitFor(t, "drain under way", 30*time.Second, func() bool { d, _, _ := s.us.delivered(); return d >= 20 })
 	a.c.Kill()
 	if d, _, _ := s.us.delivered(); d == n {
 		t.Fatal("drained before the kill; slow the region down")
 	}
 	a.c.Restart(t)
-	waitUntil(t, "every webhook delivered after the restart", 60*time.Second, func() bool { d, _, _ := s.us.delivered(); return d == n })
-	waitUntil(t, "mailboxes empty", 10*time.Second, func() bool { return s.pending(t) == 0 })
+	waitFor(t, "every webhook delivered after the restart", 60*time.Second, func() bool { d, _, _ := s.us.delivered(); return d == n })
+	waitFor(t, "mailboxes empty", 10*time.Second, func() bool { return s.pending(t) == 0 })
 	_, total, dups := s.us.delivered()
 	t.Logf("%d deliveries for %d webhooks (%d delivered twice: in flight at the kill)", total, n, len(dups))
 }
@@ -302,7 +298,11 @@ func TestDrainRegionDownThenUp(t *testing.T) {
 	for i := 0; i < n; i++ {
 		a.capture(t, 1+i%3, fmt.Sprint("down-", i))
 	}
-	time.Sleep(2 * time.Second) // many probe intervals and polls
+	// Give the drainer many chances to spend an attempt: the breaker
+	// opens after 3 refusals (region_breaker 3 200ms), then a probe
+	// every 200ms; 12 refusals are many probes past that (the region
+	// refused 12 or 13 in the 2s this test used to sleep).
+	waitFor(t, "12 deliveries refused by the region", 30*time.Second, func() bool { return s.us.refused.Load() >= 12 })
 	if status, out := a.admin(t, "GET", "/sentry_silo/regions"); status != 200 ||
 		fmt.Sprint(out["regions"]) != "[map[breaker_open:true name:us]]" {
 		t.Fatalf("regions while us is down: %d %v", status, out)
@@ -322,8 +322,8 @@ func TestDrainRegionDownThenUp(t *testing.T) {
 		t.Fatalf("dead letters while the region was down: %v", out)
 	}
 	s.us.down.Store(false)
-	waitUntil(t, "backlog delivered", 30*time.Second, func() bool { d, _, _ := s.us.delivered(); return d == n })
-	waitUntil(t, "mailboxes empty", 10*time.Second, func() bool { return s.pending(t) == 0 })
+	waitFor(t, "backlog delivered", 30*time.Second, func() bool { d, _, _ := s.us.delivered(); return d == n })
+	waitFor(t, "mailboxes empty", 10*time.Second, func() bool { return s.pending(t) == 0 })
 	if _, out := a.admin(t, "GET", "/sentry_silo/dead_letters"); len(out["dead_letters"].([]any)) != 0 {
 		t.Fatalf("dead letters: %v", out)
 	}
@@ -345,10 +345,10 @@ func TestDrainReloadDuringDrain(t *testing.T) {
 	for i := 0; i < n; i++ {
 		in.capture(t, 1+i%4, fmt.Sprint("reload-", i))
 	}
-	waitUntil(t, "drain under way", 30*time.Second, func() bool { d, _, _ := s.us.delivered(); return d >= 20 })
-	waitUntil(t, "every webhook delivered across the reload", 60*time.Second, func() bool { d, _, _ := s.us.delivered(); return d == n })
-	waitUntil(t, "mailboxes empty", 10*time.Second, func() bool { return s.pending(t) == 0 })
+	waitFor(t, "drain under way", 30*time.Second, func() bool { d, _, _ := s.us.delivered(); return d >= 20 })
 	c.Reload(t, s.caddyfile(admin, site, "\t\t\tworkers 8"))
+	waitFor(t, "every webhook delivered across the reload", 60*time.Second, func() bool { d, _, _ := s.us.delivered(); return d == n })
+	waitFor(t, "mailboxes empty", 10*time.Second, func() bool { return s.pending(t) == 0 })
 	_, total, dups := s.us.delivered()
 	if len(dups) > 8 {
 		t.Fatalf("%d duplicates across one reload (%d deliveries)", len(dups), total)
@@ -364,7 +364,7 @@ func TestDrainDeadLetterReplay(t *testing.T) {
 	s.seed(t, 1)
 	a.capture(t, 1, "dl-1")
 	var id float64
-	waitUntil(t, "dead letter", 20*time.Second, func() bool {
+	waitFor(t, "dead letter", 20*time.Second, func() bool {
 		_, out := a.admin(t, "GET", "/sentry_silo/dead_letters?limit=10")
 		dls, _ := out["dead_letters"].([]any)
 		if len(dls) != 1 {
@@ -381,7 +381,7 @@ func TestDrainDeadLetterReplay(t *testing.T) {
 	if status, out := a.admin(t, "POST", fmt.Sprintf("/sentry_silo/dead_letters/%d/replay", int64(id))); status != 200 {
 		t.Fatalf("replay: %d %v", status, out)
 	}
-	waitUntil(t, "replay delivered", 20*time.Second, func() bool { d, _, _ := s.us.delivered(); return d == 1 })
+	waitFor(t, "replay delivered", 20*time.Second, func() bool { d, _, _ := s.us.delivered(); return d == 1 })
 	if status, _ := a.admin(t, "POST", fmt.Sprintf("/sentry_silo/dead_letters/%d/replay", int64(id))); status != 404 {
 		t.Fatalf("second replay: %d", status)
 	}

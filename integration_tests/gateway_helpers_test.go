@@ -193,9 +193,10 @@ func (g *gateway) do(t *testing.T, method, path string, header http.Header, body
 	// Right after a reload, a new connection the kernel queued on the
 	// listening socket Caddy closed is reset before any handler sees it
 	// (docs/operations.md, Reloads). A client retries an idempotent
-	// request then, and so does this one.
+	// request then, and so does this one, at once: the reset means the
+	// socket that queued it is closed, so a new connection goes to the
+	// new config's.
 	for try := 0; err != nil && body == nil && (method == http.MethodGet || method == http.MethodHead) && try < 3; try++ {
-		time.Sleep(100 * time.Millisecond)
 		g.client.CloseIdleConnections()
 		retry, _ := http.NewRequest(method, g.base+path, nil)
 		retry.Header = req.Header
@@ -250,17 +251,5 @@ func wantAPIError(t *testing.T, resp *http.Response, body []byte, status int, de
 	}
 	if resp.Header.Get("X-Sentry-Proxy-URL") != "" {
 		t.Fatalf("error answer carries X-Sentry-Proxy-URL")
-	}
-}
-
-// waitFor polls cond every 10ms for up to d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

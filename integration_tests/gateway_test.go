@@ -463,7 +463,7 @@ func TestGateway(t *testing.T) {
 				}
 			}()
 		}
-		waitFor(t, 5*time.Second, "four requests stuck in slow", func() bool { return len(g.slow.requests()) == 4 })
+		waitFor(t, "four requests stuck in slow", 5*time.Second, func() bool { return len(g.slow.requests()) == 4 })
 		for i := range 20 {
 			start := time.Now()
 			resp, _ := g.get(t, "/api/0/organizations/acme/")
@@ -525,7 +525,9 @@ func TestGateway(t *testing.T) {
 		}
 		// The organization is renamed and moved to us.
 		mustExec(t, db, `UPDATE sentry_organizationmapping SET slug = 'gamma-two', region_name = 'us' WHERE organization_id = 60`)
-		time.Sleep(1200 * time.Millisecond) // directory_cache 1s 1s
+		// The wait is the behaviour under test: the rename is seen once
+		// the cached entries (directory_cache 1s 1s) have expired.
+		time.Sleep(1200 * time.Millisecond)
 		if _, body := g.get(t, "/api/0/organizations/gamma-two/issues/"); string(body) != "hello from us" {
 			t.Fatalf("gamma-two went to %q", body)
 		}

@@ -252,7 +252,7 @@ http://%s {
 	}
 
 	// Let the drainer deliver the captures, so its logs are in too.
-	waitFor(t, 30*time.Second, "captures delivered", func() bool {
+	waitFor(t, "captures delivered", 30*time.Second, func() bool {
 		var n int
 		return db.QueryRow(`SELECT count(*) FROM silo_webhook_payload`).Scan(&n) == nil && n == 0
 	})

@@ -60,12 +60,12 @@ http://%s {
 		}
 		resp.Body.Close()
 		in.capture(t, 1, fmt.Sprintf("delivery-%d", round))
-		waitUntil(t, "the webhook of round "+fmt.Sprint(round)+" delivered", 30*time.Second, func() bool {
+		waitFor(t, "the webhook of round "+fmt.Sprint(round)+" delivered", 30*time.Second, func() bool {
 			distinct, _, _ := s.us.delivered()
 			return distinct == round+1
 		})
 		// The delivery is counted right after the region answered.
-		waitUntil(t, fmt.Sprintf("%s{%s} to pass %v", counters[2].name, counters[2].labels, last[2]), 10*time.Second, func() bool {
+		waitFor(t, fmt.Sprintf("%s{%s} to pass %v", counters[2].name, counters[2].labels, last[2]), 10*time.Second, func() bool {
 			return metricValue(t, admin.Addr, counters[2].name, counters[2].labels) > last[2]
 		})
 		for i, m := range counters {

@@ -78,7 +78,7 @@ func TestQuickstartRuns(t *testing.T) {
 		if region == "de" {
 			port = ports["8011"].Num
 		}
-		waitFor(t, 30*time.Second, "the webhook delivered to region "+region, func() bool {
+		waitFor(t, "the webhook delivered to region "+region, 30*time.Second, func() bool {
 			for _, line := range strings.Split(c.Logs(), "\n") {
 				if strings.Contains(line, "handled request") && strings.Contains(line, `"uri":"/extensions/github/webhook/"`) &&
 					strings.Contains(line, fmt.Sprintf(`"host":"127.0.0.1:%d"`, port)) {
@@ -89,7 +89,13 @@ func TestQuickstartRuns(t *testing.T) {
 		})
 	}
 
-	time.Sleep(time.Second)
+	// It stays up through its drainer's whole cycle: both deliveries
+	// acknowledged and recorded, not only received by the regions.
+	for _, region := range []string{"us", "de"} {
+		waitFor(t, "the delivery to region "+region+" recorded", 30*time.Second, func() bool {
+			return metricValue(t, admin.Addr, "caddy_sentry_deliveries_total", `outcome="delivered",region="`+region+`"`) >= 1
+		})
+	}
 	if !c.Running() {
 		t.Fatalf("the quickstart exited:\n%s", c.Logs())
 	}

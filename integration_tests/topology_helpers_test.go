@@ -749,19 +749,6 @@ func topoSum(m map[string]float64, name string) float64 {
 	return s
 }
 
-// topoPoll polls cond every 20ms until it holds or timeout passes, and
-// reports whether it held.
-func topoPoll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
-}
-
 // concurrentProxyCalls makes n calls at once, spread over both instances
 // and cycling through ois, and returns those that did not reach the third
 // party with their owner's token.

@@ -452,20 +452,16 @@ http://%s {
 
 // seedGitHubSQLite is seedGitHub for the SQLite instance.
 func seedGitHubSQLite(ctx context.Context, db *sql.DB, n int) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	var err error
+	if harness.Poll(60*time.Second, func() bool {
 		var k int
-		err := db.QueryRowContext(ctx, `SELECT count(*) FROM sentry_organizationintegration`).Scan(&k)
+		err = db.QueryRowContext(ctx, `SELECT count(*) FROM sentry_organizationintegration`).Scan(&k)
 		if err == nil {
 			err = db.QueryRowContext(ctx, `SELECT count(*) FROM silo_webhook_payload`).Scan(&k)
 		}
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("tables never appeared: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil || ctx.Err() != nil
+	}) != nil || err != nil {
+		return fmt.Errorf("tables never appeared: %v", err)
 	}
 	if _, err := db.ExecContext(ctx, `INSERT INTO sentry_organizationmapping (organization_id, slug, region_name, status) VALUES (1, 'acme', 'us', 0)`); err != nil {
 		return err

@@ -242,19 +242,16 @@ func openDirectory(ctx context.Context, path string) (*sql.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var n int
-		err := db.QueryRowContext(ctx, "SELECT count(*) FROM sentry_organizationmapping").Scan(&n)
-		if err == nil {
-			return db, nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			db.Close()
-			return nil, fmt.Errorf("directory tables never appeared: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var n int
+	err = harness.Poll(30*time.Second, func() bool {
+		err = db.QueryRowContext(ctx, "SELECT count(*) FROM sentry_organizationmapping").Scan(&n)
+		return err == nil || ctx.Err() != nil
+	})
+	if err != nil || ctx.Err() != nil {
+		db.Close()
+		return nil, fmt.Errorf("directory tables never appeared: %v", err)
 	}
+	return db, nil
 }
 
 // addOrganizations maps org-<from>..org-<to-1> (ids from+1...) to us.
