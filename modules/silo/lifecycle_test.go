@@ -79,15 +79,25 @@ func loadThroughAdmin(t *testing.T, admin string, cfg []byte) {
 }
 
 // settledGoroutines waits for goroutines of stopped configs to exit and
-// returns the count.
+// returns the count: at most limit, or, with limit 0 (a baseline), the
+// count once it has been the same in 5 readings in a row (harness.Poll
+// spaces them 5ms to 100ms apart: about 200ms without a change). It gives
+// up after 5s and returns the last reading.
 func settledGoroutines(limit int) int {
-	deadline := time.Now().Add(5 * time.Second)
-	n := runtime.NumGoroutine()
-	for n > limit && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-		n = runtime.NumGoroutine()
-	}
-	return n
+	last, same := -1, 0
+	_ = harness.Poll(5*time.Second, func() bool {
+		n := runtime.NumGoroutine()
+		if n == last {
+			same++
+		} else {
+			last, same = n, 1
+		}
+		if limit > 0 {
+			return n <= limit
+		}
+		return same >= 5
+	})
+	return last
 }
 
 // TestReloadsLeakNothing reloads the config through the admin API 20 times,
@@ -124,7 +134,8 @@ func TestReloadsLeakNothing(t *testing.T) {
 			// The last config serves. A connection the kernel queued on
 			// the listening socket Caddy just closed is reset before any
 			// handler sees it (docs/operations.md, Reloads): a client
-			// retries those, and so does this check.
+			// retries those, and so does this check, at once: the reset
+			// means that socket is closed.
 			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 			var resp *http.Response
 			var err error
@@ -132,7 +143,6 @@ func TestReloadsLeakNothing(t *testing.T) {
 				if resp, err = client.Get("http://" + site + "/"); err == nil {
 					break
 				}
-				time.Sleep(100 * time.Millisecond)
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -163,10 +173,7 @@ func TestReloadsLeakNothing(t *testing.T) {
 				if got, max := pgConnections(t, engine, dsn), int(pool.Config().MaxConns); got > max+1 {
 					t.Errorf("%d PostgreSQL connections after 20 reloads (baseline %d); one pool holds at most %d", got, baseConns, max)
 				}
-				deadline := time.Now().Add(5 * time.Second)
-				for pool.Stat().AcquiredConns() > 2 && time.Now().Before(deadline) {
-					time.Sleep(50 * time.Millisecond)
-				}
+				_ = harness.Poll(5*time.Second, func() bool { return pool.Stat().AcquiredConns() <= 2 })
 				if n := pool.Stat().AcquiredConns(); n > 2 {
 					t.Errorf("%d connections still acquired after 20 reloads; only the running drainer's LISTEN should be", n)
 				}
@@ -212,27 +219,27 @@ func pgConnections(t *testing.T, engine, dsn string) int {
 	return n
 }
 
+// waitMigrated waits for the PostgreSQL migrations, which run in the
+// background. The embedded database is migrated before the app starts
+// serving (App.Start), so there is nothing to wait for.
 func waitMigrated(t *testing.T, engine, dsn string) {
 	t.Helper()
 	if engine != "postgres" {
-		time.Sleep(200 * time.Millisecond)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for ctx.Err() == nil {
+	if harness.Poll(30*time.Second, func() bool {
 		conn, err := pgx.Connect(ctx, dsn)
-		if err == nil {
-			var ok bool
-			err = conn.QueryRow(ctx, "SELECT to_regclass('silo_webhook_payload') IS NOT NULL").Scan(&ok)
-			conn.Close(ctx)
-			if err == nil && ok {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		time.Sleep(50 * time.Millisecond)
+		defer conn.Close(ctx)
+		var ok bool
+		return conn.QueryRow(ctx, "SELECT to_regclass('silo_webhook_payload') IS NOT NULL").Scan(&ok) == nil && ok
+	}) != nil {
+		t.Fatal("migrations did not run within 30s")
 	}
-	t.Fatal("migrations did not run within 30s")
 }
 
 // TestStartDoesNotWaitForTheDatabase: a database that is down must not
