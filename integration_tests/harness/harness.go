@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,12 +39,24 @@ func Binary(t testing.TB) string {
 			buildErr = err
 			return
 		}
+		removeAfterExit(dir)
 		binPath, buildErr = Build(dir)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	return binPath
+}
+
+// removeAfterExit removes dir once this process has exited, however it
+// exits: a test process has no hook that runs after its last test, and
+// each build is 90 MB (127 of them were left in /tmp on the shared
+// machine before this).
+func removeAfterExit(dir string) {
+	cmd := exec.Command("sh", "-c", `while kill -0 "$1" 2>/dev/null; do sleep 1; done; rm -rf -- "$2"`, "sh", strconv.Itoa(os.Getpid()), dir)
+	if err := cmd.Start(); err == nil {
+		go func() { _ = cmd.Wait() }()
+	}
 }
 
 // Build builds ./cmd/caddy into dir and returns the binary's path.
