@@ -226,6 +226,8 @@ func TestUnreachableAndTimeouts(t *testing.T) {
 	assertFailure(t, f.do(t, call{base: tp.URL, path: "x", oi: "10"}), http.StatusGatewayTimeout)
 	assertFailure(t, f.do(t, call{base: tp.URL, path: "x", oi: "10", header: map[string]string{subnet.HeaderTimeout: "abc"}}), http.StatusGatewayTimeout)
 	assertFailure(t, f.do(t, call{base: tp.URL, path: "x", oi: "10", header: map[string]string{subnet.HeaderTimeout: "3,0.05"}}), http.StatusGatewayTimeout)
+	// The bound is the behaviour: three timeouts of at most 100ms, not
+	// three 300ms answers; the rest of 2s is margin for a loaded machine.
 	if time.Since(start) > 2*time.Second {
 		t.Fatal("timeouts took too long")
 	}
