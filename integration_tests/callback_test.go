@@ -156,10 +156,9 @@ func trustEnv(t *testing.T, peers ...*callbackPeer) string {
 // (integration 200), both in organization acme (region us).
 func (s *drainSetup) startCallbacks(t *testing.T, drainer string, env ...string) *drainInstance {
 	t.Helper()
-	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	port := harness.FreePort(t)
-	c := harness.Start(t, admin, s.caddyfile(admin, port, drainer), env...)
-	in := &drainInstance{c: c, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	admin, site := harness.ReservePort(t), harness.ReservePort(t)
+	c := harness.Start(t, admin, s.caddyfile(admin, site, drainer), env...)
+	in := &drainInstance{c: c, base: site.URL()}
 	s.seed(t, 0)
 	mustExec(t, s.db, `INSERT INTO sentry_integration (id, provider, external_id, name, metadata, status) VALUES (100, 'slack', 'T1', 'ws', '{}', 0)`)
 	mustExec(t, s.db, `INSERT INTO sentry_organizationintegration (id, organization_id, integration_id, status) VALUES (100, 1, 100, 0)`)
@@ -268,9 +267,7 @@ func TestCallbackRefusedURLsReachNothing(t *testing.T) {
 		a.slackCommand(t, fmt.Sprint("refused-", i), tc.url)
 	}
 	settled := func() bool { return len(a.deadLetters(t)) == len(cases) && s.pending(t) == 0 }
-	for deadline := time.Now().Add(30 * time.Second); !settled() && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-	}
+	_ = harness.Poll(30*time.Second, settled) // not settled: reported below, with the details
 	dls := a.deadLetters(t)
 	t.Logf("%d dead letters %v after the first command", len(dls), time.Since(t0))
 	if !settled() {
@@ -316,7 +313,7 @@ func TestCallbackFailureCallsRegionOnceSlack(t *testing.T) {
 	a.slackClick(t, "click-1", peer.srv.URL+"/actions/T1/1/abc")
 	a.post(t, "/extensions/slack/event/", "application/json", `{"type":"event_callback","team_id":"T1","event_id":"Ev-after-click"}`, http.StatusAccepted)
 
-	waitUntil(t, "the workspace's next event delivered", 20*time.Second, func() bool {
+	waitFor(t, "the workspace's next event delivered", 20*time.Second, func() bool {
 		n, _ := region.hits("Ev-after-click")
 		return n == 1
 	})
@@ -327,7 +324,7 @@ func TestCallbackFailureCallsRegionOnceSlack(t *testing.T) {
 		t.Errorf("the next event waited for %d callback POSTs", postsBeforeEvent)
 	}
 
-	waitUntil(t, "the click dead-lettered", 30*time.Second, func() bool { return len(a.deadLetters(t)) == 1 })
+	waitFor(t, "the click dead-lettered", 30*time.Second, func() bool { return len(a.deadLetters(t)) == 1 })
 	dl := a.deadLetters(t)[0]
 	clicks, _ := region.hits("click-1")
 	posts := peer.received()
@@ -354,8 +351,8 @@ func TestCallbackFailureCallsRegionOnceSlack(t *testing.T) {
 	if status, out := a.admin(t, "POST", fmt.Sprintf("/sentry_silo/dead_letters/%d/replay", dl.ID)); status != 200 {
 		t.Fatalf("replay: %d %v", status, out)
 	}
-	waitUntil(t, "the replayed answer POSTed", 20*time.Second, func() bool { return len(peer.received()) == 4 })
-	waitUntil(t, "the replayed row deleted", 20*time.Second, func() bool { return s.pending(t) == 0 })
+	waitFor(t, "the replayed answer POSTed", 20*time.Second, func() bool { return len(peer.received()) == 4 })
+	waitFor(t, "the replayed row deleted", 20*time.Second, func() bool { return s.pending(t) == 0 })
 	if clicks, _ := region.hits("click-1"); clicks != 1 {
 		t.Errorf("the replay called the region again (%d calls)", clicks)
 	}
@@ -383,19 +380,19 @@ func TestCallbackFailureCallsRegionOnceDiscord(t *testing.T) {
 	a := s.startCallbacks(t, "max_attempts 3\n\t\t\tbackoff 200ms 1.4 500ms")
 
 	a.discordCommand(t, "discord-cmd-1")
-	waitUntil(t, "the first command reached the region", 20*time.Second, func() bool {
+	waitFor(t, "the first command reached the region", 20*time.Second, func() bool {
 		n, _ := region.hits("discord-cmd-1")
 		return n >= 1
 	})
 	a.discordCommand(t, "discord-cmd-2")
-	waitUntil(t, "the second command reached the region", 20*time.Second, func() bool {
+	waitFor(t, "the second command reached the region", 20*time.Second, func() bool {
 		n, _ := region.hits("discord-cmd-2")
 		return n >= 1
 	})
 	if dls := a.deadLetters(t); len(dls) != 0 {
 		t.Errorf("the second command waited until the first was given up: %+v", dls)
 	}
-	waitUntil(t, "both commands dead-lettered", 40*time.Second, func() bool { return len(a.deadLetters(t)) == 2 })
+	waitFor(t, "both commands dead-lettered", 40*time.Second, func() bool { return len(a.deadLetters(t)) == 2 })
 	for _, marker := range []string{"discord-cmd-1", "discord-cmd-2"} {
 		if n, _ := region.hits(marker); n != 1 {
 			t.Errorf("%s reached the region %d times, want 1", marker, n)
@@ -420,7 +417,7 @@ func TestDrainSlackCallback(t *testing.T) {
 	t0 := time.Now()
 	form := "team_id=T1&command=%2Fsentry&text=link&response_url=" + url.QueryEscape(peer.srv.URL+"/commands/1/abc")
 	a.post(t, "/extensions/slack/commands/", "application/x-www-form-urlencoded", form, http.StatusOK)
-	waitUntil(t, "the answer POSTed to the response_url", 20*time.Second, func() bool { return len(peer.received()) == 1 })
+	waitFor(t, "the answer POSTed to the response_url", 20*time.Second, func() bool { return len(peer.received()) == 1 })
 	want := "POST /commands/1/abc application/json " + slackRegionAnswer
 	if got := peer.received()[0]; got != want {
 		t.Fatalf("response_url got %q, want %q", got, want)
@@ -432,5 +429,5 @@ func TestDrainSlackCallback(t *testing.T) {
 		t.Fatalf("region saw %+v", seen)
 	}
 	t.Logf("slash command to response_url in %v", time.Since(t0))
-	waitUntil(t, "callback row deleted", 10*time.Second, func() bool { return s.pending(t) == 0 })
+	waitFor(t, "callback row deleted", 10*time.Second, func() bool { return s.pending(t) == 0 })
 }

@@ -59,8 +59,7 @@ func TestCaptureAppendsPeerToForwardedFor(t *testing.T) {
 		t.Skip("runs the real binary; left out under -short")
 	}
 	region := newForwardedRegion(t)
-	port := harness.FreePort(t)
-	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	admin, site := harness.ReservePort(t), harness.ReservePort(t)
 	path := filepath.Join(t.TempDir(), "silo.db")
 	caddyfile := fmt.Sprintf(`{
 %s	sentry_silo {
@@ -72,7 +71,7 @@ func TestCaptureAppendsPeerToForwardedFor(t *testing.T) {
 		}
 	}
 }
-http://127.0.0.1:%d {
+http://%s {
 	route {
 		sentry_webhook_capture {
 			slack_signing_secret {env.SILO_TEST_SLACK_SECRET}
@@ -80,7 +79,7 @@ http://127.0.0.1:%d {
 		respond "control" 200
 	}
 }
-`, harness.GlobalOptions(admin), path, region.srv.URL, port)
+`, harness.GlobalOptions(admin), path, region.srv.URL, site.Addr)
 	c := harness.Start(t, admin, caddyfile, "SILO_TEST_SLACK_SECRET="+captureSlackSecret)
 	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)")
 	if err != nil {
@@ -91,7 +90,7 @@ http://127.0.0.1:%d {
 	mustExec(t, db, `INSERT INTO sentry_organizationmapping (organization_id, slug, region_name, status) VALUES (1, 'acme', 'us', 0)`)
 	mustExec(t, db, `INSERT INTO sentry_integration (id, provider, external_id, name, metadata, status) VALUES (13, 'slack', 'T123', 'x', '{}', 0)`)
 	mustExec(t, db, `INSERT INTO sentry_organizationintegration (id, organization_id, integration_id, status) VALUES (101, 1, 13, 0)`)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	base := site.URL()
 
 	slackAction := []byte(url.Values{"payload": {`{"type":"block_actions","team":{"id":"T123"},"actions":[{"action_id":"resolve"}]}`}}.Encode())
 	tests := []struct {
@@ -130,7 +129,7 @@ http://127.0.0.1:%d {
 					t.Fatalf("POST %s: %d, want %d\n%s", path, resp.StatusCode, want, c.Logs())
 				}
 				var got []string
-				relWaitFor(t, "the region to get "+marker, 30*time.Second, func() bool {
+				waitFor(t, "the region to get "+marker, 30*time.Second, func() bool {
 					var ok bool
 					got, ok = region.forwardedFor(marker)
 					return ok

@@ -42,18 +42,14 @@ type captureSetup struct {
 	db       *sql.DB
 	postgres bool
 	storage  string
-	port     int
+	site     *harness.Port
 	us, de   *httptest.Server
 	control  *httptest.Server
-	grace    string
 }
 
 type captureOptions struct {
 	dsn     string // PostgreSQL storage when set, else SQLite
 	handler string // lines inside sentry_webhook_capture { }
-	// grace replaces the harness's 1ns grace period, for tests of
-	// requests that are in flight across a reload.
-	grace string
 }
 
 func newCaptureSetup(t *testing.T, opts captureOptions) *captureSetup {
@@ -61,7 +57,7 @@ func newCaptureSetup(t *testing.T, opts captureOptions) *captureSetup {
 	if testing.Short() {
 		t.Skip("runs the real binary; left out under -short")
 	}
-	s := &captureSetup{port: harness.FreePort(t)}
+	s := &captureSetup{site: harness.ReservePort(t)}
 	region := func(name string) *httptest.Server {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
@@ -87,10 +83,9 @@ func newCaptureSetup(t *testing.T, opts captureOptions) *captureSetup {
 		s.storage = "sqlite " + path
 		source = path + "?_pragma=busy_timeout(10000)"
 	}
-	s.grace = opts.grace
-	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	admin := harness.ReservePort(t)
 	s.c = harness.Start(t, admin, s.caddyfile(admin, opts.handler), "SILO_TEST_SLACK_SECRET="+captureSlackSecret)
-	s.base = fmt.Sprintf("http://127.0.0.1:%d", s.port)
+	s.base = s.site.URL()
 	db, err := sql.Open(driver, source)
 	if err != nil {
 		t.Fatal(err)
@@ -101,11 +96,7 @@ func newCaptureSetup(t *testing.T, opts captureOptions) *captureSetup {
 	return s
 }
 
-func (s *captureSetup) caddyfile(admin, handler string) string {
-	global := harness.GlobalOptions(admin)
-	if s.grace != "" {
-		global = strings.Replace(global, "grace_period 1ns", "grace_period "+s.grace, 1)
-	}
+func (s *captureSetup) caddyfile(admin *harness.Port, handler string) string {
 	return fmt.Sprintf(`{
 %s	sentry_silo {
 		storage %s
@@ -119,7 +110,7 @@ func (s *captureSetup) caddyfile(admin, handler string) string {
 		}
 	}
 }
-http://127.0.0.1:%d {
+http://%s {
 	sentry_webhook_capture {
 		slack_signing_secret {env.SILO_TEST_SLACK_SECRET}
 		discord_public_key %s
@@ -127,7 +118,7 @@ http://127.0.0.1:%d {
 	}
 	reverse_proxy %s
 }
-`, global, s.storage, s.us.URL, s.de.URL, s.port,
+`, harness.GlobalOptions(admin), s.storage, s.us.URL, s.de.URL, s.site.Addr,
 		hex.EncodeToString(captureDiscordKey.Public().(ed25519.PublicKey)), handler, strings.TrimPrefix(s.control.URL, "http://"))
 }
 

@@ -158,10 +158,10 @@ func checkGiveUps(t *testing.T, s *captureSetup) {
 			}
 		})
 	}
-	relWaitFor(t, fmt.Sprintf("%d senders to give up", giveUpsHeld), 60*time.Second, func() bool { return giveUps.Load() >= giveUpsHeld })
+	waitFor(t, fmt.Sprintf("%d senders to give up", giveUpsHeld), 60*time.Second, func() bool { return giveUps.Load() >= giveUpsHeld })
 	released.Store(true)
 	release()
-	relWaitFor(t, fmt.Sprintf("%d captures after the release", sentAfter), 60*time.Second, func() bool { return after.Load() >= sentAfter })
+	waitFor(t, fmt.Sprintf("%d captures after the release", sentAfter), 60*time.Second, func() bool { return after.Load() >= sentAfter })
 	close(stop)
 	wg.Wait()
 

@@ -247,8 +247,9 @@ func newCredSetup(t *testing.T, opts credOptions) *credSetup {
 	env := []string{"SILO_TEST_SUBNET_SECRET=" + credSubnetSecret, "SILO_TEST_MSTEAMS_SECRET=" + credMSTeamsSecret,
 		"SILO_TEST_GITLAB_SECRET=" + credGitLabSecret, "SILO_TEST_DISCORD_TOKEN=" + credDiscordToken}
 	for i := 0; i < n; i++ {
-		admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-		port := harness.FreePort(t)
+		// The region is a reserved port nobody listens on: the
+		// credential proxy never calls it.
+		admin, site, region := harness.ReservePort(t), harness.ReservePort(t), harness.ReservePort(t)
 		mode, secret := "", "\t\tsubnet_secret {env.SILO_TEST_SUBNET_SECRET}\n"
 		if opts.mode != "" {
 			mode = "\t\tmode " + opts.mode + "\n"
@@ -263,22 +264,22 @@ func newCredSetup(t *testing.T, opts credOptions) *credSetup {
 		caddyfile := fmt.Sprintf(`{
 %s	sentry_silo {
 %s%s		storage %s
-%s		region us http://127.0.0.1:%d
+%s		region us %s
 		directory_cache 1s 1s
 		drainer {
 			off
 		}
 	}
 }
-http://127.0.0.1:%d {
+http://%s {
 	sentry_cred_proxy {
 %s
 	}
 	reverse_proxy %s
 }
-`, harness.GlobalOptions(admin), mode, secret, s.storage, directory, harness.FreePort(t), port, handler, s.control.Host())
+`, harness.GlobalOptions(admin), mode, secret, s.storage, directory, region.URL(), site.Addr, handler, s.control.Host())
 		s.instances = append(s.instances, harness.Start(t, admin, caddyfile, env...))
-		s.bases = append(s.bases, fmt.Sprintf("http://127.0.0.1:%d", port))
+		s.bases = append(s.bases, site.URL())
 	}
 	db, err := sql.Open(driver, source)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -264,6 +263,10 @@ func TestCredProxyDisableTakesEffect(t *testing.T) {
 	if resp, got := s.call(t, 0, http.MethodGet, tp+"/api/auth.test", tp+"/api", oiSlack, "", nil); resp.StatusCode != 200 {
 		t.Fatalf("%d %s", resp.StatusCode, got)
 	}
+	// The sleeps are the behaviour under test: the change must be seen
+	// once the cached entries (1s) have expired, whatever was asked
+	// meanwhile; polling would ask meanwhile, and a call that goes out
+	// before the integration's entry expires would look like a leak.
 	mustExec(t, s.db, `UPDATE sentry_organizationintegration SET status = 1 WHERE id = 110`)
 	time.Sleep(1100 * time.Millisecond)
 	before := s.tp.count()
@@ -293,7 +296,7 @@ func TestCredProxyRefreshFailure(t *testing.T) {
 	if s.tp.count() != 2 {
 		t.Fatalf("%d calls: only the two token requests may have gone out", s.tp.count())
 	}
-	waitFor(t, 5*time.Second, "the refresh failure log line", func() bool {
+	waitFor(t, "the refresh failure log line", 5*time.Second, func() bool {
 		return strings.Contains(s.logs(), "token refresh failed")
 	})
 	if !strings.Contains(s.logs(), "token endpoint answered 503") {
@@ -307,12 +310,7 @@ func TestCredProxyRefreshFailure(t *testing.T) {
 func TestCredProxyTimeouts(t *testing.T) {
 	s := newCredSetup(t, credOptions{})
 	tp := s.tp.URL()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "http://" + l.Addr().String()
-	l.Close()
+	closed := harness.ReservePort(t).URL() // reserved, and nothing listens there
 	resp, got := s.call(t, 0, http.MethodGet, closed+"/api/x", closed+"/api", oiSlack, "", nil)
 	wantProxyFailure(t, resp, got, http.StatusServiceUnavailable)
 
@@ -333,6 +331,9 @@ func TestCredProxyTimeouts(t *testing.T) {
 		resp, got := s.call(t, 0, http.MethodGet, tp+"/api/slow", tp+"/api", oiSlack, "", http.Header{subnet.HeaderTimeout: {c.header}})
 		if c.status == 504 {
 			wantProxyFailure(t, resp, got, 504)
+			// The bound is the behaviour: the header's timeout (at
+			// most 0.3s) fired, before the third party's answer at
+			// 1s; 900ms leaves 600ms for a loaded machine.
 			if d := time.Since(start); d > 900*time.Millisecond {
 				t.Errorf("timeout %q took %v", c.header, d)
 			}
@@ -458,8 +459,11 @@ func TestCredProxyBadPrivateKey(t *testing.T) {
 	s := newCredSetup(t, credOptions{})
 	c := s.instances[0]
 	bad := "-----BEGIN RSA PRIVATE KEY-----\nTm90QUtleVNlY3JldE1hdGVyaWFs\n-----END RSA PRIVATE KEY-----"
-	cfg := fmt.Sprintf("{\n%s\tsentry_silo {\n\t\tstorage %s\n\t\tregion us http://127.0.0.1:1\n\t}\n}\nhttp://127.0.0.1:%d {\n\tsentry_cred_proxy {\n\t\tgithub_app_id 1\n\t\tgithub_private_key %q\n\t}\n}\n",
-		harness.GlobalOptions(c.AdminAddr), s.storage, harness.FreePort(t), bad)
+	// The configs are refused before they listen; their site is a
+	// reserved port all the same.
+	site := harness.ReservePort(t)
+	cfg := fmt.Sprintf("{\n%s\tsentry_silo {\n\t\tstorage %s\n\t\tregion us http://127.0.0.1:1\n\t}\n}\nhttp://%s {\n\tsentry_cred_proxy {\n\t\tgithub_app_id 1\n\t\tgithub_private_key %q\n\t}\n}\n",
+		harness.GlobalOptions(c.Admin), s.storage, site.Addr, bad)
 	err := c.TryReload(cfg)
 	if err == nil || !strings.Contains(err.Error(), "github_private_key: not an RSA private key") {
 		t.Fatalf("reload with a bad key: %v", err)
@@ -468,7 +472,7 @@ func TestCredProxyBadPrivateKey(t *testing.T) {
 		t.Fatal("the key was printed")
 	}
 	for _, bad := range []string{"sentry_cred_proxy {\n\t\tbogus 1\n\t}", "sentry_cred_proxy {\n\t\toauth github a b\n\t}"} {
-		cfg := fmt.Sprintf("{\n%s\tsentry_silo {\n\t\tstorage %s\n\t\tregion us http://127.0.0.1:1\n\t}\n}\nhttp://127.0.0.1:%d {\n\t%s\n}\n", harness.GlobalOptions(c.AdminAddr), s.storage, harness.FreePort(t), bad)
+		cfg := fmt.Sprintf("{\n%s\tsentry_silo {\n\t\tstorage %s\n\t\tregion us http://127.0.0.1:1\n\t}\n}\nhttp://%s {\n\t%s\n}\n", harness.GlobalOptions(c.Admin), s.storage, site.Addr, bad)
 		if err := c.TryReload(cfg); err == nil {
 			t.Fatalf("accepted %q", bad)
 		}
@@ -560,17 +564,18 @@ func TestDirectoryTableMissingIsNamed(t *testing.T) {
 	}
 	const password = "pw-never-logged-4711"
 	u.User = url.UserPassword("postgres", password) // trust auth ignores it
-	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	// Nobody listens on region.
+	admin, region := harness.ReservePort(t), harness.ReservePort(t)
 	c := harness.Start(t, admin, fmt.Sprintf(`{
 %s	sentry_silo {
 		storage postgres %s
 		directory_dsn %s
-		region us http://127.0.0.1:%d
+		region us %s
 	}
 }
-`, harness.GlobalOptions(admin), cluster.DSN(t), u.String(), harness.FreePort(t)))
+`, harness.GlobalOptions(admin), cluster.DSN(t), u.String(), region.URL()))
 	host := fmt.Sprintf("127.0.0.1:%d", cluster.Port())
-	waitFor(t, 30*time.Second, "an error naming sentry_identity and "+host, func() bool {
+	waitFor(t, "an error naming sentry_identity and "+host, 30*time.Second, func() bool {
 		for _, line := range strings.Split(c.Logs(), "\n") {
 			if strings.Contains(line, "sentry_identity") && strings.Contains(line, host) && strings.Contains(line, `"error"`) {
 				return true

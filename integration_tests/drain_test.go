@@ -23,15 +23,16 @@ import (
 
 // drainRegion is a fake region that records webhook deliveries by their
 // X-GitHub-Delivery id. down makes it answer 503 to everything, probes
-// included; delay slows every answer.
+// included (counted in refused); delay slows every answer.
 type drainRegion struct {
-	srv    *httptest.Server
-	mu     sync.Mutex
-	counts map[string]int
-	order  []string
-	down   atomic.Bool
-	status atomic.Int32 // 0: 200
-	delay  atomic.Int64
+	srv     *httptest.Server
+	mu      sync.Mutex
+	counts  map[string]int
+	order   []string
+	down    atomic.Bool
+	refused atomic.Int64
+	status  atomic.Int32 // 0: 200
+	delay   atomic.Int64
 	// other answers requests that are not GitHub deliveries, when set.
 	other atomic.Pointer[http.HandlerFunc]
 }
@@ -45,6 +46,7 @@ func newDrainRegion(t *testing.T) *drainRegion {
 			time.Sleep(time.Duration(d))
 		}
 		if r.down.Load() {
+			r.refused.Add(1)
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
@@ -142,7 +144,7 @@ func (s *drainSetup) pending(t *testing.T) int {
 	return n
 }
 
-func (s *drainSetup) caddyfile(admin string, port int, drainer string) string {
+func (s *drainSetup) caddyfile(admin, site *harness.Port, drainer string) string {
 	return fmt.Sprintf(`{
 %s	sentry_silo {
 		storage %s
@@ -156,13 +158,13 @@ func (s *drainSetup) caddyfile(admin string, port int, drainer string) string {
 		}
 	}
 }
-http://127.0.0.1:%d {
+http://%s {
 	route {
 		sentry_webhook_capture
 		respond "control" 200
 	}
 }
-`, harness.GlobalOptions(admin), s.storage, s.us.srv.URL, drainer, port)
+`, harness.GlobalOptions(admin), s.storage, s.us.srv.URL, drainer, site.Addr)
 }
 
 type drainInstance struct {
@@ -172,10 +174,9 @@ type drainInstance struct {
 
 func (s *drainSetup) start(t *testing.T, drainer string) *drainInstance {
 	t.Helper()
-	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	port := harness.FreePort(t)
-	c := harness.Start(t, admin, s.caddyfile(admin, port, drainer))
-	return &drainInstance{c: c, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	admin, site := harness.ReservePort(t), harness.ReservePort(t)
+	c := harness.Start(t, admin, s.caddyfile(admin, site, drainer))
+	return &drainInstance{c: c, base: site.URL()}
 }
 
 var drainClient = &http.Client{Timeout: 10 * time.Second}
@@ -223,17 +224,6 @@ func (in *drainInstance) admin(t *testing.T, method, path string) (int, map[stri
 	return resp.StatusCode, out
 }
 
-func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // Two Caddy processes on one PostgreSQL database, captures spread over
 // both: every webhook is delivered exactly once.
 func TestDrainTwoInstances(t *testing.T) {
@@ -260,9 +250,14 @@ func TestDrainTwoInstances(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitUntil(t, "every webhook delivered", 60*time.Second, func() bool { d, _, _ := s.us.delivered(); return d == n })
-	waitUntil(t, "mailboxes empty", 10*time.Second, func() bool { return s.pending(t) == 0 })
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, "every webhook delivered", 60*time.Second, func() bool { d, _, _ := s.us.delivered(); return d == n })
+	waitFor(t, "mailboxes empty", 10*time.Second, func() bool { return s.pending(t) == 0 })
+	// A duplicate could still be on its way; none can once both
+	// processes have exited and the region's handlers have returned
+	// (httptest's Close waits for them).
+	a.c.Stop()
+	b.c.Stop()
+	s.us.srv.Close()
 	if d, total, dups := s.us.delivered(); d != n || total != n {
 		t.Fatalf("delivered %d distinct, %d in all (duplicates %v)", d, total, dups)
 	}
@@ -279,14 +274,14 @@ func TestDrainKillRestart(t *testing.T) {
 	for i := 0; i < n; i++ {
 		a.capture(t, 1+i%2, fmt.Sprint("kill-", i))
 	}
-	waitUntil(t, "drain under way", 30*time.Second, func() bool { d, _, _ := s.us.delivered(); return d >= 20 })
+	waitFor(t, "drain under way", 30*time.Second, func() bool { d, _, _ := s.us.delivered(); return d >= 20 })
 	a.c.Kill()
 	if d, _, _ := s.us.delivered(); d == n {
 		t.Fatal("drained before the kill; slow the region down")
 	}
 	a.c.Restart(t)
-	waitUntil(t, "every webhook delivered after the restart", 60*time.Second, func() bool { d, _, _ := s.us.delivered(); return d == n })
-	waitUntil(t, "mailboxes empty", 10*time.Second, func() bool { return s.pending(t) == 0 })
+	waitFor(t, "every webhook delivered after the restart", 60*time.Second, func() bool { d, _, _ := s.us.delivered(); return d == n })
+	waitFor(t, "mailboxes empty", 10*time.Second, func() bool { return s.pending(t) == 0 })
 	_, total, dups := s.us.delivered()
 	t.Logf("%d deliveries for %d webhooks (%d delivered twice: in flight at the kill)", total, n, len(dups))
 }
@@ -303,7 +298,11 @@ func TestDrainRegionDownThenUp(t *testing.T) {
 	for i := 0; i < n; i++ {
 		a.capture(t, 1+i%3, fmt.Sprint("down-", i))
 	}
-	time.Sleep(2 * time.Second) // many probe intervals and polls
+	// Give the drainer many chances to spend an attempt: the breaker
+	// opens after 3 refusals (region_breaker 3 200ms), then a probe
+	// every 200ms; 12 refusals are many probes past that (the region
+	// refused 12 or 13 in the 2s this test used to sleep).
+	waitFor(t, "12 deliveries refused by the region", 30*time.Second, func() bool { return s.us.refused.Load() >= 12 })
 	if status, out := a.admin(t, "GET", "/sentry_silo/regions"); status != 200 ||
 		fmt.Sprint(out["regions"]) != "[map[breaker_open:true name:us]]" {
 		t.Fatalf("regions while us is down: %d %v", status, out)
@@ -323,8 +322,8 @@ func TestDrainRegionDownThenUp(t *testing.T) {
 		t.Fatalf("dead letters while the region was down: %v", out)
 	}
 	s.us.down.Store(false)
-	waitUntil(t, "backlog delivered", 30*time.Second, func() bool { d, _, _ := s.us.delivered(); return d == n })
-	waitUntil(t, "mailboxes empty", 10*time.Second, func() bool { return s.pending(t) == 0 })
+	waitFor(t, "backlog delivered", 30*time.Second, func() bool { d, _, _ := s.us.delivered(); return d == n })
+	waitFor(t, "mailboxes empty", 10*time.Second, func() bool { return s.pending(t) == 0 })
 	if _, out := a.admin(t, "GET", "/sentry_silo/dead_letters"); len(out["dead_letters"].([]any)) != 0 {
 		t.Fatalf("dead letters: %v", out)
 	}
@@ -338,19 +337,18 @@ func TestDrainRegionDownThenUp(t *testing.T) {
 func TestDrainReloadDuringDrain(t *testing.T) {
 	s := newDrainSetup(t)
 	s.us.delay.Store(int64(10 * time.Millisecond))
-	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	port := harness.FreePort(t)
-	c := harness.Start(t, admin, s.caddyfile(admin, port, "\t\t\tworkers 4"))
-	in := &drainInstance{c: c, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	admin, site := harness.ReservePort(t), harness.ReservePort(t)
+	c := harness.Start(t, admin, s.caddyfile(admin, site, "\t\t\tworkers 4"))
+	in := &drainInstance{c: c, base: site.URL()}
 	s.seed(t, 4)
 	const n = 300
 	for i := 0; i < n; i++ {
 		in.capture(t, 1+i%4, fmt.Sprint("reload-", i))
 	}
-	waitUntil(t, "drain under way", 30*time.Second, func() bool { d, _, _ := s.us.delivered(); return d >= 20 })
-	c.Reload(t, s.caddyfile(admin, port, "\t\t\tworkers 8"))
-	waitUntil(t, "every webhook delivered across the reload", 60*time.Second, func() bool { d, _, _ := s.us.delivered(); return d == n })
-	waitUntil(t, "mailboxes empty", 10*time.Second, func() bool { return s.pending(t) == 0 })
+	waitFor(t, "drain under way", 30*time.Second, func() bool { d, _, _ := s.us.delivered(); return d >= 20 })
+	c.Reload(t, s.caddyfile(admin, site, "\t\t\tworkers 8"))
+	waitFor(t, "every webhook delivered across the reload", 60*time.Second, func() bool { d, _, _ := s.us.delivered(); return d == n })
+	waitFor(t, "mailboxes empty", 10*time.Second, func() bool { return s.pending(t) == 0 })
 	_, total, dups := s.us.delivered()
 	if len(dups) > 8 {
 		t.Fatalf("%d duplicates across one reload (%d deliveries)", len(dups), total)
@@ -366,7 +364,7 @@ func TestDrainDeadLetterReplay(t *testing.T) {
 	s.seed(t, 1)
 	a.capture(t, 1, "dl-1")
 	var id float64
-	waitUntil(t, "dead letter", 20*time.Second, func() bool {
+	waitFor(t, "dead letter", 20*time.Second, func() bool {
 		_, out := a.admin(t, "GET", "/sentry_silo/dead_letters?limit=10")
 		dls, _ := out["dead_letters"].([]any)
 		if len(dls) != 1 {
@@ -383,7 +381,7 @@ func TestDrainDeadLetterReplay(t *testing.T) {
 	if status, out := a.admin(t, "POST", fmt.Sprintf("/sentry_silo/dead_letters/%d/replay", int64(id))); status != 200 {
 		t.Fatalf("replay: %d %v", status, out)
 	}
-	waitUntil(t, "replay delivered", 20*time.Second, func() bool { d, _, _ := s.us.delivered(); return d == 1 })
+	waitFor(t, "replay delivered", 20*time.Second, func() bool { d, _, _ := s.us.delivered(); return d == 1 })
 	if status, _ := a.admin(t, "POST", fmt.Sprintf("/sentry_silo/dead_letters/%d/replay", int64(id))); status != 404 {
 		t.Fatalf("second replay: %d", status)
 	}

@@ -128,17 +128,16 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 		control: newFakeUpstream(t, "control"),
 		dbPath:  filepath.Join(t.TempDir(), "silo.db"),
 	}
-	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	port := harness.FreePort(t)
-	down := harness.FreePort(t)
-	g.base = fmt.Sprintf("http://127.0.0.1:%d", port)
+	// down is a reserved port nobody listens on: connections are refused.
+	admin, site, down := harness.ReservePort(t), harness.ReservePort(t), harness.ReservePort(t)
+	g.base = site.URL()
 	mode := ""
 	if opts.mode != "" {
 		mode = "\t\tmode " + opts.mode + "\n"
 	}
 	deRegion := "\t\tregion de " + g.de.URL() + "\n"
 	if opts.deGateway {
-		deRegion = fmt.Sprintf("\t\tregion de http://127.0.0.1:%d {\n\t\t\tgateway_address %s\n\t\t}\n", harness.FreePort(t), g.de.URL())
+		deRegion = fmt.Sprintf("\t\tregion de %s {\n\t\t\tgateway_address %s\n\t\t}\n", harness.ReservePort(t).URL(), g.de.URL())
 	}
 	caddyfile := fmt.Sprintf(`{
 %s	sentry_silo {
@@ -146,7 +145,7 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 		region us %s
 %s		region flaky %s
 		region slow %s
-		region down http://127.0.0.1:%d
+		region down %s
 		default_region us
 		url_prefix https://sentry.io
 		organization 1 acme us
@@ -160,14 +159,14 @@ func startGateway(t *testing.T, opts gatewayOptions) *gateway {
 		}
 	}
 }
-http://127.0.0.1:%d {
+http://%s {
 	sentry_region_route {
 %s
 	}
 	reverse_proxy %s
 }
-`, harness.GlobalOptions(admin), mode, g.dbPath, g.us.URL(), deRegion, g.flaky.URL(), g.slow.URL(), down,
-		port, opts.routeBlock, g.control.Host())
+`, harness.GlobalOptions(admin), mode, g.dbPath, g.us.URL(), deRegion, g.flaky.URL(), g.slow.URL(), down.URL(),
+		site.Addr, opts.routeBlock, g.control.Host())
 	g.c = harness.Start(t, admin, caddyfile)
 	g.client = &http.Client{
 		Timeout: 60 * time.Second,
@@ -194,9 +193,10 @@ func (g *gateway) do(t *testing.T, method, path string, header http.Header, body
 	// Right after a reload, a new connection the kernel queued on the
 	// listening socket Caddy closed is reset before any handler sees it
 	// (docs/operations.md, Reloads). A client retries an idempotent
-	// request then, and so does this one.
+	// request then, and so does this one, at once: the reset means the
+	// socket that queued it is closed, so a new connection goes to the
+	// new config's.
 	for try := 0; err != nil && body == nil && (method == http.MethodGet || method == http.MethodHead) && try < 3; try++ {
-		time.Sleep(100 * time.Millisecond)
 		g.client.CloseIdleConnections()
 		retry, _ := http.NewRequest(method, g.base+path, nil)
 		retry.Header = req.Header
@@ -251,17 +251,5 @@ func wantAPIError(t *testing.T, resp *http.Response, body []byte, status int, de
 	}
 	if resp.Header.Get("X-Sentry-Proxy-URL") != "" {
 		t.Fatalf("error answer carries X-Sentry-Proxy-URL")
-	}
-}
-
-// waitFor polls cond every 10ms for up to d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -121,8 +121,7 @@ func TestDebugLogHasNoSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	port := harness.FreePort(t)
+	admin, site := harness.ReservePort(t), harness.ReservePort(t)
 	caddyfile := fmt.Sprintf(`%s
 
 {
@@ -141,7 +140,7 @@ func TestDebugLogHasNoSecrets(t *testing.T) {
 		}
 	}
 }
-http://127.0.0.1:%d {
+http://%s {
 	log {
 		import %[3]s
 	}
@@ -157,11 +156,11 @@ http://127.0.0.1:%d {
 	sentry_region_route
 	reverse_proxy %[8]s
 }
-`, snippet, harness.GlobalOptions(admin), logFilterSnippet, region.URL(), port, credGitHubAppID, keyPath, control.Host())
+`, snippet, harness.GlobalOptions(admin), logFilterSnippet, region.URL(), site.Addr, credGitHubAppID, keyPath, control.Host())
 	c := harness.Start(t, admin, caddyfile,
 		"SILO_TEST_PG_DSN="+dsn.String(), "SILO_TEST_SUBNET_SECRET="+subnetSecret,
 		"SILO_TEST_SLACK_SECRET="+slackSecret, "SILO_TEST_GITHUB_SECRET="+githubSecret)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	base := site.URL()
 
 	db, err := sql.Open("pgx", dsn.String())
 	if err != nil {
@@ -253,7 +252,7 @@ http://127.0.0.1:%d {
 	}
 
 	// Let the drainer deliver the captures, so its logs are in too.
-	waitFor(t, 30*time.Second, "captures delivered", func() bool {
+	waitFor(t, "captures delivered", 30*time.Second, func() bool {
 		var n int
 		return db.QueryRow(`SELECT count(*) FROM silo_webhook_payload`).Scan(&n) == nil && n == 0
 	})

@@ -19,8 +19,7 @@ import (
 // after each.
 func TestMetricsKeepCountingAcrossReloads(t *testing.T) {
 	s := newDrainSetup(t)
-	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	port := harness.FreePort(t)
+	admin, site := harness.ReservePort(t), harness.ReservePort(t)
 	caddyfile := func(generation int) string {
 		return fmt.Sprintf(`{
 %s	sentry_silo {
@@ -32,18 +31,18 @@ func TestMetricsKeepCountingAcrossReloads(t *testing.T) {
 		}
 	}
 }
-http://127.0.0.1:%d {
+http://%s {
 	route {
 		sentry_webhook_capture
 		sentry_region_route
 		respond "control %d" 200
 	}
 }
-`, harness.GlobalOptions(admin), s.storage, s.us.srv.URL, port, generation)
+`, harness.GlobalOptions(admin), s.storage, s.us.srv.URL, site.Addr, generation)
 	}
 	c := harness.Start(t, admin, caddyfile(0))
 	s.seed(t, 1)
-	in := &drainInstance{c: c, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	in := &drainInstance{c: c, base: site.URL()}
 
 	counters := []struct{ name, labels string }{
 		{"caddy_sentry_gateway_requests_total", `outcome="ok",region="us"`},
@@ -61,16 +60,16 @@ http://127.0.0.1:%d {
 		}
 		resp.Body.Close()
 		in.capture(t, 1, fmt.Sprintf("delivery-%d", round))
-		waitUntil(t, "the webhook of round "+fmt.Sprint(round)+" delivered", 30*time.Second, func() bool {
+		waitFor(t, "the webhook of round "+fmt.Sprint(round)+" delivered", 30*time.Second, func() bool {
 			distinct, _, _ := s.us.delivered()
 			return distinct == round+1
 		})
 		// The delivery is counted right after the region answered.
-		waitUntil(t, fmt.Sprintf("%s{%s} to pass %v", counters[2].name, counters[2].labels, last[2]), 10*time.Second, func() bool {
-			return counterValue(t, admin, counters[2].name, counters[2].labels) > last[2]
+		waitFor(t, fmt.Sprintf("%s{%s} to pass %v", counters[2].name, counters[2].labels, last[2]), 10*time.Second, func() bool {
+			return metricValue(t, admin.Addr, counters[2].name, counters[2].labels) > last[2]
 		})
 		for i, m := range counters {
-			v := counterValue(t, admin, m.name, m.labels)
+			v := metricValue(t, admin.Addr, m.name, m.labels)
 			if v < float64(round+1) || v < last[i] {
 				t.Errorf("after %d reloads %s{%s} = %v, was %v; want it to keep counting (≥ %d)", round, m.name, m.labels, v, last[i], round+1)
 			}
@@ -81,7 +80,7 @@ http://127.0.0.1:%d {
 
 // counterValue reads one sample of a counter from the admin API's
 // /metrics (0 when absent).
-func counterValue(t *testing.T, admin, name, labels string) float64 {
+func metricValue(t *testing.T, admin, name, labels string) float64 {
 	t.Helper()
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := p.TextToMetricFamilies(strings.NewReader(metricsOf(t, admin)))
@@ -98,7 +97,10 @@ func counterValue(t *testing.T, admin, name, labels string) float64 {
 			got = append(got, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
 		}
 		if strings.Join(got, ",") == labels {
-			return m.GetCounter().GetValue()
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
 		}
 	}
 	return 0

@@ -24,18 +24,18 @@ func TestQuickstartRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	conf := string(raw)
-	ports := map[string]int{}
+	ports := map[string]*harness.Port{}
 	for _, p := range []string{"8000", "9000", "8010", "8011"} {
-		ports[p] = harness.FreePort(t)
-		conf = strings.ReplaceAll(conf, ":"+p, fmt.Sprintf(":%d", ports[p]))
+		ports[p] = harness.ReservePort(t)
+		conf = strings.ReplaceAll(conf, ":"+p, fmt.Sprintf(":%d", ports[p].Num))
 	}
-	admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	admin := harness.ReservePort(t)
 	// The global options block is the one that opens on a line of its own
 	// (a snippet comes before it).
 	conf = strings.Replace(conf, "\n{\n", "\n{\n"+harness.GlobalOptions(admin), 1)
 	c := harness.Start(t, admin, conf)
 
-	base := fmt.Sprintf("http://127.0.0.1:%d", ports["8000"])
+	base := ports["8000"].URL()
 	for _, tc := range []struct {
 		path, wantBody string
 		wantStatus     int
@@ -74,11 +74,11 @@ func TestQuickstartRuns(t *testing.T) {
 		t.Fatalf("GitHub webhook: %d, want 202", resp.StatusCode)
 	}
 	for _, region := range []string{"us", "de"} {
-		port := ports["8010"]
+		port := ports["8010"].Num
 		if region == "de" {
-			port = ports["8011"]
+			port = ports["8011"].Num
 		}
-		waitFor(t, 30*time.Second, "the webhook delivered to region "+region, func() bool {
+		waitFor(t, "the webhook delivered to region "+region, 30*time.Second, func() bool {
 			for _, line := range strings.Split(c.Logs(), "\n") {
 				if strings.Contains(line, "handled request") && strings.Contains(line, `"uri":"/extensions/github/webhook/"`) &&
 					strings.Contains(line, fmt.Sprintf(`"host":"127.0.0.1:%d"`, port)) {
@@ -89,7 +89,13 @@ func TestQuickstartRuns(t *testing.T) {
 		})
 	}
 
-	time.Sleep(time.Second)
+	// It stays up through its drainer's whole cycle: both deliveries
+	// acknowledged and recorded, not only received by the regions.
+	for _, region := range []string{"us", "de"} {
+		waitFor(t, "the delivery to region "+region+" recorded", 30*time.Second, func() bool {
+			return metricValue(t, admin.Addr, "caddy_sentry_deliveries_total", `outcome="delivered",region="`+region+`"`) >= 1
+		})
+	}
 	if !c.Running() {
 		t.Fatalf("the quickstart exited:\n%s", c.Logs())
 	}

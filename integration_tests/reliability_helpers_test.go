@@ -39,7 +39,7 @@ import (
 // organization, so per mailbox).
 type relRegion struct {
 	name string
-	addr string
+	port *harness.Port
 
 	mu     sync.Mutex
 	srv    *http.Server
@@ -72,7 +72,7 @@ func newRelRegion(t *testing.T, name string, up bool) *relRegion {
 	t.Helper()
 	r := &relRegion{
 		name:        name,
-		addr:        fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)),
+		port:        harness.ReservePort(t),
 		counts:      map[string]int{},
 		order:       map[string][]string{},
 		gatewaySeen: map[string]bool{},
@@ -84,7 +84,7 @@ func newRelRegion(t *testing.T, name string, up bool) *relRegion {
 	return r
 }
 
-func (r *relRegion) url() string { return "http://" + r.addr }
+func (r *relRegion) url() string { return r.port.URL() }
 
 func (r *relRegion) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	_, _ = io.Copy(io.Discard, req.Body)
@@ -122,20 +122,13 @@ func (r *relRegion) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// up starts listening on the region's port; the port was free when the
-// region was made, and a closed listener's port is free again at once.
+// up starts listening on the region's port, which stays reserved for the
+// test while the region is down.
 func (r *relRegion) up(t *testing.T) {
 	t.Helper()
-	var l net.Listener
-	var err error
-	for i := 0; i < 50; i++ {
-		if l, err = net.Listen("tcp", r.addr); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	l, err := r.port.Listen()
 	if err != nil {
-		t.Fatalf("region %s cannot listen on %s: %v", r.name, r.addr, err)
+		t.Fatalf("region %s cannot listen on %s: %v", r.name, r.port.Addr, err)
 	}
 	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, ConnState: func(c net.Conn, st http.ConnState) {
 		switch st {
@@ -200,8 +193,8 @@ func (r *relRegion) arrivals(path string) []string {
 // gateway in front of a "control" responder, static organizations 1..orgs
 // in region us, the drainer tuned for tests.
 type relConfig struct {
-	admin   string
-	port    int
+	admin   *harness.Port
+	site    *harness.Port
 	storage string // storage line value; "" keeps the embedded default
 	region  string // URL of region us
 	orgs    int
@@ -220,21 +213,21 @@ func (c relConfig) caddyfile() string {
 		fmt.Fprintf(&b, "\t\torganization %d org-%d us\n", i, i)
 	}
 	fmt.Fprintf(&b, "\t\tdrainer {\n\t\t\tpoll_interval 200ms\n\t\t\tlease 2s\n\t\t\tregion_breaker 3 200ms\n\t\t\tbackoff 100ms 1.5 1s\n%s\t\t}\n\t}\n}\n", c.drainer)
-	fmt.Fprintf(&b, "http://127.0.0.1:%d {\n\troute {\n\t\tsentry_webhook_capture\n\t\tsentry_region_route {\n%s\t\t}\n\t\trespond \"control\" 200\n\t}\n}\n", c.port, c.route)
+	fmt.Fprintf(&b, "http://%s {\n\troute {\n\t\tsentry_webhook_capture\n\t\tsentry_region_route {\n%s\t\t}\n\t\trespond \"control\" 200\n\t}\n}\n", c.site.Addr, c.route)
 	return b.String()
 }
 
 func newRelConfig(t *testing.T, storage, region string, orgs int) relConfig {
 	return relConfig{
-		admin:   fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)),
-		port:    harness.FreePort(t),
+		admin:   harness.ReservePort(t),
+		site:    harness.ReservePort(t),
 		storage: storage,
 		region:  region,
 		orgs:    orgs,
 	}
 }
 
-func (c relConfig) base() string { return fmt.Sprintf("http://127.0.0.1:%d", c.port) }
+func (c relConfig) base() string { return c.site.URL() }
 
 // relHookPath is the Bitbucket capture path of organization org (mailbox
 // bitbucket:us:<org>, a skip-on-failure provider). The drainer delivers to
@@ -290,6 +283,7 @@ type relLoad struct {
 	mu      sync.Mutex
 	results []relResult
 	sent    atomic.Int64
+	failed  atomic.Int64 // sends that got no answer
 }
 
 func startRelLoad(workers, max int, prefix string, send func(worker int, marker string) (int, error)) *relLoad {
@@ -312,8 +306,15 @@ func startRelLoad(workers, max int, prefix string, send func(worker int, marker 
 				l.results = append(l.results, relResult{marker: marker, status: status, err: err, start: start, end: time.Now()})
 				l.mu.Unlock()
 				if err != nil {
-					// The server is gone (a kill): do not spin.
-					time.Sleep(20 * time.Millisecond)
+					l.failed.Add(1)
+					// The server is gone (a kill): pace the
+					// retries as a sender would, instead of
+					// spinning on refused connections.
+					select {
+					case <-l.stop:
+						return
+					case <-time.After(20 * time.Millisecond):
+					}
 				}
 			}
 		}()
@@ -411,15 +412,10 @@ func (d *relDB) read(t *testing.T, q string) []storedRow {
 	var err error
 	// The instance may hold the write lock for a moment (SQLite) or the
 	// server may have just come back (PostgreSQL): retry briefly.
-	for i := 0; i < 50; i++ {
-		out, err = d.tryRead(q)
-		if err == nil {
-			return out
-		}
-		time.Sleep(100 * time.Millisecond)
+	if harness.Poll(5*time.Second, func() bool { out, err = d.tryRead(q); return err == nil }) != nil {
+		t.Fatalf("%s: %v", q, err)
 	}
-	t.Fatalf("%s: %v", q, err)
-	return nil
+	return out
 }
 
 func (d *relDB) tryRead(q string) ([]storedRow, error) {
@@ -450,16 +446,12 @@ func (d *relDB) tryRead(q string) ([]storedRow, error) {
 // waitTables waits for the instance's migrations to create our tables.
 func (d *relDB) waitTables(t *testing.T, c *harness.Caddy) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		_, err := d.tryRead(`SELECT id, mailbox_name, request_body, attempts, '' FROM silo_webhook_payload WHERE id < 0`)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("payload table never appeared: %v\n%s", err, c.Logs())
-		}
-		time.Sleep(50 * time.Millisecond)
+	var err error
+	if harness.Poll(30*time.Second, func() bool {
+		_, err = d.tryRead(`SELECT id, mailbox_name, request_body, attempts, '' FROM silo_webhook_payload WHERE id < 0`)
+		return err == nil
+	}) != nil {
+		t.Fatalf("payload table never appeared: %v\n%s", err, c.Logs())
 	}
 }
 
@@ -504,40 +496,22 @@ func relCheckNothingLost(t *testing.T, what string, accepted []string, db *relDB
 // and the payload table is empty.
 func relWaitDelivered(t *testing.T, c *harness.Caddy, accepted []string, db *relDB, region *relRegion, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	var missing int
+	var example string
+	if harness.Poll(timeout, func() bool {
 		got := region.delivered()
-		missing := 0
-		var example string
+		missing, example = 0, ""
 		for _, m := range accepted {
 			if got[m] == 0 {
 				missing++
 				example = m
 			}
 		}
-		if missing == 0 {
-			if rows := db.payloads(t); len(rows) == 0 {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			rows := db.payloads(t)
-			t.Fatalf("after %s: %d of %d accepted webhooks not delivered (e.g. %q), %d rows pending\n%s",
-				timeout, missing, len(accepted), example, len(rows), relTail(c.Logs(), 40))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// relWaitFor polls cond every 50ms for up to timeout.
-func relWaitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return missing == 0 && len(db.payloads(t)) == 0
+	}) != nil {
+		rows := db.payloads(t)
+		t.Fatalf("after %s: %d of %d accepted webhooks not delivered (e.g. %q), %d rows pending\n%s",
+			timeout, missing, len(accepted), example, len(rows), relTail(c.Logs(), 40))
 	}
 }
 
@@ -614,4 +588,38 @@ func readRawResponse(conn net.Conn) (*http.Response, []byte, error) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	return resp, body, nil
+}
+
+// relSettledGoroutines returns the binary's goroutine count once it has
+// stopped changing: the same in 5 readings in a row (harness.Poll spaces
+// them 5ms to 100ms apart, so about 200ms without a change), as it is
+// once the connections and timers of what came before have wound down.
+func relSettledGoroutines(t *testing.T, c *harness.Caddy) int {
+	t.Helper()
+	last, same := -1, 0
+	if harness.Poll(20*time.Second, func() bool {
+		n, _ := relGoroutines(t, c)
+		if n == last {
+			same++
+		} else {
+			last, same = n, 1
+		}
+		return same >= 5
+	}) != nil {
+		t.Fatalf("the goroutine count never settled (last %d)", last)
+	}
+	return last
+}
+
+// relWaitBreakerOpen waits until c's drainer has found region us
+// unreachable: deferred deliveries (no attempt spent) of at least
+// mailboxes mailboxes, and the region's breaker open. That is what the
+// drainer reaches with the region refusing connections; the checks that
+// follow look at what it did meanwhile.
+func relWaitBreakerOpen(t *testing.T, c *harness.Caddy, mailboxes int) {
+	t.Helper()
+	waitFor(t, "the drainer to defer deliveries and open region us's breaker", 30*time.Second, func() bool {
+		return metricValue(t, c.AdminAddr, "caddy_sentry_deliveries_total", `outcome="deferred",region="us"`) >= float64(mailboxes) &&
+			metricValue(t, c.AdminAddr, "caddy_sentry_region_breaker_open", `region="us"`) == 1
+	})
 }

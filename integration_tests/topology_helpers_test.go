@@ -170,11 +170,10 @@ func newTopology(t *testing.T) *topology {
 		// tests can tell its sessions apart in pg_stat_activity.
 		env := []string{"SILO_DATABASE_URL=" + topoWithParam(top.storageDSN, "application_name", topoApplicationName(i)),
 			"SENTRY_CONTROL_DATABASE_URL=" + top.controlDSN}
-		admin := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-		port := harness.FreePort(t)
-		caddyfile := top.caddyfile(admin, port, files)
+		admin, site := harness.ReservePort(t), harness.ReservePort(t)
+		caddyfile := top.caddyfile(admin, site, files)
 		top.instances = append(top.instances, harness.Start(t, admin, caddyfile, env...))
-		top.bases = append(top.bases, fmt.Sprintf("http://127.0.0.1:%d", port))
+		top.bases = append(top.bases, site.URL())
 		top.caddyfiles = append(top.caddyfiles, caddyfile)
 	}
 	waitForTables(t, top.storage, 60*time.Second, top.logs, "silo_webhook_payload", "silo_dead_letter")
@@ -207,7 +206,7 @@ type topoSecretFiles struct{ subnet, slack, githubKey, gitlab string }
 // caddyfile is the README's production Caddyfile with loopback addresses,
 // the test's secrets files, allow_host for the fake third party, and the
 // global metrics option (the tests read requests in flight from it).
-func (top *topology) caddyfile(admin string, port int, f topoSecretFiles) string {
+func (top *topology) caddyfile(admin, site *harness.Port, f topoSecretFiles) string {
 	return fmt.Sprintf(`{
 %s	metrics
 	sentry_silo {
@@ -221,7 +220,7 @@ func (top *topology) caddyfile(admin string, port int, f topoSecretFiles) string
 	}
 }
 
-http://127.0.0.1:%d {
+http://%s {
 	sentry_webhook_capture {
 		slack_signing_secret {file.%s}
 	}
@@ -235,7 +234,7 @@ http://127.0.0.1:%d {
 	reverse_proxy %s
 }
 `, harness.GlobalOptions(admin), top.us.srv.URL, top.de.srv.URL, f.subnet,
-		port, f.slack, credGitHubAppID, f.githubKey, credGitLabClientID, f.gitlab, top.tp.URL(), top.app.Host())
+		site.Addr, f.slack, credGitHubAppID, f.githubKey, credGitLabClientID, f.gitlab, top.tp.URL(), top.app.Host())
 }
 
 func (top *topology) logs() string {
@@ -748,19 +747,6 @@ func topoSum(m map[string]float64, name string) float64 {
 		s += v
 	}
 	return s
-}
-
-// topoPoll polls cond every 20ms until it holds or timeout passes, and
-// reports whether it held.
-func topoPoll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
 }
 
 // concurrentProxyCalls makes n calls at once, spread over both instances

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
 )
 
 // The topology tests: the README's production Caddyfile on two databases
@@ -256,7 +258,7 @@ func TestTopologyCaptureDrainUnderReloadAndGiveUps(t *testing.T) {
 	waitSent := func(more int64) {
 		t.Helper()
 		want := tr.sent.Load() + more
-		if !topoPoll(2*time.Minute, func() bool { return tr.sent.Load() >= want }) {
+		if harness.Poll(2*time.Minute, func() bool { return tr.sent.Load() >= want }) != nil {
 			halt()
 			t.Fatalf("background senders stalled at %d webhooks (want %d)\n%s", tr.sent.Load(), want, relTail(top.logs(), 60))
 		}
@@ -303,7 +305,7 @@ func TestTopologyCaptureDrainUnderReloadAndGiveUps(t *testing.T) {
 		}
 		return n
 	}
-	if !topoPoll(90*time.Second, func() bool { return tr.allDelivered() == 0 && payloads() == 0 }) {
+	if harness.Poll(90*time.Second, func() bool { return tr.allDelivered() == 0 && payloads() == 0 }) != nil {
 		t.Errorf("after 90s: %d deliveries of accepted webhooks missing, %d rows still in silo_webhook_payload",
 			tr.allDelivered(), payloads())
 	}
@@ -378,7 +380,7 @@ func TestTopologyMailboxOrderWhenCommitsFinishOutOfOrder(t *testing.T) {
 	defer open()
 	held := func(what string, pred func(string) bool) {
 		t.Helper()
-		if !topoPoll(30*time.Second, func() bool { return pred(top.us.heldDelivery()) }) {
+		if harness.Poll(30*time.Second, func() bool { return pred(top.us.heldDelivery()) }) != nil {
 			t.Fatalf("no delivery of %s reached the region (holding %q)", what, top.us.heldDelivery())
 		}
 	}
@@ -416,12 +418,12 @@ func TestTopologyMailboxOrderWhenCommitsFinishOutOfOrder(t *testing.T) {
 	defer mustExec(t, top.storage, `DROP TRIGGER topo_hold_commit ON silo_webhook_payload; DROP FUNCTION topo_hold_commit()`)
 	aDone := make(chan struct{})
 	go func() { defer close(aDone); tr.send(a, nil) }()
-	if !topoPoll(30*time.Second, func() bool {
+	if harness.Poll(30*time.Second, func() bool {
 		var n int
 		_ = top.storage.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = $2
 			AND wait_event_type = 'Lock' AND wait_event = 'advisory'`, top.storageName, topoApplicationName(0)).Scan(&n)
 		return n > 0
-	}) {
+	}) != nil {
 		t.Fatal("the held webhook's commit never waited on the advisory lock")
 	}
 
@@ -446,7 +448,7 @@ func TestTopologyMailboxOrderWhenCommitsFinishOutOfOrder(t *testing.T) {
 	// is right too: then nothing arrives, and a's commit cannot wait
 	// longer.
 	gate <- struct{}{}
-	if !topoPoll(2*time.Second, func() bool { id := top.us.heldDelivery(); return id != "" && id != p.id }) {
+	if harness.Poll(2*time.Second, func() bool { id := top.us.heldDelivery(); return id != "" && id != p.id }) != nil {
 		t.Log("the drainer delivered nothing past the row being committed")
 	}
 
@@ -459,7 +461,7 @@ func TestTopologyMailboxOrderWhenCommitsFinishOutOfOrder(t *testing.T) {
 	c := hook("after", 1)
 	send(c)
 	open()
-	if !topoPoll(60*time.Second, func() bool { return tr.allDelivered() == 0 }) {
+	if harness.Poll(60*time.Second, func() bool { return tr.allDelivered() == 0 }) != nil {
 		t.Fatalf("%d deliveries missing\n%s", tr.allDelivered(), relTail(top.logs(), 40))
 	}
 	pos := map[string]int{}

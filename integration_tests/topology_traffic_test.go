@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
 )
 
 // The webhook traffic of the topology tests: GitHub pushes with unique
@@ -371,7 +373,7 @@ func (tr *topoTraffic) slowWindow(t *testing.T, w *topoWindow) {
 	for i := 0; i < instances; i++ {
 		launch(topoNormal, w.backlog, i, nil)
 	}
-	if !topoPoll(20*time.Second, tr.requestsReachedHandlers) {
+	if harness.Poll(20*time.Second, tr.requestsReachedHandlers) != nil {
 		w.problems = append(w.problems, "the backlog never was in the handlers all at once")
 	}
 	giveUp := make([]chan struct{}, instances)
@@ -379,12 +381,12 @@ func (tr *topoTraffic) slowWindow(t *testing.T, w *topoWindow) {
 		giveUp[i] = make(chan struct{})
 		w.hooks = append(w.hooks, launch(topoNoAnswer, w.giveUps, i, giveUp[i])...)
 	}
-	if !topoPoll(20*time.Second, tr.requestsReachedHandlers) {
+	if harness.Poll(20*time.Second, tr.requestsReachedHandlers) != nil {
 		w.problems = append(w.problems, "the give-ups never were in the handlers with the backlog")
 	}
 	for i := 0; i < instances; i++ {
 		n := 0
-		if !topoPoll(20*time.Second, func() bool { n = tr.count(ctx, topoWaitingInsertsSQL, i); return n > 0 }) {
+		if harness.Poll(20*time.Second, func() bool { n = tr.count(ctx, topoWaitingInsertsSQL, i); return n > 0 }) != nil {
 			w.problems = append(w.problems, fmt.Sprintf("no insert of instance %d ever waited on the lock", i))
 		}
 		w.waiting += max(n, 0)

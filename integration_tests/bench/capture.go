@@ -19,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
 	"github.com/sentrysilo/caddy-silo/integration_tests/pgtest"
 )
 
@@ -221,11 +222,11 @@ func runCapture(ctx context.Context, env *Env) error {
 	defer floor.client.Close()
 	floorR := metered(pgMeter, func() postResult { return closedLoop(ctx, env.Concurrency, per, floor.send) })
 	if env.Profile != "" {
-		if err := pg.inst.Profile(env.Profile, 5*time.Second, func() { closedLoop(ctx, env.Concurrency, 5*time.Second, capturePG) }); err != nil {
+		if err := profile(pg.inst, env.Profile, 5*time.Second, func() { closedLoop(ctx, env.Concurrency, 5*time.Second, capturePG) }); err != nil {
 			return err
 		}
 		// The floor's profile, for go tool pprof -diff_base.
-		if err := pg.inst.Profile(env.Profile+".floor", 5*time.Second, func() { closedLoop(ctx, env.Concurrency, 5*time.Second, floor.send) }); err != nil {
+		if err := profile(pg.inst, env.Profile+".floor", 5*time.Second, func() { closedLoop(ctx, env.Concurrency, 5*time.Second, floor.send) }); err != nil {
 			return err
 		}
 	}
@@ -403,7 +404,7 @@ func poolSuffix(dsn string, conns int) string {
 }
 
 type captureInstance struct {
-	inst *Instance
+	inst *harness.Caddy
 	base string
 	dir  string
 }
@@ -411,19 +412,15 @@ type captureInstance struct {
 // startCaptureInstance runs capture with the drainer off, so the figures
 // are the capture path alone.
 func startCaptureInstance(env *Env, bin, storage string) (*captureInstance, error) {
-	ports := make([]int, 2)
-	for i := range ports {
-		p, err := FreePort()
-		if err != nil {
-			return nil, err
-		}
-		ports[i] = p
+	ports, err := env.Ports(2)
+	if err != nil {
+		return nil, err
 	}
 	dir, err := env.TempDir()
 	if err != nil {
 		return nil, err
 	}
-	admin := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	admin, site := ports[0], ports[1]
 	caddyfile := fmt.Sprintf(`{
 %s	sentry_silo {
 		storage %s
@@ -433,40 +430,38 @@ func startCaptureInstance(env *Env, bin, storage string) (*captureInstance, erro
 		}
 	}
 }
-http://127.0.0.1:%d {
+http://%s {
 	route {
 		sentry_webhook_capture
 		respond "control" 200
 	}
 }
-`, GlobalOptions(admin), storage, ports[1])
+`, harness.GlobalOptions(admin), storage, site.Addr)
 	start := env.Start
 	if bin != "" {
-		start = func(admin, caddyfile string) (*Instance, error) { return env.StartBinary(bin, admin, caddyfile) }
+		start = func(admin *harness.Port, caddyfile string) (*harness.Caddy, error) {
+			return env.StartBinary(bin, admin, caddyfile)
+		}
 	}
 	inst, err := start(admin, caddyfile)
 	if err != nil {
 		return nil, err
 	}
-	return &captureInstance{inst: inst, base: fmt.Sprintf("http://127.0.0.1:%d", ports[1]), dir: dir}, nil
+	return &captureInstance{inst: inst, base: site.URL(), dir: dir}, nil
 }
 
 // seedGitHubSQLite is seedGitHub for the SQLite instance.
 func seedGitHubSQLite(ctx context.Context, db *sql.DB, n int) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	var err error
+	if harness.Poll(60*time.Second, func() bool {
 		var k int
-		err := db.QueryRowContext(ctx, `SELECT count(*) FROM sentry_organizationintegration`).Scan(&k)
+		err = db.QueryRowContext(ctx, `SELECT count(*) FROM sentry_organizationintegration`).Scan(&k)
 		if err == nil {
 			err = db.QueryRowContext(ctx, `SELECT count(*) FROM silo_webhook_payload`).Scan(&k)
 		}
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("tables never appeared: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil || ctx.Err() != nil
+	}) != nil || err != nil {
+		return fmt.Errorf("tables never appeared: %v", err)
 	}
 	if _, err := db.ExecContext(ctx, `INSERT INTO sentry_organizationmapping (organization_id, slug, region_name, status) VALUES (1, 'acme', 'us', 0)`); err != nil {
 		return err

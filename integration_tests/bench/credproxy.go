@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
 	"github.com/sentrysilo/caddy-silo/modules/subnet"
 )
 
@@ -37,15 +38,11 @@ func runCredProxy(ctx context.Context, env *Env) error {
 	defer upstream.Close()
 	up := "http://" + upstream.Addr().String()
 
-	ports := make([]int, 3)
-	for i := range ports {
-		if ports[i], err = FreePort(); err != nil {
-			return err
-		}
+	ports, err := env.Ports(3)
+	if err != nil {
+		return err
 	}
-	admin := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	plain := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	proxy := fmt.Sprintf("http://127.0.0.1:%d", ports[2])
+	admin, plain, proxy := ports[0], ports[1].URL(), ports[2].URL()
 	dir, err := env.TempDir()
 	if err != nil {
 		return err
@@ -75,7 +72,7 @@ func runCredProxy(ctx context.Context, env *Env) error {
 	}
 	reverse_proxy 127.0.0.1:1
 }
-`, GlobalOptions(admin), dbPath, credBenchSecret, plain, strings.TrimPrefix(up, "http://"), proxy)
+`, harness.GlobalOptions(admin), dbPath, credBenchSecret, plain, strings.TrimPrefix(up, "http://"), proxy)
 	inst, err := env.Start(admin, caddyfile)
 	if err != nil {
 		return err
@@ -124,7 +121,7 @@ func runCredProxy(ctx context.Context, env *Env) error {
 		}
 	}
 	if env.Profile != "" {
-		err := inst.Profile(env.Profile, 5*time.Second, func() { ClosedLoop(ctx, client, c, 5*time.Second, fixed(proxyURL)) })
+		err := profile(inst, env.Profile, 5*time.Second, func() { ClosedLoop(ctx, client, c, 5*time.Second, fixed(proxyURL)) })
 		if err != nil {
 			return err
 		}

@@ -20,6 +20,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
 	"github.com/sentrysilo/caddy-silo/integration_tests/pgtest"
 )
 
@@ -129,14 +130,12 @@ func runDrain(ctx context.Context, env *Env) error {
 	}
 	defer region.l.Close()
 
-	ports := make([]int, 2)
-	for i := range ports {
-		if ports[i], err = FreePort(); err != nil {
-			return err
-		}
+	ports, err := env.Ports(2)
+	if err != nil {
+		return err
 	}
-	admin := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	base := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+	admin, site := ports[0], ports[1]
+	base := site.URL()
 	caddyfile := fmt.Sprintf(`{
 %s	sentry_silo {
 		storage postgres %s
@@ -147,13 +146,13 @@ func runDrain(ctx context.Context, env *Env) error {
 		}
 	}
 }
-http://127.0.0.1:%d {
+http://%s {
 	route {
 		sentry_webhook_capture
 		respond "control" 200
 	}
 }
-`, GlobalOptions(admin), dsn, region.url(), ports[1])
+`, harness.GlobalOptions(admin), dsn, region.url(), site.Addr)
 	inst, err := env.Start(admin, caddyfile)
 	if err != nil {
 		return err
@@ -247,15 +246,12 @@ http://127.0.0.1:%d {
 	region.down.Store(false)
 	t0 := time.Now()
 	peak := rssFull
-	for ctx.Err() == nil && time.Since(t0) < 5*time.Minute {
+	_ = harness.Poll(5*time.Minute, func() bool {
 		if rss := rssKB(inst); rss > peak {
 			peak = rss
 		}
-		if pendingRows(ctx, db) == 0 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return ctx.Err() != nil || pendingRows(ctx, db) == 0
+	})
 	drainTime := time.Since(t0)
 	backLat, _, _ := region.take()
 
@@ -344,17 +340,13 @@ func openLoopPost(ctx context.Context, concurrency int, rate float64, d time.Dur
 // seedGitHub waits for the migrations, then installs GitHub integrations
 // 1..n (external ids 5001..) in organization 1, region us.
 func seedGitHub(ctx context.Context, db *sql.DB, n int) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var ok bool
-		err := db.QueryRowContext(ctx, `SELECT to_regclass('sentry_organizationintegration') IS NOT NULL AND to_regclass('silo_webhook_payload') IS NOT NULL`).Scan(&ok)
-		if err == nil && ok {
-			break
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("tables never appeared: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var err error
+	var ok bool
+	if harness.Poll(60*time.Second, func() bool {
+		err = db.QueryRowContext(ctx, `SELECT to_regclass('sentry_organizationintegration') IS NOT NULL AND to_regclass('silo_webhook_payload') IS NOT NULL`).Scan(&ok)
+		return (err == nil && ok) || ctx.Err() != nil
+	}) != nil || err != nil || !ok {
+		return fmt.Errorf("tables never appeared: %v", err)
 	}
 	if _, err := db.ExecContext(ctx, `INSERT INTO sentry_organizationmapping (organization_id, slug, region_name, status) VALUES (1, 'acme', 'us', 0)`); err != nil {
 		return err
@@ -379,33 +371,26 @@ func pendingRows(ctx context.Context, db *sql.DB) int {
 }
 
 func waitDrained(ctx context.Context, db *sql.DB, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for pendingRows(ctx, db) != 0 {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%d webhooks still pending after %s", pendingRows(ctx, db), timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if harness.Poll(timeout, func() bool { return ctx.Err() != nil || pendingRows(ctx, db) == 0 }) != nil || ctx.Err() != nil {
+		return fmt.Errorf("%d webhooks still pending after %s", pendingRows(ctx, db), timeout)
 	}
 	return nil
 }
 
 func waitCount(ctx context.Context, r *benchRegion, n int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for r.count() < n {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%d of %d delivered after %s", r.count(), n, timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if harness.Poll(timeout, func() bool { return ctx.Err() != nil || r.count() >= n }) != nil || ctx.Err() != nil {
+		return fmt.Errorf("%d of %d delivered after %s", r.count(), n, timeout)
 	}
 	return nil
 }
 
 // rssKB reads the instance's resident set size from /proc (0 elsewhere).
-func rssKB(inst *Instance) int {
-	if inst.cmd == nil || inst.cmd.Process == nil {
+func rssKB(inst *harness.Caddy) int {
+	pid := inst.Pid()
+	if pid == 0 {
 		return 0
 	}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", inst.cmd.Process.Pid))
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}

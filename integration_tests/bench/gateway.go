@@ -13,6 +13,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite"
+
+	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
 )
 
 func init() {
@@ -39,19 +41,15 @@ func runGateway(ctx context.Context, env *Env) error {
 	defer upstream.Close()
 	up := upstream.Addr().String()
 
-	ports := make([]int, 4)
-	for i := range ports {
-		if ports[i], err = FreePort(); err != nil {
-			return err
-		}
+	ports, err := env.Ports(4)
+	if err != nil {
+		return err
 	}
-	admin := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	plain := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	gw := fmt.Sprintf("http://127.0.0.1:%d", ports[2])
+	admin, plain, gw := ports[0], ports[1].URL(), ports[2].URL()
 	// The same reverse_proxy with the transport the gateway builds for
 	// each region (timeouts, XFF append): tells what the gateway's own
 	// logic costs apart from its proxy settings.
-	tuned := fmt.Sprintf("http://127.0.0.1:%d", ports[3])
+	tuned := ports[3].URL()
 	dir, err := env.TempDir()
 	if err != nil {
 		return err
@@ -97,7 +95,7 @@ func runGateway(ctx context.Context, env *Env) error {
 		}
 	}
 }
-`, GlobalOptions(admin), dbPath, up, plain, up, gw, up, tuned, up)
+`, harness.GlobalOptions(admin), dbPath, up, plain, up, gw, up, tuned, up)
 	inst, err := env.Start(admin, caddyfile)
 	if err != nil {
 		return err
@@ -128,7 +126,7 @@ func runGateway(ctx context.Context, env *Env) error {
 		}
 	}
 	if env.Profile != "" {
-		err := inst.Profile(env.Profile, 5*time.Second, func() {
+		err := profile(inst, env.Profile, 5*time.Second, func() {
 			ClosedLoop(ctx, client, c, 5*time.Second, urls(gw, smallDirectory))
 		})
 		if err != nil {
@@ -244,19 +242,16 @@ func openDirectory(ctx context.Context, path string) (*sql.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var n int
-		err := db.QueryRowContext(ctx, "SELECT count(*) FROM sentry_organizationmapping").Scan(&n)
-		if err == nil {
-			return db, nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			db.Close()
-			return nil, fmt.Errorf("directory tables never appeared: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var n int
+	err = harness.Poll(30*time.Second, func() bool {
+		err = db.QueryRowContext(ctx, "SELECT count(*) FROM sentry_organizationmapping").Scan(&n)
+		return err == nil || ctx.Err() != nil
+	})
+	if err != nil || ctx.Err() != nil {
+		db.Close()
+		return nil, fmt.Errorf("directory tables never appeared: %v", err)
 	}
+	return db, nil
 }
 
 // addOrganizations maps org-<from>..org-<to-1> (ids from+1...) to us.

@@ -1,7 +1,9 @@
-// Package harness runs the real caddy-silo binary for black-box tests: it
-// builds ./cmd/caddy once per test process, starts instances with their own
-// data directory and admin address, reloads them through the admin API and
-// kills them.
+// Package harness runs the real caddy-silo binary for black-box tests and
+// the load bench: it builds ./cmd/caddy, reserves loopback ports (port.go),
+// starts instances with their own data directory on reserved ports,
+// reloads them through the admin API, kills and restarts them, and polls
+// for conditions (Poll). The core returns errors, for programs; the
+// functions that take a testing.TB are thin wrappers that fail the test.
 package harness
 
 import (
@@ -14,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,22 +34,13 @@ var (
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		root, err := ModuleRoot()
-		if err != nil {
-			buildErr = err
-			return
-		}
 		dir, err := os.MkdirTemp("", "silo-caddy-bin-")
 		if err != nil {
 			buildErr = err
 			return
 		}
-		binPath = filepath.Join(dir, "caddy")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/caddy")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
-		}
+		removeAfterExit(dir)
+		binPath, buildErr = Build(dir)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -54,7 +48,33 @@ func Binary(t testing.TB) string {
 	return binPath
 }
 
-// ModuleRoot finds the directory holding go.mod, walking up from the
+// removeAfterExit removes dir once this process has exited, however it
+// exits: a test process has no hook that runs after its last test, and
+// each build is 90 MB (127 of them were left in /tmp on the shared
+// machine before this).
+func removeAfterExit(dir string) {
+	cmd := exec.Command("sh", "-c", `while kill -0 "$1" 2>/dev/null; do sleep 1; done; rm -rf -- "$2"`, "sh", strconv.Itoa(os.Getpid()), dir)
+	if err := cmd.Start(); err == nil {
+		go func() { _ = cmd.Wait() }()
+	}
+}
+
+// Build builds ./cmd/caddy into dir and returns the binary's path.
+func Build(dir string) (string, error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "caddy")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// ModuleRoot finds the caddy-silo module's directory, walking up from the
 // working directory.
 func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
@@ -62,106 +82,174 @@ func ModuleRoot() (string, error) {
 		return "", err
 	}
 	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/sentrysilo/caddy-silo\n") {
 			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", fmt.Errorf("go.mod not found above the working directory")
+			return "", fmt.Errorf("the caddy-silo go.mod is not above the working directory: run from inside the module")
 		}
 		dir = parent
 	}
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// GlobalOptions returns the global option lines every test instance needs.
-// Put them inside the Caddyfile's global block. The grace period is real
-// (2s), not the 1ns of Caddy's own tests: with 1ns, a connection the old
-// server accepted during a reload is cut, and reload tests would see
-// failures that production (eternal grace by default) does not have.
-func GlobalOptions(adminAddr string) string {
-	return fmt.Sprintf("\tadmin %s\n\tauto_https off\n\tgrace_period 2s\n\tpersist_config off\n\tskip_install_trust\n", adminAddr)
+// GlobalOptions returns the global option lines every instance needs, the
+// admin endpoint on the reserved port admin. Put them inside the
+// Caddyfile's global block. The grace period is real (2s), not the 1ns of
+// Caddy's own tests: with 1ns, a connection the old server accepted during
+// a reload is cut, and reload tests would see failures that production
+// (eternal grace by default) does not have.
+func GlobalOptions(admin *Port) string {
+	return fmt.Sprintf("\tadmin %s\n\tauto_https off\n\tgrace_period 2s\n\tpersist_config off\n\tskip_install_trust\n", admin.Addr)
 }
 
 // Caddy is one running instance of the binary.
 type Caddy struct {
-	AdminAddr string
+	Admin     *Port  // the admin endpoint's port
+	AdminAddr string // Admin.Addr, for clients
 	Dir       string // the instance's home: data dir, config file, logs
 
-	t         testing.TB
-	caddyfile string
-	env       []string
-	mu        sync.Mutex
-	cmd       *exec.Cmd
-	done      chan struct{}
-	logs      *syncBuffer
+	bin  string
+	env  []string
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	logs *syncBuffer
 }
 
-// Start writes caddyfile to a new directory and runs the binary on it with
-// env added to the environment. It returns once the admin API answers on
-// adminAddr, and stops the instance when the test ends.
-func Start(t testing.TB, adminAddr, caddyfile string, env ...string) *Caddy {
+// Start is Launch for tests: the binary built by Binary, a directory of
+// the test's, and the instance stopped when the test ends.
+func Start(t testing.TB, admin *Port, caddyfile string, env ...string) *Caddy {
 	t.Helper()
-	dir := t.TempDir()
-	c := &Caddy{AdminAddr: adminAddr, Dir: dir, t: t, caddyfile: caddyfile, env: env, logs: &syncBuffer{}}
-	if err := os.WriteFile(c.configPath(), []byte(caddyfile), 0o600); err != nil {
+	c, err := Launch(Binary(t), t.TempDir(), admin, caddyfile, env...)
+	if err != nil {
 		t.Fatal(err)
 	}
-	c.start(t)
 	t.Cleanup(c.Stop)
 	return c
 }
 
+// Launch writes caddyfile to dir and runs bin on it with env added to the
+// environment. The Caddyfile puts the admin endpoint on the reserved port
+// admin (GlobalOptions) and its sites on reserved ports too (see port.go).
+// Launch returns once the config is running; the caller must Stop the
+// instance.
+func Launch(bin, dir string, admin *Port, caddyfile string, env ...string) (*Caddy, error) {
+	c := &Caddy{Admin: admin, AdminAddr: admin.Addr, Dir: dir, bin: bin, env: env, logs: &syncBuffer{}}
+	if err := os.WriteFile(c.configPath(), []byte(caddyfile), 0o600); err != nil {
+		return nil, err
+	}
+	if err := c.launch(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
 func (c *Caddy) configPath() string { return filepath.Join(c.Dir, "Caddyfile") }
 
-func (c *Caddy) start(t testing.TB) {
-	t.Helper()
-	cmd := exec.Command(Binary(t), "run", "--config", c.configPath(), "--adapter", "caddyfile")
+// launch starts the process and waits for Caddy's own signal that the
+// config is loaded: Caddy speaks systemd's notify protocol (a datagram
+// "READY=1" to $NOTIFY_SOCKET once the first config load has finished,
+// preceded by "STATUS=<error>" when it failed), so nothing polls.
+func (c *Caddy) launch() error {
+	notify, err := listenNotify()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(c.bin, "run", "--config", c.configPath(), "--adapter", "caddyfile")
 	cmd.Dir = c.Dir
 	cmd.Env = append(os.Environ(),
 		"HOME="+c.Dir,
 		"XDG_DATA_HOME="+filepath.Join(c.Dir, "data"),
 		"XDG_CONFIG_HOME="+filepath.Join(c.Dir, "config"),
+		"NOTIFY_SOCKET="+notify.path,
 	)
 	cmd.Env = append(cmd.Env, c.env...)
 	cmd.Stdout = c.logs
 	cmd.Stderr = c.logs
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		notify.close()
+		return err
 	}
 	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	go func() {
+		_ = cmd.Wait()
+		// The socket lives as long as the process: Caddy notifies on
+		// every reload too, and logs an error when nobody listens.
+		notify.close()
+		close(done)
+	}()
 	c.mu.Lock()
 	c.cmd, c.done = cmd, done
 	c.mu.Unlock()
 
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-done:
-			t.Fatalf("caddy exited during start:\n%s", c.Logs())
-		default:
+	// 60s: a cold start on a loaded 2-core machine, with PostgreSQL DSNs,
+	// takes a few seconds; a minute means it is stuck.
+	stuck := time.NewTimer(60 * time.Second)
+	defer stuck.Stop()
+	select {
+	case failure := <-notify.ready:
+		if failure == "" {
+			return nil
 		}
-		resp, err := adminClient.Get("http://" + c.AdminAddr + "/config/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
+		c.Stop()
+		return fmt.Errorf("caddy could not load its config: %s\n%s", failure, c.Logs())
+	case <-done:
+		return fmt.Errorf("caddy exited during start:\n%s", c.Logs())
+	case <-stuck.C:
+		c.Stop()
+		return fmt.Errorf("caddy did not finish loading its config within 60s:\n%s", c.Logs())
+	}
+}
+
+// notifySocket receives one process's service-manager notifications.
+type notifySocket struct {
+	path  string
+	conn  *net.UnixConn
+	ready chan string // once: "" when the first load succeeded, else its STATUS
+}
+
+func listenNotify() (*notifySocket, error) {
+	// Its own short directory: a socket path must fit in 108 bytes, which
+	// a test's TempDir (named after the test) may not.
+	dir, err := os.MkdirTemp("", "silo-notify-")
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("notify socket: %w", err)
+	}
+	n := &notifySocket{path: path, conn: conn, ready: make(chan string, 1)}
+	go n.read()
+	return n, nil
+}
+
+func (n *notifySocket) read() {
+	buf := make([]byte, 64<<10)
+	status, readied := "", false
+	for {
+		k, err := n.conn.Read(buf)
+		if err != nil {
+			return // closed
+		}
+		for _, line := range strings.Split(string(buf[:k]), "\n") {
+			switch {
+			case strings.HasPrefix(line, "STATUS="):
+				status = strings.TrimPrefix(line, "STATUS=")
+			case line == "READY=1" && !readied:
+				readied = true
+				n.ready <- status
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("caddy did not answer on %s within 60s:\n%s", c.AdminAddr, c.Logs())
+}
+
+func (n *notifySocket) close() {
+	n.conn.Close()
+	os.RemoveAll(filepath.Dir(n.path))
 }
 
 // Reload loads a new Caddyfile through the admin API, forced so that an
@@ -188,10 +276,10 @@ func (c *Caddy) TryReload(caddyfile string) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("reload: %s: %s", resp.Status, body)
 	}
-	c.mu.Lock()
-	c.caddyfile = caddyfile
-	c.mu.Unlock()
-	_ = os.WriteFile(c.configPath(), []byte(caddyfile), 0o600)
+	// Relaunch starts from the file: it holds the last loaded config.
+	if err := os.WriteFile(c.configPath(), []byte(caddyfile), 0o600); err != nil {
+		return fmt.Errorf("reload: loaded, but not saved for a restart: %w", err)
+	}
 	return nil
 }
 
@@ -242,14 +330,22 @@ func (c *Caddy) signal(sig syscall.Signal, wait time.Duration) bool {
 	}
 }
 
-// Restart starts the binary again with the last loaded config, the same
-// environment and the same data directory. The process must have exited.
+// Restart is Relaunch for tests.
 func (c *Caddy) Restart(t testing.TB) {
 	t.Helper()
-	if c.Running() {
-		t.Fatal("Restart: the instance is still running")
+	if err := c.Relaunch(); err != nil {
+		t.Fatal(err)
 	}
-	c.start(t)
+}
+
+// Relaunch starts the binary again with the last loaded config, the same
+// environment, the same data directory and the same ports. The process
+// must have exited.
+func (c *Caddy) Relaunch() error {
+	if c.Running() {
+		return fmt.Errorf("relaunch: the instance is still running")
+	}
+	return c.launch()
 }
 
 // Pid returns the process id.

@@ -10,7 +10,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -79,7 +79,8 @@ type Cluster struct {
 	dir     string
 	bin     string
 	port    int
-	asUser  string // "" or "postgres" when running as root
+	hold    *os.File // keeps port reserved, through Stop and Start too
+	asUser  string   // "" or "postgres" when running as root
 	mu      sync.Mutex
 	running bool
 }
@@ -149,6 +150,9 @@ func (c *Cluster) Destroy() {
 	}
 	c.mu.Unlock()
 	_ = os.RemoveAll(c.dir)
+	if c.hold != nil {
+		c.hold.Close()
+	}
 }
 
 func (c *Cluster) data() string { return filepath.Join(c.dir, "data") }
@@ -208,12 +212,12 @@ func startCluster(opts Options) (*Cluster, error) {
 		c.Destroy()
 		return nil, err
 	}
-	port, err := freePort()
+	c.hold, c.port, err = reservePort()
 	if err != nil {
 		c.Destroy()
 		return nil, err
 	}
-	c.port = port
+	port := c.port
 	settings := map[string]string{
 		"listen_addresses":        "'127.0.0.1'",
 		"port":                    strconv.Itoa(port),
@@ -286,13 +290,40 @@ func findBin() (string, error) {
 	return filepath.Dir(matches[len(matches)-1]), nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// reservePort reserves a port on 127.0.0.1 for the cluster's life.
+//
+// PostgreSQL cannot inherit a listening socket, so the port must be named
+// in its config and bound by the server itself; a port taken by closing a
+// listener is handed by the kernel to the next listen(:0) or outgoing
+// connection that asks (go test ./... runs packages in parallel). Instead,
+// a socket stays bound to the port without ever listening, with
+// SO_REUSEADDR: the kernel never hands a bound port to listen(:0) or to an
+// outgoing connection, and Linux lets another SO_REUSEADDR socket bind and
+// listen next to a bound one that does not listen; the postmaster sets
+// SO_REUSEADDR on its sockets. So the server can bind the port (and bind
+// it again after Stop and Start) while nothing that asks the kernel for a
+// port can get it. The socket takes no connections: a stopped server's
+// port refuses them, as it would in production.
+func reservePort() (*os.File, int, error) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return 0, err
+		return nil, 0, fmt.Errorf("reserve a port: %w", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	f := os.NewFile(uintptr(fd), "port reservation")
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("reserve a port: SO_REUSEADDR: %w", err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("reserve a port: bind 127.0.0.1:0: %w", err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("reserve a port: %w", err)
+	}
+	return f, sa.(*syscall.SockaddrInet4).Port, nil
 }
 
 // createDatabase makes a database with a random name on the server of

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"runtime"
@@ -19,17 +18,16 @@ import (
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
+	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
 	"github.com/sentrysilo/caddy-silo/integration_tests/pgtest"
 )
 
-func freeAddr(t *testing.T) string {
+// reservedAddr reserves a loopback port for the test (see harness.Port: Caddy,
+// in this process too, binds it next to the reservation) and returns it
+// as host:port.
+func reservedAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return harness.ReservePort(t).Addr
 }
 
 // config builds a whole Caddy JSON config with one respond site and the
@@ -81,15 +79,25 @@ func loadThroughAdmin(t *testing.T, admin string, cfg []byte) {
 }
 
 // settledGoroutines waits for goroutines of stopped configs to exit and
-// returns the count.
+// returns the count: at most limit, or, with limit 0 (a baseline), the
+// count once it has been the same in 5 readings in a row (harness.Poll
+// spaces them 5ms to 100ms apart: about 200ms without a change). It gives
+// up after 5s and returns the last reading.
 func settledGoroutines(limit int) int {
-	deadline := time.Now().Add(5 * time.Second)
-	n := runtime.NumGoroutine()
-	for n > limit && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-		n = runtime.NumGoroutine()
-	}
-	return n
+	last, same := -1, 0
+	_ = harness.Poll(5*time.Second, func() bool {
+		n := runtime.NumGoroutine()
+		if n == last {
+			same++
+		} else {
+			last, same = n, 1
+		}
+		if limit > 0 {
+			return n <= limit
+		}
+		return same >= 5
+	})
+	return last
 }
 
 // TestReloadsLeakNothing reloads the config through the admin API 20 times,
@@ -105,7 +113,7 @@ func TestReloadsLeakNothing(t *testing.T) {
 		{"sqlite", map[string]any{"engine": "sqlite", "path": filepath.Join(t.TempDir(), "silo.db")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			admin, site := freeAddr(t), freeAddr(t)
+			admin, site := reservedAddr(t), reservedAddr(t)
 			if err := caddy.Load(config(admin, site, tc.storage, 0), true); err != nil {
 				t.Fatal(err)
 			}
@@ -126,7 +134,8 @@ func TestReloadsLeakNothing(t *testing.T) {
 			// The last config serves. A connection the kernel queued on
 			// the listening socket Caddy just closed is reset before any
 			// handler sees it (docs/operations.md, Reloads): a client
-			// retries those, and so does this check.
+			// retries those, and so does this check, at once: the reset
+			// means that socket is closed.
 			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 			var resp *http.Response
 			var err error
@@ -134,7 +143,6 @@ func TestReloadsLeakNothing(t *testing.T) {
 				if resp, err = client.Get("http://" + site + "/"); err == nil {
 					break
 				}
-				time.Sleep(100 * time.Millisecond)
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -165,10 +173,7 @@ func TestReloadsLeakNothing(t *testing.T) {
 				if got, max := pgConnections(t, engine, dsn), int(pool.Config().MaxConns); got > max+1 {
 					t.Errorf("%d PostgreSQL connections after 20 reloads (baseline %d); one pool holds at most %d", got, baseConns, max)
 				}
-				deadline := time.Now().Add(5 * time.Second)
-				for pool.Stat().AcquiredConns() > 2 && time.Now().Before(deadline) {
-					time.Sleep(50 * time.Millisecond)
-				}
+				_ = harness.Poll(5*time.Second, func() bool { return pool.Stat().AcquiredConns() <= 2 })
 				if n := pool.Stat().AcquiredConns(); n > 2 {
 					t.Errorf("%d connections still acquired after 20 reloads; only the running drainer's LISTEN should be", n)
 				}
@@ -214,27 +219,27 @@ func pgConnections(t *testing.T, engine, dsn string) int {
 	return n
 }
 
+// waitMigrated waits for the PostgreSQL migrations, which run in the
+// background. The embedded database is migrated before the app starts
+// serving (App.Start), so there is nothing to wait for.
 func waitMigrated(t *testing.T, engine, dsn string) {
 	t.Helper()
 	if engine != "postgres" {
-		time.Sleep(200 * time.Millisecond)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for ctx.Err() == nil {
+	if harness.Poll(30*time.Second, func() bool {
 		conn, err := pgx.Connect(ctx, dsn)
-		if err == nil {
-			var ok bool
-			err = conn.QueryRow(ctx, "SELECT to_regclass('silo_webhook_payload') IS NOT NULL").Scan(&ok)
-			conn.Close(ctx)
-			if err == nil && ok {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		time.Sleep(50 * time.Millisecond)
+		defer conn.Close(ctx)
+		var ok bool
+		return conn.QueryRow(ctx, "SELECT to_regclass('silo_webhook_payload') IS NOT NULL").Scan(&ok) == nil && ok
+	}) != nil {
+		t.Fatal("migrations did not run within 30s")
 	}
-	t.Fatal("migrations did not run within 30s")
 }
 
 // TestStartDoesNotWaitForTheDatabase: a database that is down must not
@@ -243,14 +248,17 @@ func TestStartDoesNotWaitForTheDatabase(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs Caddy in-process; left out under -short")
 	}
-	dead := freeAddr(t) // nothing listens there
-	admin, site := freeAddr(t), freeAddr(t)
+	dead := reservedAddr(t) // reserved, and nothing listens there
+	admin, site := reservedAddr(t), reservedAddr(t)
 	storage := map[string]any{"engine": "postgres", "dsn": "postgres://silo@" + dead + "/silo?sslmode=disable&connect_timeout=30"}
 	start := time.Now()
 	if err := caddy.Load(config(admin, site, storage, 0), true); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = caddy.Stop() })
+	// The bound is the behaviour: a boot that does not wait for the
+	// database (connect_timeout 30s); a boot takes tens of milliseconds,
+	// the rest of 3s is margin for a loaded machine.
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("boot took %s with the database down", d)
 	}
@@ -267,7 +275,7 @@ func TestFailedProvisionKeepsTheRunningConfig(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs Caddy in-process; left out under -short")
 	}
-	admin, site := freeAddr(t), freeAddr(t)
+	admin, site := reservedAddr(t), reservedAddr(t)
 	storage := map[string]any{"engine": "sqlite", "path": filepath.Join(t.TempDir(), "silo.db")}
 	if err := caddy.Load(config(admin, site, storage, 0), true); err != nil {
 		t.Fatal(err)

@@ -12,8 +12,9 @@ import (
 )
 
 type fakeWaker struct {
-	mu    sync.Mutex
-	calls [][]string
+	mu       sync.Mutex
+	calls    [][]string
+	notified chan struct{} // one signal per Notify, when not nil
 }
 
 func (f *fakeWaker) Notify(_ context.Context, m []string) error {
@@ -22,6 +23,9 @@ func (f *fakeWaker) Notify(_ context.Context, m []string) error {
 	c := append([]string(nil), m...)
 	sort.Strings(c)
 	f.calls = append(f.calls, c)
+	if f.notified != nil {
+		f.notified <- struct{}{}
+	}
 	return nil
 }
 
@@ -33,22 +37,16 @@ func (f *fakeWaker) Listen(ctx context.Context, _ func(string)) error {
 // TestNotifierCoalesces: wakes queued while no NOTIFY is running go out
 // together, each mailbox once, and add never blocks.
 func TestNotifierCoalesces(t *testing.T) {
-	w := &fakeWaker{}
+	w := &fakeWaker{notified: make(chan struct{}, 8)}
 	n := newNotifier(w, zap.NewNop())
 	n.add([]string{"github:us:1", "gitlab:de:2"})
 	n.add([]string{"github:us:1"})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { n.run(ctx); close(done) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		w.mu.Lock()
-		calls := len(w.calls)
-		w.mu.Unlock()
-		if calls > 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case <-w.notified:
+	case <-time.After(5 * time.Second): // the check below says what is wrong
 	}
 	cancel()
 	<-done

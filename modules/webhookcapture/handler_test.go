@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
 	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
 	"github.com/sentrysilo/caddy-silo/modules/internal/mailbox"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
@@ -375,17 +376,10 @@ func TestSynchronousProxy(t *testing.T) {
 	if w.Header().Get("X-Sentry-Proxy-URL") != de.URL+"/extensions/slack/action/" {
 		t.Errorf("proxy url %q", w.Header().Get("X-Sentry-Proxy-URL"))
 	}
-	deadline := time.Now().Add(5 * time.Second)
 	for _, n := range []string{"us", "de"} {
-		for {
-			b, ok := hits.Load(n)
-			if ok && b == payload {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("region %s got %v", n, b)
-			}
-			time.Sleep(5 * time.Millisecond)
+		if err := harness.Poll(5*time.Second, func() bool { b, ok := hits.Load(n); return ok && b == payload }); err != nil {
+			b, _ := hits.Load(n)
+			t.Fatalf("region %s got %v: %v", n, b, err)
 		}
 	}
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
 	"github.com/sentrysilo/caddy-silo/integration_tests/pgtest"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 )
@@ -160,12 +161,8 @@ func checkAbandonedSubmits(t *testing.T, st payloadStore, b *Batcher, g *gatedIn
 	ctx := context.Background()
 	waitQueued := func(n int) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for len(b.queue) < n {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d jobs queued, want %d", len(b.queue), n)
-			}
-			time.Sleep(time.Millisecond) // poll
+		if err := harness.Poll(10*time.Second, func() bool { return len(b.queue) >= n }); err != nil {
+			t.Fatalf("%d jobs queued, want %d: %v", len(b.queue), n, err)
 		}
 	}
 	// A first batch holds the flusher while the batch under test queues.

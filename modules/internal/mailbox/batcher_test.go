@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 )
 
@@ -160,27 +161,35 @@ func TestBatcherCapsBatchBytes(t *testing.T) {
 // requests queued behind it longer than MaxQueueWait fail with
 // ErrQueueTimeout and are not stored, and the batcher works afterwards.
 func TestBatcherQueueTimeout(t *testing.T) {
+	const maxQueueWait = 50 * time.Millisecond
 	f := &fakeInsert{}
-	release := make(chan struct{})
+	entered, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	insert := func(ctx context.Context, rows []store.NewPayload) ([]store.InsertResult, error) {
-		once.Do(func() { <-release })
+		once.Do(func() { close(entered); <-release })
 		return f.insert(ctx, rows)
 	}
-	b := NewBatcher(insert, BatcherOptions{Flushers: 1, MaxQueueWait: 50 * time.Millisecond})
+	b := NewBatcher(insert, BatcherOptions{Flushers: 1, MaxQueueWait: maxQueueWait})
 	defer b.Close()
 	first := make(chan error, 1)
 	go func() {
 		_, err := b.Submit(context.Background(), []store.NewPayload{row("a:us:1")}, nil)
 		first <- err
 	}()
-	time.Sleep(20 * time.Millisecond) // the flusher is now inside the first commit
+	<-entered // the only flusher is inside the first commit
 	late := make(chan error, 1)
 	go func() {
 		_, err := b.Submit(context.Background(), []store.NewPayload{row("a:us:2")}, nil)
 		late <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	if err := harness.Poll(10*time.Second, func() bool { return len(b.queue) == 1 }); err != nil {
+		t.Fatalf("the late rows were never queued: %v", err)
+	}
+	// The late rows must stay queued past MaxQueueWait: that time passing
+	// is the behaviour under test (the flusher checks the age of what it
+	// dequeues). They were queued before the poll saw them, so twice
+	// MaxQueueWait from here puts them past it on any machine.
+	time.Sleep(2 * maxQueueWait)
 	close(release)
 	if err := <-first; err != nil {
 		t.Fatalf("first submit: %v", err)
@@ -254,6 +263,8 @@ func TestBatcherBoundedWait(t *testing.T) {
 	if _, err := b.Submit(ctx, []store.NewPayload{row("a:us:1")}, nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", err)
 	}
+	// The bound is the behaviour: Submit returns at its 20ms deadline,
+	// not after the 1s commit; 500ms leaves the rest for a loaded machine.
 	if time.Since(start) > 500*time.Millisecond {
 		t.Fatal("wait not bounded")
 	}
@@ -284,12 +295,8 @@ func TestBatcherSurvivesClose(t *testing.T) {
 	if _, err := b.Submit(context.Background(), []store.NewPayload{row("a:us:1")}, nil); err != nil {
 		t.Fatalf("after close: %v", err)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for b.running.Load() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d flushers still running", b.running.Load())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if err := harness.Poll(2*time.Second, func() bool { return b.running.Load() == 0 }); err != nil {
+		t.Fatalf("%d flushers still running: %v", b.running.Load(), err)
 	}
 	var nilB *Batcher
 	nilB.Close()

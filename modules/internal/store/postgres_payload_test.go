@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
 	"github.com/sentrysilo/caddy-silo/integration_tests/pgtest"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 )
@@ -29,21 +30,16 @@ func holdPayloadInserts(t *testing.T, pool *pgxpool.Pool) (waitFor func(waiters 
 	}
 	waitFor = func(waiters int) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			var n int
+		var n int
+		if err := harness.Poll(10*time.Second, func() bool {
 			err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
 				WHERE c.relname = 'silo_webhook_payload' AND NOT l.granted`).Scan(&n)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if n >= waiters {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d inserts waiting on the lock, want %d", n, waiters)
-			}
-			time.Sleep(5 * time.Millisecond) // poll
+			return n >= waiters
+		}); err != nil {
+			t.Fatalf("%d inserts waiting on the lock, want %d: %v", n, waiters, err)
 		}
 	}
 	release = func() {

@@ -170,11 +170,9 @@ func TestPostgresListen(t *testing.T) {
 	if got == "" {
 		t.Fatal("no notification after Notify")
 	}
-	// Drain, then one coalesced Notify: exactly one wake per mailbox.
-	time.Sleep(100 * time.Millisecond)
-	for len(woken) > 0 {
-		<-woken
-	}
+	// Drain the wakes of those Notify calls, then one coalesced Notify:
+	// exactly one wake per mailbox.
+	drainUntil(ctx, t, woken, s, nil)
 	if err := s.Notify(ctx, []string{"github:us:1", "gitlab:de:2"}); err != nil {
 		t.Fatal(err)
 	}
@@ -194,11 +192,7 @@ func TestPostgresListen(t *testing.T) {
 	// Inserting does not notify by itself (the commit must not wait on
 	// the notify lock); the caller notifies after it.
 	mustInsert(t, s, payload("jira:us:3", "x"))
-	select {
-	case m := <-woken:
-		t.Errorf("InsertPayloads notified %q by itself", m)
-	case <-time.After(200 * time.Millisecond):
-	}
+	drainUntil(ctx, t, woken, s, func(m string) { t.Errorf("InsertPayloads notified %q by itself", m) })
 	cancel()
 	select {
 	case err := <-done:
@@ -216,6 +210,33 @@ func TestPostgresListen(t *testing.T) {
 		c.Release()
 		if err != nil || n != 0 {
 			t.Errorf("a pooled connection still listens on %d channels (%v)", n, err)
+		}
+	}
+}
+
+// drainUntil sends a notification of its own and reads wakes until it
+// arrives, handing every other wake to other (when not nil). PostgreSQL
+// delivers notifications in the order their transactions committed, and
+// Listen hands them over in order: once it arrives, every notification
+// committed before it has been read, and none is still on its way.
+func drainUntil(ctx context.Context, t *testing.T, woken <-chan string, s *store.Postgres, other func(string)) {
+	t.Helper()
+	const marker = "drain:us:0"
+	if err := s.Notify(ctx, []string{marker}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case m := <-woken:
+			if m == marker {
+				return
+			}
+			if other != nil {
+				other(m)
+			}
+		case <-deadline:
+			t.Fatal("the draining notification never arrived")
 		}
 	}
 }
