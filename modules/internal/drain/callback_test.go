@@ -102,7 +102,15 @@ func testCallbacks(t *testing.T, newStore storeFactory) {
 			hook.status(tc.hookStatus)
 			ids := f.insertPayloads(callbackPayloadFor(tc.provider, "T1", hook.srv.URL+"/hooks/abc"))
 			f.run(f.newDrainer(f.peerConfig(hook)))
-			waitFor(t, "the callback delivered or given up", 30*time.Second, func() bool { return f.pending() == 0 })
+			// The outcome is counted right after the row is deleted or
+			// moved: wait for both.
+			outcome := OutcomeCallbackDelivered
+			if tc.wantReason != "" {
+				outcome = tc.wantReason
+			}
+			waitFor(t, "the callback delivered or given up", 30*time.Second, func() bool {
+				return f.pending() == 0 && f.deliveries("us", outcome) >= 1
+			})
 
 			if n := len(f.us.requests()); n != 1 {
 				t.Errorf("region called %d times, want 1", n)
