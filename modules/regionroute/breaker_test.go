@@ -8,7 +8,8 @@ import (
 
 func TestLimiter(t *testing.T) {
 	l := &limiter{max: 2}
-	if !l.acquire() || !l.acquire() {
+	first, second := l.acquire(), l.acquire()
+	if !first || !second {
 		t.Fatal("first two refused")
 	}
 	if l.acquire() {

@@ -306,7 +306,7 @@ func TestRegionStateShared(t *testing.T) {
 }
 
 // bodyProxy reads the request body as reverse_proxy's transport would.
-type bodyProxy struct{ fakeProxy }
+type bodyProxy struct{}
 
 func (b *bodyProxy) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	if _, err := io.ReadAll(r.Body); err != nil {
