@@ -1,5 +1,6 @@
 // Package drain is the mailbox drainer: it replays captured webhooks
-// (silo_webhook_payload rows) to their regions, FIFO within a mailbox, with
+// (silo_webhook_payload rows) to their regions, FIFO within a strict
+// mailbox and MailboxConcurrency at a time within a skip-on-failure one, with
 // backoff, dead letters, a per-region breaker that pauses a region instead
 // of spending attempts, and leases so that one mailbox is drained by one
 // instance at a time. Nothing here imports Caddy; the sentry_silo app runs
@@ -41,6 +42,8 @@ const (
 	DefaultGaugeInterval        = 15 * time.Second
 	DefaultPurgeInterval        = 10 * time.Minute
 	DefaultScanLimit            = 1000
+	// DefaultMailboxConcurrency: see Config.MailboxConcurrency.
+	DefaultMailboxConcurrency = 4
 )
 
 // DefaultSkipOnFailure are the providers whose mailboxes move past a failed
@@ -68,7 +71,12 @@ type Config struct {
 	RequestTimeout time.Duration
 	// SkipOnFailure lists providers that move past a failure. nil means
 	// DefaultSkipOnFailure; an empty non-nil slice means none.
-	SkipOnFailure        []string
+	SkipOnFailure []string
+	// MailboxConcurrency is how many rows of one skip-on-failure mailbox
+	// are delivered at once within its turn; strict mailboxes always
+	// deliver one at a time, in order. A drainer has at most Workers x
+	// MailboxConcurrency requests in flight.
+	MailboxConcurrency   int
 	BreakerFailures      int
 	BreakerProbeInterval time.Duration
 	Lease                time.Duration
@@ -144,6 +152,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SkipOnFailure == nil {
 		c.SkipOnFailure = DefaultSkipOnFailure()
+	}
+	if c.MailboxConcurrency <= 0 {
+		c.MailboxConcurrency = DefaultMailboxConcurrency
 	}
 	if c.BreakerFailures <= 0 {
 		c.BreakerFailures = DefaultBreakerFailures

@@ -111,11 +111,14 @@ func New(cfg Config, st Store, regions func(name string) (*url.URL, bool), logge
 }
 
 // newTransport is the shared transport for deliveries: keep-alive to a
-// handful of regions, enough idle connections for every worker.
+// handful of regions, enough idle connections for every request a drainer
+// may have in flight (workers x mailbox_concurrency), so that a backlog
+// drain reuses its connections instead of closing and redialling them.
 func newTransport(cfg Config) *http.Transport {
+	inFlight := cfg.Workers * cfg.MailboxConcurrency
 	return httpx.NewTransport(httpx.TransportOptions{
-		MaxIdleConns:          4 * cfg.Workers,
-		MaxIdleConnsPerHost:   cfg.Workers + 4,
+		MaxIdleConns:          max(4*cfg.Workers, inFlight+4),
+		MaxIdleConnsPerHost:   inFlight + 4,
 		ResponseHeaderTimeout: cfg.RequestTimeout,
 	})
 }
@@ -165,6 +168,7 @@ func (d *Drainer) Run(ctx context.Context) {
 	d.log.Info("mailbox drainer started",
 		zap.String("owner", d.cfg.Owner),
 		zap.Int("workers", d.cfg.Workers),
+		zap.Int("mailbox_concurrency", d.cfg.MailboxConcurrency),
 		zap.Duration("poll_interval", d.cfg.PollInterval))
 
 	work := make(chan string, d.cfg.Workers)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/url"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,8 +32,9 @@ const (
 // is set aside before it is looked at again.
 const parkUnknownRegion = time.Minute
 
-// turn is one mailbox's turn: its due rows, delivered in id order under
-// the mailbox's lease, up to ClaimSize of them.
+// turn is one mailbox's turn: its due rows, handed out in id order under
+// the mailbox's lease, up to ClaimSize of them; one at a time for a strict
+// mailbox, up to MailboxConcurrency at once for a skip-on-failure one.
 type turn struct {
 	d    *Drainer
 	name string
@@ -44,6 +46,17 @@ type turn struct {
 	// skip is set for skip-on-failure providers: the turn moves past a
 	// failed row instead of stopping at it.
 	skip bool
+	// slots holds a token for each row in flight, up to
+	// MailboxConcurrency, for a skip-on-failure mailbox (its rows are
+	// independent). nil for a strict mailbox, or a concurrency of 1:
+	// every row is then handled on the turn's goroutine, in order.
+	slots chan struct{}
+	wg    sync.WaitGroup
+
+	mu       sync.Mutex
+	halted   bool // a row said stop: the turn takes no new row
+	kept     int  // rows this turn left in place and due
+	inFlight int  // rows handed to a delivery goroutine, not yet recorded
 }
 
 // drainMailbox takes the mailbox's lease and delivers its due rows in id
@@ -56,7 +69,7 @@ func (d *Drainer) drainMailbox(ctx, hard context.Context, name string) (more boo
 	}
 
 	// The lease is renewed in the background while rows are delivered;
-	// losing it cancels leaseCtx, which abandons the delivery in flight.
+	// losing it cancels leaseCtx, which abandons the deliveries in flight.
 	leaseCtx, cancelLease := context.WithCancel(hard)
 	var lost atomic.Bool
 	renewDone := make(chan struct{})
@@ -76,13 +89,29 @@ func (d *Drainer) drainMailbox(ctx, hard context.Context, name string) (more boo
 
 	m, _ := mailbox.Parse(name) // a legacy name still has its provider
 	t := &turn{d: d, name: name, ctx: ctx, lease: leaseCtx, skip: d.skip[m.Provider]}
+	if t.skip && d.cfg.MailboxConcurrency > 1 {
+		t.slots = make(chan struct{}, d.cfg.MailboxConcurrency)
+	}
 	more, keep = t.run()
 	return more
 }
 
-// run delivers the turn's rows. It reports whether the claim was used up
-// (more: the mailbox gets another turn), and whether the lease is worth
-// keeping (keep: the turn drained the mailbox or used up its claim).
+// run delivers the turn's rows and waits for the last of them to be
+// recorded; the lease is renewed until then. It reports whether the claim
+// was used up (more: the mailbox gets another turn), and whether the
+// lease is worth keeping (keep: the turn drained the mailbox or used up
+// its claim). A row that said stop (its region is unreachable, the store
+// failed, the drainer stops) ends the turn with neither.
+func (t *turn) run() (more, keep bool) {
+	more, keep = t.feed()
+	t.wg.Wait()
+	if t.ended() {
+		return false, false
+	}
+	return more, keep
+}
+
+// feed hands the turn's rows out in id order, up to ClaimSize of them.
 //
 // Every page is read from the mailbox's head, not from the last id seen:
 // ids are taken when a row is inserted but it becomes visible when its
@@ -90,44 +119,44 @@ func (d *Drainer) drainMailbox(ctx, hard context.Context, name string) (more boo
 // instances) finish in either order. A cursor would step past a row that
 // committed after the page was read, and that row, already acknowledged,
 // would wait for the next turn behind rows stored after it. Rows this turn
-// left in place and due (kept) are skipped, and asked for on top of the
-// page, so that a page always brings up to fetchBatch new rows; every other
+// handed out are skipped (seen), and those that may still be on the page
+// (in flight, or left in place and due: pending) are asked for on top of
+// it, so that a page always brings up to fetchBatch new rows; every other
 // outcome removes the row from the head (deleted, dead-lettered, moved, or
-// rescheduled out of the due set) or ends the turn.
-func (t *turn) run() (more, keep bool) {
+// rescheduled out of the due set) or ends the turn. seen holds at most
+// ClaimSize ids; an id leaves it only with the turn, since a page read
+// before a row was recorded may still carry it.
+func (t *turn) feed() (more, keep bool) {
 	claim := t.d.cfg.ClaimSize
-	var left map[int64]struct{}
+	var seen map[int64]struct{}
 	processed := 0
 	for processed < claim {
-		if t.over() {
+		if t.ended() {
 			return false, false
 		}
-		want := min(claim-processed, fetchBatch) + len(left)
+		want := min(claim-processed, fetchBatch) + t.pending()
 		rows, ok := t.page(want)
 		if !ok {
+			t.halt()
 			return false, false
 		}
 		for i := range rows {
-			if t.over() {
-				return false, false
-			}
 			p := &rows[i]
-			if _, done := left[p.ID]; done {
+			if _, done := seen[p.ID]; done {
 				continue
 			}
 			if processed == claim {
 				return true, true // the claim is used up: another turn
 			}
-			processed++
-			switch t.handle(p) {
-			case stop:
+			if !t.acquire() {
 				return false, false
-			case kept:
-				if left == nil {
-					left = make(map[int64]struct{})
-				}
-				left[p.ID] = struct{}{}
 			}
+			processed++
+			if seen == nil {
+				seen = make(map[int64]struct{})
+			}
+			seen[p.ID] = struct{}{}
+			t.start(p)
 		}
 		if len(rows) < want {
 			// Drained. Rows stored after the query come with a wake,
@@ -136,6 +165,83 @@ func (t *turn) run() (more, keep bool) {
 		}
 	}
 	return true, true
+}
+
+// acquire waits for a free slot (a row in flight to be recorded), and
+// reports whether the turn may still take a row.
+func (t *turn) acquire() bool {
+	if t.slots == nil {
+		return !t.ended()
+	}
+	select {
+	case t.slots <- struct{}{}:
+	case <-t.lease.Done():
+		return false
+	}
+	if t.ended() {
+		<-t.slots
+		return false
+	}
+	return true
+}
+
+// start handles a row: on the turn's goroutine without slots, else on a
+// goroutine of its own holding the slot acquire took.
+func (t *turn) start(p *store.Payload) {
+	if t.slots == nil {
+		t.record(t.handle(p))
+		return
+	}
+	t.mu.Lock()
+	t.inFlight++
+	t.mu.Unlock()
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		defer func() { <-t.slots }()
+		s := stop // a panic ends the turn; the row stays as it was
+		defer func() { t.record(s) }()
+		defer t.d.recoverLoop("mailbox delivery")
+		s = t.handle(p)
+	}()
+}
+
+// record takes a row's step into the turn's state, once its outcome is in
+// the store.
+func (t *turn) record(s step) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch s {
+	case stop:
+		t.halted = true
+	case kept:
+		t.kept++
+	}
+	if t.slots != nil {
+		t.inFlight--
+	}
+}
+
+func (t *turn) halt() {
+	t.mu.Lock()
+	t.halted = true
+	t.mu.Unlock()
+}
+
+// pending is how many rows handed out this turn may still be on a page.
+func (t *turn) pending() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.inFlight + t.kept
+}
+
+// ended reports whether the turn takes no new row: a row said stop, the
+// drainer stops, or the lease is gone.
+func (t *turn) ended() bool {
+	t.mu.Lock()
+	halted := t.halted
+	t.mu.Unlock()
+	return halted || t.over()
 }
 
 // over reports whether the turn must end now: the drainer stops, or the
