@@ -155,6 +155,9 @@ type DrainerConfig struct {
 	// addresses only) or "host:port" (that port, private and loopback
 	// addresses too). See docs/sentry_silo.md.
 	CallbackHosts []string `json:"callback_hosts,omitempty"`
+	// MailboxConcurrency is how many rows of one skip_on_failure mailbox
+	// are delivered at once; strict mailboxes are always one at a time.
+	MailboxConcurrency int `json:"mailbox_concurrency,omitempty"`
 }
 
 // BackoffConfig is delay = min(base * rate^attempts, cap).

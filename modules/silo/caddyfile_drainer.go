@@ -54,6 +54,7 @@ var drainerOptions = map[string]drainerOptionParser{
 	"max_age":               durationOption(func(c *DrainerConfig) *caddy.Duration { return &c.MaxAge }),
 	"request_timeout":       durationOption(func(c *DrainerConfig) *caddy.Duration { return &c.RequestTimeout }),
 	"skip_on_failure":       parseSkipOnFailure,
+	"mailbox_concurrency":   positiveOption(func(c *DrainerConfig) *int { return &c.MailboxConcurrency }),
 	"region_breaker":        parseRegionBreaker,
 	"lease":                 durationOption(func(c *DrainerConfig) *caddy.Duration { return &c.Lease }),
 	"dead_letter_retention": durationOption(func(c *DrainerConfig) *caddy.Duration { return &c.DeadLetterRetention }),

@@ -41,6 +41,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			max_age 24h
 			request_timeout 5s
 			skip_on_failure github
+			mailbox_concurrency 8
 			region_breaker 3 5s
 			lease 20s
 			dead_letter_retention 48h
@@ -60,7 +61,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		`"integrations":[{"id":10,"provider":"github","external_id":"555","organizations":[1,2]}],` +
 		`"drainer":{"off":true,"poll_interval":2000000000,"workers":8,"claim_size":100,"max_attempts":5,"backoff":{"base":1000000000,"rate":2,"cap":60000000000},` +
 		`"max_age":86400000000000,"request_timeout":5000000000,"skip_on_failure":["github"],"region_breaker":{"failures":3,"probe_interval":5000000000},` +
-		`"lease":20000000000,"dead_letter_retention":172800000000000,"callback_hosts":["chat.example.com","10.0.0.9:8443","[::1]:9443"]}}`
+		`"lease":20000000000,"dead_letter_retention":172800000000000,"callback_hosts":["chat.example.com","10.0.0.9:8443","[::1]:9443"],"mailbox_concurrency":8}}`
 	if string(got) != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
@@ -98,6 +99,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"bad duration", "sentry_silo {\n directory_cache forever\n}", `directory_cache ttl: bad duration "forever"`},
 		{"negative duration", "sentry_silo {\n drainer {\n lease -1s\n }\n}", `lease: duration "-1s" must be positive`},
 		{"bad workers", "sentry_silo {\n drainer {\n workers 0\n }\n}", `workers: "0" must be a positive integer`},
+		{"bad mailbox_concurrency", "sentry_silo {\n drainer {\n mailbox_concurrency 0\n }\n}", `mailbox_concurrency: "0" must be a positive integer`},
 		{"drainer unknown", "sentry_silo {\n drainer {\n turbo\n }\n}", `unrecognized drainer option "turbo"`},
 		{"callback_hosts empty", "sentry_silo {\n drainer {\n callback_hosts\n }\n}", "callback_hosts needs at least one host"},
 		{"callback_hosts url", "sentry_silo {\n drainer {\n callback_hosts https://chat.example.com\n }\n}", `callback_hosts "https://chat.example.com": want host or host:port, at Testfile:3`},
@@ -149,6 +151,8 @@ func TestResolve(t *testing.T) {
 		{"unset env secret", App{Regions: regions, SubnetSecret: "{env.SILO_TEST_SURELY_UNSET_VAR}"}, "subnet_secret"},
 		{"missing file secret", App{Regions: regions, SubnetSecret: "{file./nonexistent/silo-secret}"}, "subnet_secret"},
 		{"backoff cap below base", App{Regions: regions, Drainer: &DrainerConfig{Backoff: &BackoffConfig{Base: caddy.Duration(time.Hour), Cap: caddy.Duration(time.Minute)}}}, "cap 1m0s is below base 1h0m0s"},
+		{"mailbox_concurrency past claim_size", App{Regions: regions, Drainer: &DrainerConfig{ClaimSize: 10, MailboxConcurrency: 11}}, "drainer mailbox_concurrency 11: must not exceed claim_size 10"},
+		{"negative mailbox_concurrency", App{Regions: regions, Drainer: &DrainerConfig{MailboxConcurrency: -1}}, "drainer mailbox_concurrency: must not be negative"},
 		{"short lease", App{Regions: regions, Drainer: &DrainerConfig{Lease: caddy.Duration(time.Second)}}, "lease 1s: must be at least 2s"},
 		{"integration", App{Regions: regions, Integrations: []StaticIntegration{{ID: 10, Provider: "github", ExternalID: "555", Organizations: []int64{1, 2}}}}, ""},
 		{"integration no orgs", App{Regions: regions, Integrations: []StaticIntegration{{ID: 10, Provider: "slack", ExternalID: "T1"}}}, "integration 10 slack T1: name at least one organization"},
@@ -205,6 +209,7 @@ func TestResolveDefaults(t *testing.T) {
 		{"max_age", time.Duration(d.MaxAge), 72 * time.Hour},
 		{"request_timeout", time.Duration(d.RequestTimeout), 12 * time.Second},
 		{"skip_on_failure", strings.Join(*d.SkipOnFailure, " "), "github github_enterprise bitbucket bitbucket_server gitlab"},
+		{"mailbox_concurrency", d.MailboxConcurrency, 4},
 		{"breaker failures", d.RegionBreaker.Failures, 5},
 		{"probe_interval", time.Duration(d.RegionBreaker.ProbeInterval), 10 * time.Second},
 		{"lease", time.Duration(d.Lease), 15 * time.Second},

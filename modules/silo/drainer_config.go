@@ -29,7 +29,7 @@ func (c *DrainerConfig) resolve() error {
 	for name, v := range map[string]int64{
 		"poll_interval": int64(c.PollInterval), "workers": int64(c.Workers), "claim_size": int64(c.ClaimSize),
 		"max_attempts": int64(c.MaxAttempts), "backoff base": int64(c.Backoff.Base), "backoff cap": int64(c.Backoff.Cap),
-		"max_age": int64(c.MaxAge), "request_timeout": int64(c.RequestTimeout),
+		"max_age": int64(c.MaxAge), "request_timeout": int64(c.RequestTimeout), "mailbox_concurrency": int64(c.MailboxConcurrency),
 		"region_breaker failures": int64(c.RegionBreaker.Failures), "region_breaker probe_interval": int64(c.RegionBreaker.ProbeInterval),
 		"lease": int64(c.Lease), "dead_letter_retention": int64(c.DeadLetterRetention),
 	} {
@@ -52,6 +52,11 @@ func (c *DrainerConfig) resolve() error {
 	if err := checkSkipOnFailure(*c.SkipOnFailure); err != nil {
 		return err
 	}
+	// More could never be in flight: a turn hands out at most claim_size
+	// rows.
+	if c.MailboxConcurrency > c.ClaimSize {
+		return fmt.Errorf("drainer mailbox_concurrency %d: must not exceed claim_size %d", c.MailboxConcurrency, c.ClaimSize)
+	}
 	// A lease shorter than a delivery could lapse while the delivery runs,
 	// letting a second drainer into the mailbox.
 	if time.Duration(c.Lease) < 2*time.Second {
@@ -71,6 +76,7 @@ func (c *DrainerConfig) fill(eff drain.Config) {
 	c.RequestTimeout = caddy.Duration(eff.RequestTimeout)
 	skip := eff.SkipOnFailure
 	c.SkipOnFailure = &skip
+	c.MailboxConcurrency = eff.MailboxConcurrency
 	c.RegionBreaker = &BreakerConfig{Failures: eff.BreakerFailures, ProbeInterval: caddy.Duration(eff.BreakerProbeInterval)}
 	c.Lease = caddy.Duration(eff.Lease)
 	c.DeadLetterRetention = caddy.Duration(eff.DeadLetterRetention)
@@ -91,6 +97,7 @@ func (c *DrainerConfig) options() []string {
 		{"max_age", c.MaxAge != 0},
 		{"request_timeout", c.RequestTimeout != 0},
 		{"skip_on_failure", c.SkipOnFailure != nil},
+		{"mailbox_concurrency", c.MailboxConcurrency != 0},
 		{"region_breaker", c.RegionBreaker != nil},
 		{"lease", c.Lease != 0},
 		{"dead_letter_retention", c.DeadLetterRetention != 0},
@@ -144,6 +151,7 @@ func (c *DrainerConfig) config(owner string) drain.Config {
 		MaxAttempts:         c.MaxAttempts,
 		MaxAge:              time.Duration(c.MaxAge),
 		RequestTimeout:      time.Duration(c.RequestTimeout),
+		MailboxConcurrency:  c.MailboxConcurrency,
 		Lease:               time.Duration(c.Lease),
 		DeadLetterRetention: time.Duration(c.DeadLetterRetention),
 		CallbackHosts:       c.CallbackHosts,
