@@ -133,13 +133,13 @@ func (h *Handler) store(w http.ResponseWriter, r *http.Request, provider string,
 		h.finish(w, provider, outcomeUnavailable, http.StatusServiceUnavailable, start)
 		return
 	}
-	bucket := h.bucketer.Bucket(res.Provider, res.IntegrationID, res.BucketKey, res.HasBucket)
+	bucket := h.bucket(res)
 	path := r.URL.RequestURI()
 	body := mem.body.Bytes()
 	headers := withPeer(r.Header, r.RemoteAddr)
 	for _, region := range res.Regions {
 		p := store.NewPayload{
-			MailboxName:   mailbox.Name(res.Provider, region, res.Subject, bucket),
+			MailboxName:   mailbox.EventName(res.Provider, region, res.Subject, bucket, res.EventType),
 			Provider:      res.Provider,
 			Region:        region,
 			IntegrationID: res.IntegrationID,
@@ -190,6 +190,19 @@ func (h *Handler) store(w http.ResponseWriter, r *http.Request, provider string,
 		w.WriteHeader(http.StatusAccepted)
 	}
 	observe(provider, outcome, start)
+}
+
+// bucket is the bucket of res's mailbox, or -1: by its key always for a
+// provider whose mailboxes are always split (GitHub's), else only once the
+// integration is past the hourly threshold.
+func (h *Handler) bucket(res *webhooks.Result) int64 {
+	if !res.AlwaysBucket {
+		return h.bucketer.Bucket(res.Provider, res.IntegrationID, res.BucketKey, res.HasBucket)
+	}
+	if !res.HasBucket {
+		return -1
+	}
+	return mailbox.BucketOf(res.BucketKey)
 }
 
 func allDuplicates(rs []store.InsertResult) bool {

@@ -3,16 +3,35 @@ package webhooks
 import (
 	"context"
 	"strings"
+
+	"github.com/tidwall/gjson"
 )
 
 func init() { register("gitlab", parseGitLab) }
 
+// gitlabRegionEvents are the object_kind values of the events the regions
+// process (Push, Merge Request, Note and Issue Hooks: Sentry's
+// CELL_PROCESSED_GITLAB_EVENTS), the event types GitLab's mailbox names may
+// end with. Mailbox names use object_kind, not the X-Gitlab-Event header,
+// whose values hold spaces.
+var gitlabRegionEvents = map[string]bool{
+	"push":          true,
+	"merge_request": true,
+	"note":          true,
+	"issue":         true,
+}
+
 var (
-	gitlabEvents    = new(jsonReader)
-	gitlabProjectID = gitlabEvents.path("project", "id")
+	gitlabEvents     = new(jsonReader)
+	gitlabProjectID  = gitlabEvents.path("project", "id")
+	gitlabObjectKind = gitlabEvents.path("object_kind")
 )
 
-type gitlabEvent struct{ ProjectID flexID }
+type gitlabEvent struct {
+	ProjectID flexID
+	// ObjectKind is object_kind when it is a JSON string, else "".
+	ObjectKind string
+}
 
 func readGitLabEvent(b []byte) (gitlabEvent, error) {
 	body, err := gitlabEvents.parse(b)
@@ -20,6 +39,9 @@ func readGitLabEvent(b []byte) (gitlabEvent, error) {
 		return gitlabEvent{}, err
 	}
 	ev := gitlabEvent{ProjectID: body.id(gitlabProjectID)}
+	if k := body.member(gitlabObjectKind); k.Type == gjson.String {
+		ev.ObjectKind = k.Str
+	}
 	return ev, body.err()
 }
 
@@ -50,8 +72,11 @@ func parseGitLab(ctx context.Context, env *Env, req *Request) (Result, error) {
 		return res, err
 	}
 	res.DeliveryKey = first(req.Header, "X-Gitlab-Event-Uuid")
+	// Split by project past the hourly threshold, as Sentry does (GitLab
+	// is not one of its always-split providers); the event type always.
 	if id, ok := ev.ProjectID.int64(); ok {
 		res.BucketKey, res.HasBucket = id, true
 	}
+	res.EventType = MailboxEventType("gitlab", ev.ObjectKind)
 	return res, nil
 }

@@ -61,15 +61,9 @@ func discordSigned(body string) *Request {
 	}, body)
 }
 
-func jiraJWT(iss, secret string) string {
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"iss": iss, "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix(), "qsh": "x",
-	}).SignedString([]byte(secret))
-	if err != nil {
-		panic(err)
-	}
-	return s
-}
+// jiraJWT is a Connect JWT for POST /extensions/jira/issue-updated/ with no
+// query but jwt.
+func jiraJWT(iss, secret string) string { return jiraJWTFor(iss, secret, qshIssueUpdated) }
 
 func jiraServerToken(id any, secret string) string {
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"id": id}).SignedString([]byte(secret))
@@ -201,6 +195,15 @@ func TestParsers(t *testing.T) {
 			want{action: Capture, status: 202, regions: []string{"de"}, subject: "19"}},
 		{"msteams unknown team", mkReq("POST", "/extensions/msteams/webhook/", nil, `{"type":"message","channelData":{"team":{"id":"team-9"}}}`), want{action: Respond, status: 400}},
 		{"msteams without type", mkReq("POST", "/extensions/msteams/webhook/", nil, `{"channelData":{"team":{"id":"team-1"}}}`), want{action: PassOn}},
+
+		// Gitea, Cursor Origin and Slack's staging app (parity_test.go
+		// has their rules).
+		{"gitea push", giteaHook("1", "23", `{"repository":{"id":4242}}`),
+			want{action: Capture, status: 202, regions: []string{"us"}, subject: "23", integration: 23, provider: "gitea", delivery: "g-1", bucket: 4242}},
+		{"cursor origin push", cursorOrigin("repository.pushed", "i_01example", testNow, `{"event":{"payload":{"repository":{"id":"r_01example"}}}}`),
+			want{action: Capture, status: 202, regions: []string{"de", "us"}, subject: "24", integration: 24, provider: "cursor_origin", delivery: "whd_01example"}},
+		{"slack staging event", slackStagingSigned("/extensions/slack-staging/event/", "application/json", `{"type":"event_callback","team_id":"TSTAGE","event_id":"Ev9"}`, testNow),
+			want{action: Capture, status: 202, regions: []string{"de"}, subject: "25", integration: 25, provider: "slack_staging", delivery: "Ev9", bucket: -1}},
 
 		// VSTS.
 		{"vsts work item", mkReq("POST", "/extensions/vsts/issue-updated/", nil, `{"id":"n-1","resourceContainers":{"collection":{"id":"coll-1"}}}`),

@@ -37,11 +37,19 @@ type Env struct {
 	KnownRegion func(name string) bool
 	// SlackSigningSecret enables the edge check of X-Slack-Signature.
 	SlackSigningSecret []byte
+	// SlackStagingSigningSecret is the same for Sentry's staging Slack
+	// app (/extensions/slack-staging/), which signs with its own secret.
+	SlackStagingSigningSecret []byte
 	// DiscordPublicKey enables the edge check of X-Signature-Ed25519 and
 	// answering PINGs at the edge.
 	DiscordPublicKey ed25519.PublicKey
 	// GitHubWebhookSecret enables the edge check of X-Hub-Signature-256.
 	GitHubWebhookSecret []byte
+	// GitHubDropChecksWithoutOwnRepoPR drops completed check_run and
+	// check_suite deliveries none of whose pull requests is based in the
+	// delivery's own repository (Sentry's option
+	// hybridcloud.webhookpayload.github_drop_checks_without_own_repo_pr).
+	GitHubDropChecksWithoutOwnRepoPR bool
 	// Now is the clock for signature windows; nil means time.Now.
 	Now func() time.Time
 }
@@ -112,6 +120,14 @@ type Result struct {
 	// buckets of BucketKey % 100 (§3.3).
 	BucketKey int64
 	HasBucket bool
+	// AlwaysBucket splits the mailbox by BucketKey whatever the
+	// integration's volume (GitHub's), instead of past the hourly
+	// threshold.
+	AlwaysBucket bool
+	// EventType ends the mailbox name when set: one of the provider's
+	// MailboxEventType values, never a value read from the request that
+	// is not on that list.
+	EventType string
 	// DeliveryKey is the provider's delivery id, for de-duplication.
 	DeliveryKey string
 	// CallbackURL is the response_url of a Callback.
@@ -240,6 +256,18 @@ func subpath(path, segment string) (string, bool) {
 		return "", false
 	}
 	return path[len(prefix):], true
+}
+
+// viewOf returns the path after /extensions/<provider segment>/, whatever
+// the segment's spelling (slack-staging or slack_staging route alike), or
+// "" for a path without one.
+func viewOf(path string) string {
+	rest, ok := strings.CutPrefix(path, "/extensions/")
+	if !ok {
+		return ""
+	}
+	_, view, _ := strings.Cut(rest, "/")
+	return view
 }
 
 // lookupErr sorts a directory error into "not found" (nil, false) and a
