@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/mailbox"
+	"github.com/sentrysilo/caddy-silo/modules/internal/rejection"
 	"github.com/sentrysilo/caddy-silo/modules/internal/webhooks"
 	"github.com/sentrysilo/caddy-silo/modules/silo"
 )
@@ -65,6 +66,9 @@ type Handler struct {
 	bucketer *mailbox.Bucketer
 	proxy    *regionProxy
 	logger   *zap.Logger
+	// rejections counts and logs why a webhook was refused: the answer
+	// is Sentry's (often an empty 400), which tells an operator nothing.
+	rejections *rejection.Log
 }
 
 // ShedRule names what to shed: every webhook of a provider, or only one
@@ -98,6 +102,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.BucketThreshold = mailbox.DefaultBucketThreshold
 	}
 	registerMetrics(ctx.GetMetricsRegistry())
+	h.rejections = rejection.New(h.logger, "webhook rejected", rejectedTotal)
 
 	app, err := silo.FromContext(ctx, "sentry_webhook_capture")
 	if err != nil {

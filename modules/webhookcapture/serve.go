@@ -97,6 +97,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		reinstallBody(r, body)
 		return next.ServeHTTP(w, r)
 	case webhooks.Respond:
+		if res.Reason != "" {
+			// Not the path: a legacy hook path can carry a token.
+			h.rejections.Reject(provider, res.Reason, zap.Int("status", res.Status),
+				zap.Any("client_ip", caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey)))
+		}
 		writeResult(w, &res)
 		observe(provider, res.Outcome, start)
 		return nil

@@ -58,10 +58,10 @@ func parseCursorOrigin(ctx context.Context, env *Env, req *Request) (Result, err
 	case !cursorOriginRegionEvents[event]:
 		return respond(http.StatusAccepted, "dropped"), nil
 	case !cursorOriginLooksSigned(req.Header, env.now()):
-		return respond(http.StatusUnauthorized, "rejected"), nil
+		return reject(http.StatusUnauthorized, ReasonBadSignature), nil
 	}
 	in, err := env.integrationByExternalID(ctx, "cursor_origin", first(req.Header, "Webhook-Installation-Id"))
-	res, err := env.captureFor("cursor_origin", in, err, rejected())
+	res, err := env.captureFor("cursor_origin", in, err, rejected(ReasonNoRegion))
 	if err != nil || res.Action != Capture {
 		return res, err
 	}

@@ -40,7 +40,7 @@ func parseGitea(ctx context.Context, env *Env, req *Request) (Result, error) {
 		return passOn, nil
 	}
 	if !strings.Contains(first(req.Header, "Content-Type"), "application/json") || !digits(parts[3]) {
-		return rejected(), nil
+		return rejected(ReasonBadBody), nil
 	}
 	id, _ := strconv.ParseInt(parts[3], 10, 64)
 	in, err := env.integrationByID(ctx, "gitea", id)
@@ -48,7 +48,7 @@ func parseGitea(ctx context.Context, env *Env, req *Request) (Result, error) {
 		return Result{}, err
 	}
 	if in == nil {
-		return rejected(), nil
+		return rejected(ReasonUnknownIntegration), nil
 	}
 	res := capture("gitea", in, []string{org.Region})
 	res.DeliveryKey = first(req.Header, "X-Gitea-Delivery")

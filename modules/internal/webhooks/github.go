@@ -106,25 +106,28 @@ func parseGitHub(ctx context.Context, env *Env, req *Request, provider, host str
 	// The edge check is for the github.com App's secret; GitHub
 	// Enterprise installations each have their own, checked by the region.
 	if provider == "github" && env.GitHubWebhookSecret != nil && !verifyGitHub(env.GitHubWebhookSecret, req.Header, req.Body) {
-		return respond(http.StatusUnauthorized, "rejected"), nil
+		return reject(http.StatusUnauthorized, ReasonBadSignature), nil
 	}
 	ev, err := readGitHubEvent(req.Body)
 	if err != nil {
-		return rejected(), nil
+		return rejected(ReasonBadBody), nil
 	}
 	event := first(req.Header, "X-Github-Event")
 	if githubControlEvents[event] {
 		return passOn, nil
 	}
-	if !strings.Contains(first(req.Header, "Content-Type"), "application/json") || host == "-" || ev.InstallationID == "" {
-		return rejected(), nil
+	if !strings.Contains(first(req.Header, "Content-Type"), "application/json") {
+		return rejected(ReasonBadBody), nil
+	}
+	if host == "-" || ev.InstallationID == "" {
+		return rejected(ReasonNoRoutingKey), nil
 	}
 	externalID := string(ev.InstallationID)
 	if host != "" {
 		externalID = host + ":" + externalID
 	}
 	in, err := env.integrationByExternalID(ctx, provider, externalID)
-	res, err := env.captureFor(provider, in, err, rejected())
+	res, err := env.captureFor(provider, in, err, rejected(ReasonNoRegion))
 	if err != nil || res.Action != Capture {
 		return res, err
 	}

@@ -56,18 +56,18 @@ func parseGitLab(ctx context.Context, env *Env, req *Request) (Result, error) {
 	token := first(req.Header, "X-Gitlab-Token")
 	if token == "" {
 		// "The customer needs to set a Secret Token in their webhook."
-		return rejected(), nil
+		return rejected(ReasonNoRoutingKey), nil
 	}
 	parts := strings.Split(token, ":")
 	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
-		return rejected(), nil
+		return rejected(ReasonNoRoutingKey), nil
 	}
 	ev, err := readGitLabEvent(req.Body)
 	if err != nil {
-		return rejected(), nil
+		return rejected(ReasonBadBody), nil
 	}
 	in, err := env.integrationByExternalID(ctx, "gitlab", parts[0]+":"+parts[1])
-	res, err := env.captureFor("gitlab", in, err, rejected())
+	res, err := env.captureFor("gitlab", in, err, rejected(ReasonNoRegion))
 	if err != nil || res.Action != Capture {
 		return res, err
 	}

@@ -37,31 +37,33 @@ func parseJira(ctx context.Context, env *Env, req *Request) (Result, error) {
 	}
 	token := jiraToken(req)
 	if token == "" {
-		return respond(http.StatusNotFound, "rejected"), nil
+		return reject(http.StatusNotFound, ReasonNoRoutingKey), nil
 	}
 	var claims jwt.RegisteredClaims
 	if _, _, err := jwtParser.ParseUnverified(token, &claims); err != nil || claims.Issuer == "" {
-		return respond(http.StatusNotFound, "rejected"), nil
+		return reject(http.StatusNotFound, ReasonBadSignature), nil
 	}
 	in, err := env.integrationByExternalID(ctx, "jira", claims.Issuer)
 	if err != nil {
 		return Result{}, err
 	}
 	if in == nil {
-		return respond(http.StatusNotFound, "rejected"), nil
+		return reject(http.StatusNotFound, ReasonUnknownIntegration), nil
 	}
 	secret := metadataString(in.Metadata, "shared_secret")
 	if secret == "" || !verifyConnectJWT(token, []byte(secret), req) {
-		return respond(http.StatusUnauthorized, "rejected"), nil
+		return reject(http.StatusUnauthorized, ReasonBadSignature), nil
 	}
 	regions := env.regionsOf(in)
 	switch {
 	case len(regions) == 0:
-		return rejected(), nil
+		return rejected(ReasonNoRegion), nil
 	case len(regions) > 1:
 		// Sentry refuses to install Jira in organizations of two
 		// regions; one that slipped through is a data error (§7 case 48).
-		return respond(http.StatusInternalServerError, "error"), nil
+		res := respond(http.StatusInternalServerError, "error")
+		res.Reason = ReasonSeveralRegions
+		return res, nil
 	}
 	res := capture("jira", in, regions)
 	res.DeliveryKey = first(req.Header, "X-Atlassian-Webhook-Identifier")

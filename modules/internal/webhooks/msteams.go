@@ -78,5 +78,5 @@ func parseMSTeams(ctx context.Context, env *Env, req *Request) (Result, error) {
 		}
 		in, err = env.integrationByExternalID(ctx, "msteams", externalID)
 	}
-	return env.captureFor("msteams", in, err, rejected())
+	return env.captureFor("msteams", in, err, rejected(ReasonNoRegion))
 }

@@ -395,6 +395,7 @@ func checkResult(t *testing.T, provider string, res Result, w want) {
 	if w.status != 0 && res.Status != w.status {
 		t.Errorf("status = %d, want %d", res.Status, w.status)
 	}
+	checkReason(t, res)
 	if w.regions != nil && !reflect.DeepEqual(res.Regions, w.regions) {
 		t.Errorf("regions = %v, want %v", res.Regions, w.regions)
 	}
@@ -421,6 +422,22 @@ func checkResult(t *testing.T, provider string, res Result, w want) {
 	}
 	if w.body != "" && string(res.Body) != w.body {
 		t.Errorf("body = %s, want %s", res.Body, w.body)
+	}
+}
+
+// checkReason holds every refusal to a reason from the bounded set, and
+// every other answer to none: an empty 400 the operator cannot explain is
+// the defect the reason exists for.
+func checkReason(t *testing.T, res Result) {
+	t.Helper()
+	known := map[string]bool{ReasonBadSignature: true, ReasonBadBody: true, ReasonNoRoutingKey: true,
+		ReasonUnknownIntegration: true, ReasonNoRegion: true, ReasonUnknownOrganization: true, ReasonSeveralRegions: true}
+	refused := res.Action == Respond && res.Status >= 400
+	switch {
+	case refused && !known[res.Reason]:
+		t.Errorf("status %d answered with reason %q, want one of the Reason constants", res.Status, res.Reason)
+	case !refused && res.Reason != "":
+		t.Errorf("status %d (action %v) carries reason %q", res.Status, res.Action, res.Reason)
 	}
 }
 

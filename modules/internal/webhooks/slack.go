@@ -118,14 +118,14 @@ func parseSlack(ctx context.Context, env *Env, req *Request, provider string, se
 		return passOn, nil
 	}
 	if secret != nil && !verifySlack(secret, req.Header, req.Body, env.now()) {
-		return respond(http.StatusUnauthorized, "rejected"), nil
+		return reject(http.StatusUnauthorized, ReasonBadSignature), nil
 	}
 
 	var sr slackRequest
 	if view == "event" {
 		var err error
 		if sr, err = readSlackJSON(req.Body); err != nil {
-			return rejected(), nil
+			return rejected(ReasonBadBody), nil
 		}
 		if sr.Type == "url_verification" {
 			// Answered at the edge, after the signature check.
@@ -135,11 +135,11 @@ func parseSlack(ctx context.Context, env *Env, req *Request, provider string, se
 	} else {
 		form, err := url.ParseQuery(string(req.Body))
 		if err != nil {
-			return rejected(), nil
+			return rejected(ReasonBadBody), nil
 		}
 		if p := querydict.Get(form, "payload"); p != "" {
 			if sr, err = readSlackJSON([]byte(p)); err != nil {
-				return rejected(), nil
+				return rejected(ReasonBadBody), nil
 			}
 		} else {
 			sr.TeamID = querydict.Get(form, "team_id")

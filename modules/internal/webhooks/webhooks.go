@@ -105,6 +105,9 @@ type Result struct {
 	// ("challenge", "rejected", "dropped", ...); the handler fills in the
 	// outcome of captures itself.
 	Outcome string
+	// Reason says why a webhook was refused (one of the Reason*
+	// constants), for the operator: counted and logged by the handler.
+	Reason string
 
 	// Provider is the provider of the payload rows and the first part of
 	// the mailbox name ("plugins" for legacy plugin webhooks).
@@ -335,7 +338,28 @@ func (e *Env) integrationByID(ctx context.Context, provider string, id int64) (*
 
 // rejected is the empty 400 Sentry's parsers answer for a webhook whose
 // integration, or its organizations' regions, cannot be found.
-func rejected() Result { return respond(http.StatusBadRequest, "rejected") }
+func rejected(reason string) Result { return reject(http.StatusBadRequest, reason) }
+
+// Reasons a webhook is refused (Result.Reason). The answer stays what
+// Sentry answers, often an empty 400, which tells an operator nothing; the
+// handler counts and logs the reason. A bounded, stable set: it is a
+// metric label.
+const (
+	ReasonBadSignature        = "bad_signature"        // a signature, token or JWT that does not verify, or a stale one
+	ReasonBadBody             = "bad_body"             // not the JSON or form the provider sends, or the wrong content type
+	ReasonNoRoutingKey        = "no_routing_key"       // no installation, team, token or id to find the integration by
+	ReasonUnknownIntegration  = "unknown_integration"  // no active integration of that provider and key
+	ReasonNoRegion            = "no_region"            // the integration's organizations are in no configured region
+	ReasonUnknownOrganization = "unknown_organization" // the organization in the path has no mapping
+	ReasonSeveralRegions      = "several_regions"      // Jira installed in organizations of two regions (a data error)
+)
+
+// reject answers status with an empty body and records why.
+func reject(status int, reason string) Result {
+	res := respond(status, "rejected")
+	res.Reason = reason
+	return res
+}
 
 // captureFor is the end every integration parser shares: the lookup's
 // error is the handler's 503; no active integration is a 400; an
@@ -348,7 +372,7 @@ func (e *Env) captureFor(provider string, in *directory.Integration, err error, 
 		return Result{}, err
 	}
 	if in == nil {
-		return rejected(), nil
+		return rejected(ReasonUnknownIntegration), nil
 	}
 	regions := e.regionsOf(in)
 	if len(regions) == 0 {
