@@ -145,32 +145,50 @@ func testParallelDeliversOnce(t *testing.T, newStore storeFactory) {
 }
 
 // A strict mailbox is delivered one row at a time, in order, whatever
-// mailbox_concurrency says.
+// mailbox_concurrency says: while the region holds a row, the drainer makes
+// its scans and sends nothing else; each row is released in turn.
 func testStrictStaysSerial(t *testing.T, newStore storeFactory) {
 	f := newFixture(t, newStore(t))
 	var mu sync.Mutex
-	cur, most := 0, 0
+	started := 0
+	release, done := make(chan struct{}), make(chan struct{})
+	// Before the fake region's own cleanup (registered earlier, run
+	// later), which waits for its handlers.
+	t.Cleanup(func() { close(done) })
 	f.us.set(func(w http.ResponseWriter, r *http.Request, body []byte) {
 		mu.Lock()
-		cur++
-		most = max(most, cur)
+		started++
 		mu.Unlock()
-		time.Sleep(time.Millisecond) // region latency: overlapping requests would show
-		mu.Lock()
-		cur--
-		mu.Unlock()
+		select {
+		case <-release:
+		case <-done:
+		case <-r.Context().Done():
+			return
+		}
 		w.WriteHeader(http.StatusOK)
 	})
-	f.insert("jira", "us", "1", 120)
+	const rows = 12
+	f.insert("jira", "us", "1", rows)
 	cfg := f.fastConfig()
 	cfg.MailboxConcurrency = 8
-	f.run(f.newDrainer(cfg))
-	waitFor(t, "every row delivered", 60*time.Second, func() bool { return f.pending() == 0 })
-	mu.Lock()
-	defer mu.Unlock()
-	if most != 1 {
-		t.Fatalf("%d requests of a strict mailbox in flight at once", most)
+	cfg.RequestTimeout = 30 * time.Second // the region holds each request
+	cfg.Lease = 30 * time.Second
+	d := f.newDrainer(cfg)
+	f.run(d)
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return started
 	}
+	for i := 1; i <= rows; i++ {
+		waitFor(t, fmt.Sprintf("request %d", i), 30*time.Second, func() bool { return count() >= i })
+		f.waitScans(d, 2) // a second request of the mailbox would go out meanwhile
+		if n := count(); n != i {
+			t.Fatalf("%d requests of a strict mailbox in flight at once (%d delivered before)", n-(i-1), i-1)
+		}
+		release <- struct{}{}
+	}
+	waitFor(t, "every row delivered", 30*time.Second, func() bool { return f.pending() == 0 })
 	for i, b := range f.us.bodies() {
 		if b != fmt.Sprintf("1#%d", i) {
 			t.Fatalf("delivery %d is %s", i, b)

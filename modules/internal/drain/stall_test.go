@@ -35,14 +35,15 @@ func TestRequestTimeoutBoundsTheWholeExchange(t *testing.T) {
 			}
 			defer conn.Close()
 			_, _ = buf.WriteString("HTTP/1.1 200 OK\r\n")
-			for end := time.Now().Add(trickle); time.Now().Before(end); {
+			pace := time.NewTicker(20 * time.Millisecond) // the trickle's pace
+			defer pace.Stop()
+			for end := time.Now().Add(trickle); time.Now().Before(end); <-pace.C {
 				if _, err := buf.WriteString("X-Trickle: a\r\n"); err != nil {
 					return
 				}
 				if buf.Flush() != nil {
 					return
 				}
-				time.Sleep(20 * time.Millisecond) // the trickle's pace, not a wait for the test
 			}
 		}, false},
 		{"200, then the body trickles", func(w http.ResponseWriter, r *http.Request) {

@@ -609,10 +609,21 @@ type exclusiveCase struct {
 func exclusiveRunWith(t *testing.T, st testStore, c exclusiveCase) {
 	boxes, per := c.boxes, c.per
 	ordered := !slices.Contains(DefaultSkipOnFailure(), c.provider)
+	// A parallel run holds its requests until every round is stored, then
+	// until two rows of one mailbox are in flight at once, so that rows do
+	// overlap within a mailbox (an instant region would rarely show it)
+	// and both drainers have full mailboxes to contend for.
+	parallel := !ordered && c.concurrency > 1
+	inserted, overlapped, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var overlapOnce sync.Once
+	// Before the fake region's own cleanup (registered earlier, run
+	// later), which waits for its handlers.
+	t.Cleanup(func() { close(done) })
 	f := newFixture(t, st)
 	var mu sync.Mutex
 	seen := map[string]int{}
 	next := map[string]int{}
+	inFlight, most := map[string]int{}, map[string]int{}
 	var dup, order []string
 	f.us.set(func(w http.ResponseWriter, r *http.Request, body []byte) {
 		b := string(body)
@@ -628,6 +639,32 @@ func exclusiveRunWith(t *testing.T, st testStore, c exclusiveCase) {
 			order = append(order, fmt.Sprintf("%s got %d, want %d", subject, k, next[subject]))
 		}
 		next[subject] = k + 1
+		inFlight[subject]++
+		most[subject] = max(most[subject], inFlight[subject])
+		if inFlight[subject] > 1 {
+			overlapOnce.Do(func() { close(overlapped) })
+		}
+		mu.Unlock()
+		if parallel {
+			// A row that came while rows were still being stored waits
+			// for the last of them: its turn found the mailbox drained
+			// and takes no more rows, so it must not wait for an overlap.
+			// A row that came after waits for the overlap, which the
+			// next turns (holding many rows each) bring.
+			gate := overlapped
+			select {
+			case <-inserted:
+			default:
+				gate = inserted
+			}
+			select {
+			case <-gate:
+			case <-done:
+			case <-r.Context().Done():
+			}
+		}
+		mu.Lock()
+		inFlight[subject]--
 		mu.Unlock()
 		w.WriteHeader(200)
 	})
@@ -640,6 +677,11 @@ func exclusiveRunWith(t *testing.T, st testStore, c exclusiveCase) {
 	// busy SQLite writer, which is at-least-once territory
 	// (testKilledThenRestarted).
 	cfg.Lease = 30 * time.Second
+	if parallel {
+		// Held requests must not time out and be sent again: that
+		// would be a second delivery of a row for a reason of our own.
+		cfg.RequestTimeout = 30 * time.Second
+	}
 	if st.Engine() == "sqlite" {
 		// One writer: 32 workers only queue behind it (and SQLite is
 		// the one-instance engine anyway).
@@ -663,6 +705,17 @@ func exclusiveRunWith(t *testing.T, st testStore, c exclusiveCase) {
 		a.Wake(names...)
 		b.Wake(names...)
 	}
+	close(inserted)
+	if parallel {
+		waitFor(t, "two rows of one mailbox in flight at once", 30*time.Second, func() bool {
+			select {
+			case <-overlapped:
+				return true
+			default:
+				return false
+			}
+		})
+	}
 	waitFor(t, "all delivered", 60*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
@@ -678,6 +731,14 @@ func exclusiveRunWith(t *testing.T, st testStore, c exclusiveCase) {
 	}
 	if len(order) > 0 {
 		t.Fatalf("%d out-of-order deliveries, e.g. %v", len(order), order[0])
+	}
+	for subject, m := range most {
+		if ordered && m > 1 {
+			t.Fatalf("strict mailbox %s had %d rows in flight at once", subject, m)
+		}
+		if m > max(c.concurrency, 1) {
+			t.Fatalf("mailbox %s had %d rows in flight at once, mailbox_concurrency is %d", subject, m, c.concurrency)
+		}
 	}
 }
 
