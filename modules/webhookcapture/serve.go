@@ -102,13 +102,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			h.rejections.Reject(provider, res.Reason, zap.Int("status", res.Status),
 				zap.Any("client_ip", caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey)))
 		}
+		h.callSlack(r.Context(), res.SlackCall)()
 		writeResult(w, &res)
 		observe(provider, res.Outcome, start)
 		return nil
 	case webhooks.Capture, webhooks.Callback:
+		// The loading modal is opened while the payload is committed:
+		// both must be done within Slack's 3 seconds.
+		called := h.callSlack(r.Context(), res.SlackCall)
 		// store owns mem from here: the batcher releases it.
 		handedOver = true
 		h.store(w, r, provider, &res, mem, start)
+		called()
 		return nil
 	case webhooks.ProxyFirst, webhooks.ProxyAll:
 		outcome := h.proxy.serve(w, r, &res, body)
