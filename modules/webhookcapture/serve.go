@@ -107,13 +107,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		observe(provider, res.Outcome, start)
 		return nil
 	case webhooks.Capture, webhooks.Callback:
-		// The loading modal is opened while the payload is committed:
-		// both must be done within Slack's 3 seconds.
-		called := h.callSlack(r.Context(), res.SlackCall)
+		// The loading modal is opened before the click is committed, as
+		// Sentry does: once committed the drainer may call the region at
+		// once (measured: 7 ms before a concurrent views.open had
+		// returned), and the region updates that modal by its
+		// external_id, which must exist by then.
+		h.callSlack(r.Context(), res.SlackCall)()
 		// store owns mem from here: the batcher releases it.
 		handedOver = true
 		h.store(w, r, provider, &res, mem, start)
-		called()
 		return nil
 	case webhooks.ProxyFirst, webhooks.ProxyAll:
 		outcome := h.proxy.serve(w, r, &res, body)

@@ -29,7 +29,7 @@ func (h *Handler) provisionSlack(app *silo.App, env *webhooks.Env) error {
 }
 
 // callSlack starts call (nil: nothing) and returns the wait for its end,
-// bounded by the Slack client's timeout. The call outlives a client that
+// bounded by the Slack client's timeout (2 s). The call outlives a client that
 // hangs up: a loading modal is worth opening as long as its trigger_id
 // lives. Its failure is logged and counted, never answered: the request
 // is stored (or acknowledged) either way, as Sentry does.
