@@ -246,3 +246,111 @@ func TestSlackLoadingModalFromControl(t *testing.T) {
 	}
 	noSlackSecrets(t, c.Logs())
 }
+
+// slackEventsSeen records the Slack events a region is delivered.
+type slackEventsSeen struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (e *slackEventsSeen) handler() *http.HandlerFunc {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.HasPrefix(r.URL.Path, "/extensions/slack/event") {
+			e.mu.Lock()
+			e.events = append(e.events, string(body))
+			e.mu.Unlock()
+		}
+	})
+	return &h
+}
+
+func (e *slackEventsSeen) with(marker string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, ev := range e.events {
+		if strings.Contains(ev, marker) {
+			n++
+		}
+	}
+	return n
+}
+
+// A workspace shared by acme (region us) and beta (region de): a mention
+// by a Slack user linked to a member of acme is delivered to us, not to
+// the workspace's first region (de); a mention by an unlinked user is
+// stored nowhere and the user is told why, with the bot token; any other
+// event still goes to the first region.
+func TestSlackSeerRoutingFromControl(t *testing.T) {
+	s := newDrainSetup(t)
+	de := newDrainRegion(t)
+	slack := newFakeSlackAPI(t)
+	var us, deSeen slackEventsSeen
+	s.us.other.Store(us.handler())
+	de.other.Store(deSeen.handler())
+
+	admin, site := harness.ReservePort(t), harness.ReservePort(t)
+	regions := "\t\tregion us " + s.us.srv.URL + "\n\t\tregion de " + de.srv.URL + "\n"
+	c := harness.Start(t, admin, s.slackControlCaddyfile(admin, site, regions, slack.base(), "127.0.0.1:1"), trustServers(t, slack.srv))
+	s.seed(t, 0)
+	for _, q := range []string{
+		`INSERT INTO sentry_organizationmapping (organization_id, slug, region_name, status) VALUES (2, 'beta', 'de', 0)`,
+		fmt.Sprintf(`INSERT INTO sentry_integration (id, provider, external_id, name, metadata, status) VALUES (100, 'slack', 'T1', 'ws', '{"access_token":%q}', 0)`, slackBotToken),
+		`INSERT INTO sentry_organizationintegration (id, organization_id, integration_id, status) VALUES (100, 2, 100, 0), (101, 1, 100, 0)`,
+		`INSERT INTO sentry_identityprovider (id, type, external_id) VALUES (30, 'slack', 'T1')`,
+		`INSERT INTO sentry_identity (id, idp_id, user_id, external_id, data) VALUES (500, 30, 7, 'U1', '{}')`,
+		`INSERT INTO sentry_organizationmembermapping (id, organization_id, user_id, invite_status) VALUES (1, 1, 7, 0)`,
+	} {
+		mustExec(t, s.db, q)
+	}
+	event := func(id string, ev map[string]any) []byte {
+		b, _ := json.Marshal(map[string]any{"type": "event_callback", "team_id": "T1", "event_id": id, "event": ev})
+		return b
+	}
+	post := func(body []byte, want int) {
+		t.Helper()
+		if status := postSlack(t, site.URL(), "/extensions/slack/event/", "application/json", body); status != want {
+			t.Fatalf("event answered %d, want %d\n%s", status, want, c.Logs())
+		}
+	}
+
+	post(event("Ev-linked", map[string]any{"type": "app_mention", "user": "U1", "channel": "C1", "text": "<@BOT> why?", "ts": "1.5"}), http.StatusAccepted)
+	post(event("Ev-unlinked", map[string]any{"type": "app_mention", "user": "U2", "channel": "C1", "text": "<@BOT> hi", "ts": "1.6", "thread_ts": "1.0"}), http.StatusOK)
+	post(event("Ev-unfurl", map[string]any{"type": "link_shared", "user": "U1", "channel": "C1"}), http.StatusAccepted)
+
+	waitFor(t, "the linked user's mention delivered to us and the unfurl to de", 20*time.Second, func() bool {
+		return us.with("Ev-linked") == 1 && deSeen.with("Ev-unfurl") == 1
+	})
+	waitFor(t, "nothing left to deliver", 20*time.Second, func() bool { return s.pending(t) == 0 })
+	if n := deSeen.with("Ev-linked"); n != 0 {
+		t.Errorf("the mention also reached de, the workspace's first region, %d times", n)
+	}
+	if n := us.with("Ev-unlinked") + deSeen.with("Ev-unlinked"); n != 0 {
+		t.Errorf("the unlinked user's mention was delivered %d times", n)
+	}
+	calls := slack.seen()
+	if len(calls) != 1 {
+		t.Fatalf("Slack API calls %+v, want the halt message", calls)
+	}
+	var msg struct {
+		Channel  string `json:"channel"`
+		User     string `json:"user"`
+		Text     string `json:"text"`
+		ThreadTS string `json:"thread_ts"`
+	}
+	_ = json.Unmarshal([]byte(calls[0].body), &msg)
+	if calls[0].method != "chat.postEphemeral" || calls[0].auth != "Bearer "+slackBotToken || msg.Channel != "C1" || msg.User != "U2" || msg.ThreadTS != "1.0" || !strings.Contains(msg.Text, "/sentry link") {
+		t.Errorf("halt message %s with the bot token %v: %s", calls[0].method, calls[0].auth == "Bearer "+slackBotToken, calls[0].body)
+	}
+	m := metricsOf(t, c.AdminAddr)
+	for _, line := range []string{
+		`caddy_sentry_slack_calls_total{kind="halt_message",outcome="ok"} 1`,
+		`caddy_sentry_webhooks_captured_total{outcome="seer_halt",provider="slack"} 1`,
+	} {
+		if !strings.Contains(m, line) {
+			t.Errorf("metrics lack %s:\n%s", line, grepLines(m, "slack"))
+		}
+	}
+	noSlackSecrets(t, c.Logs())
+}
