@@ -102,6 +102,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			h.rejections.Reject(provider, res.Reason, zap.Int("status", res.Status),
 				zap.Any("client_ip", caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey)))
 		}
+		if res.SeerHalt != "" {
+			if c := h.logger.Check(zapcore.DebugLevel, "seer event halted: no organization for its user"); c != nil {
+				c.Write(zap.String("provider", provider), zap.Int64("integration_id", res.IntegrationID), zap.String("reason", res.SeerHalt))
+			}
+		}
 		h.callSlack(r.Context(), res.SlackCall)()
 		writeResult(w, &res)
 		observe(provider, res.Outcome, start)

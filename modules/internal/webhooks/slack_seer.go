@@ -211,6 +211,7 @@ func linkedSlugs(text string) []string {
 func seerHalt(in *directory.Integration, ev *slackEvent, reason string) Result {
 	res := respond(http.StatusOK, "seer_halt")
 	res.SeerHalt = reason
+	res.IntegrationID = in.ID
 	if ev.User == "" || ev.Channel == "" {
 		return res
 	}
