@@ -13,8 +13,8 @@ import (
 // as Sentry's control does behind its option
 // send-slack-response-from-control-silo, the edge opens a "Loading..."
 // modal at once with the integration's bot token, keyed by the action's
-// action_ts (external_id); the region, called later by the drainer,
-// finds that view by its external_id and replaces it, and its answer
+// action_ts (external_id), which the region, called later by the
+// drainer, can look the view up by to replace it; the region's answer
 // goes to the response_url as every callback's does.
 
 // slackDialogTitles are the actions that open a dialog, by the action

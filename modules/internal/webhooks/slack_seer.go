@@ -141,9 +141,14 @@ func (e *Env) routeSeer(ctx context.Context, in *directory.Integration, ev *slac
 // organization before taking the first; the edge does not, and the
 // region, which runs the resolution again, has the last word.
 func (e *Env) pickSeerOrganization(ctx context.Context, in *directory.Integration, ev *slackEvent) (org directory.Organization, halt string, err error) {
+	if ev.User == "" {
+		return org, SeerIdentityNotLinked, nil
+	}
 	userID, err := e.Identities.LinkedUser(ctx, in.Provider, in.ExternalID, ev.User)
-	if nf, ferr := lookupErr(err); ferr != nil || nf || ev.User == "" {
-		return org, SeerIdentityNotLinked, ferr
+	if nf, ferr := lookupErr(err); ferr != nil {
+		return org, "", ferr
+	} else if nf {
+		return org, SeerIdentityNotLinked, nil
 	}
 	var ids []int64
 	for _, oi := range in.Organizations {
