@@ -283,3 +283,24 @@ func TestLinkedSlugs(t *testing.T) {
 		t.Error("the halt message carries a link the edge cannot sign")
 	}
 }
+
+// BenchmarkParseSlackEvent measures what reading the inner event for Seer
+// adds to an event that is not Seer's (most of a workspace's events).
+func BenchmarkParseSlackEvent(b *testing.B) {
+	req := slackEventBody("T123", map[string]any{"type": "link_shared", "user": "U1", "channel": "C1", "links": []map[string]string{{"url": "https://acme.sentry.io/issues/1/"}}})
+	for _, seer := range []bool{false, true} {
+		b.Run(map[bool]string{false: "without_seer", true: "with_seer"}[seer], func(b *testing.B) {
+			env := testEnv(newFakeDir())
+			env.SlackSigningSecret = nil
+			if seer {
+				env.Identities = &fakeIdentities{}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, res, err := Parse(context.Background(), env, req); err != nil || res.Action != Capture {
+					b.Fatalf("%+v %v", res, err)
+				}
+			}
+		})
+	}
+}
