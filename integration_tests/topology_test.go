@@ -193,7 +193,8 @@ func TestTopologyCredentialProxyOnControlDatabase(t *testing.T) {
 //
 // Every webhook answered 202 is delivered exactly once to each of its
 // regions with its own bytes (the regions check the signature, as Sentry
-// does), in order per mailbox; a webhook not accepted is delivered at most
+// does), taken in order per mailbox (GitHub's are delivered a few at a
+// time, so arrivals may swap); a webhook not accepted is delivered at most
 // once with its own bytes, and not at all when its body was cut; nothing is
 // left pending and nothing is dead-lettered. The gateway routes right
 // throughout, the credential proxy's calls carry their installation's
