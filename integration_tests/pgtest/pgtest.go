@@ -84,6 +84,8 @@ type Cluster struct {
 	name    string   // cluster_name of a standby ("" for a primary)
 	mu      sync.Mutex
 	running bool
+	// killedAt is when Kill had stopped every process of the server.
+	killedAt time.Time
 }
 
 // NewCluster starts a cluster of the test's own, for tests that stop and
