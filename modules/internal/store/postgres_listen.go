@@ -29,11 +29,12 @@ const (
 	// (TestPostgresListenThroughPgBouncer); through a transaction pooler
 	// it never does.
 	listenProbeTimeout = 3 * time.Second
-	// listenCheckEvery is how long a quiet session waits before it is
-	// pinged: a server whose machine died sends no reset, and TCP
-	// keepalive (pgx dials with a 5 min idle time, then 9 probes 75 s
-	// apart) would take 16 minutes to notice; the pool and the backstop
-	// poll keep everything else going meanwhile.
+	// listenCheckEvery is how long a quiet session waits before it
+	// checks that its server is there (it LISTENs again): a server whose
+	// machine died sends no reset, and TCP keepalive (pgx dials with a
+	// 5 min idle time, then 9 probes 75 s apart) would take 16 minutes to
+	// notice; the pool and the backstop poll keep everything else going
+	// meanwhile.
 	listenCheckEvery = 30 * time.Second
 	listenPingFor    = 5 * time.Second
 )
@@ -103,10 +104,13 @@ func (p *Postgres) listenOnce(ctx context.Context, fn func(string), reconnected 
 		return false, err
 	}
 	defer done()
-	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+	if err := p.proveHearing(ctx, conn); err != nil {
 		return false, err
 	}
-	if err := p.proveHearing(ctx, conn, fn); err != nil {
+	// LISTEN is the session's last statement, and every liveness check
+	// repeats it (a no-op on a channel already listened to): the
+	// session shows as "LISTEN silo_mailbox" in pg_stat_activity.
+	if _, err := conn.Exec(ctx, pgListen); err != nil {
 		return false, err
 	}
 	if reconnected {
@@ -123,7 +127,7 @@ func (p *Postgres) listenOnce(ctx context.Context, fn func(string), reconnected 
 			// Quiet for a while: is the server still there? (A wait
 			// that timed out leaves the connection usable.)
 			pctx, cancel := context.WithTimeout(ctx, listenPingFor)
-			err = conn.Ping(pctx)
+			_, err = conn.Exec(pctx, pgListen)
 			cancel()
 			if err != nil {
 				return true, err
@@ -173,10 +177,15 @@ func (p *Postgres) listenSession(ctx context.Context) (conn *pgx.Conn, done func
 	}, nil
 }
 
+// pgListen is the session's LISTEN.
+const pgListen = "LISTEN " + notifyChannel
+
 // proveHearing sends a notification on a channel of this session's own
 // through the pool (the way Notify's reach the other instances) and waits
-// for it, handing fn the wakes that arrive meanwhile.
-func (p *Postgres) proveHearing(ctx context.Context, conn *pgx.Conn, fn func(string)) error {
+// for it. It runs before the session LISTENs to the mailboxes: wakes
+// missed meanwhile are covered by the fn("") that follows a reconnection
+// and, at the first session, by the drainer's first scan.
+func (p *Postgres) proveHearing(ctx context.Context, conn *pgx.Conn) error {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	probe := "silo_listen_probe_" + hex.EncodeToString(b[:])
@@ -195,9 +204,7 @@ func (p *Postgres) proveHearing(ctx context.Context, conn *pgx.Conn, fn func(str
 			_, err = conn.Exec(ctx, "UNLISTEN "+probe)
 			return err
 		case err == nil:
-			if n.Channel == notifyChannel {
-				fn(n.Payload)
-			}
+			// Not ours (a pooled session that listened before).
 		case ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
 			return fmt.Errorf("%w: LISTEN on %s heard nothing of a NOTIFY sent through %s within %s",
 				ErrListenDeaf, describeDatabase(conn.Config()), p.where, listenProbeTimeout)
