@@ -74,7 +74,7 @@ func (a *App) resolve() error {
 	if a.directoryDSN, err = ResolveSecret("directory_dsn", a.DirectoryDSN); err != nil {
 		return err
 	}
-	if a.listenDSN, err = a.resolveListenDSN(); err != nil {
+	if a.listenDSN, err = resolveListenDSN(a.Storage.Engine, a.ListenDSN); err != nil {
 		return err
 	}
 	if a.Migrate == nil {

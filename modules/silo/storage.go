@@ -55,7 +55,7 @@ func storageKey(kind, value string) string {
 func (a *App) openStorage() error {
 	switch a.Storage.Engine {
 	case EnginePostgres:
-		pg, shared, err := a.openStoragePostgres()
+		pg, shared, err := openStoragePostgres(a.acquirePostgres, a.storageDSN, a.listenDSN)
 		if err != nil {
 			return err
 		}
@@ -82,7 +82,7 @@ func (a *App) openStorage() error {
 		a.directoryDB = directoryParts{source: db, credentials: db, tables: db}
 	}
 	if a.directoryDSN != "" {
-		parts, err := a.openDirectoryPostgres()
+		parts, err := openDirectoryPostgres(a.acquirePostgres, a.directoryDSN)
 		if err != nil {
 			return err
 		}
@@ -96,22 +96,22 @@ func (a *App) openStorage() error {
 // its pool settles only on a host that takes writes, whatever the DSN's
 // host list (store.RequireWritable). The drainer's LISTEN session goes to
 // listen_dsn when it is set.
-func (a *App) openStoragePostgres() (*store.Postgres, *sharedStorage, error) {
-	cfg, err := store.PostgresPoolConfig(a.storageDSN)
+func openStoragePostgres(acquire acquireFunc, storageDSN, listenDSN string) (*store.Postgres, *sharedStorage, error) {
+	cfg, err := store.PostgresPoolConfig(storageDSN)
 	if err == nil {
 		err = store.RequireWritable(cfg.ConnConfig)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("storage postgres: %v", err)
 	}
-	shared, err := a.acquirePostgres("storage postgres", cfg)
+	shared, err := acquire("storage postgres", cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	if a.listenDSN == "" {
+	if listenDSN == "" {
 		return store.NewPostgres(shared.pool), shared, nil
 	}
-	lcfg, err := store.PostgresPoolConfig(a.listenDSN)
+	lcfg, err := store.PostgresPoolConfig(listenDSN)
 	if err == nil {
 		err = store.RequireWritable(lcfg.ConnConfig)
 	}
@@ -129,19 +129,19 @@ func (a *App) openStoragePostgres() (*store.Postgres, *sharedStorage, error) {
 // lagging one would hand out a token already replaced). When the DSN may
 // settle on a standby, the tokens get a pool of their own on the same
 // hosts that settles only on the primary (store.WritableCopy).
-func (a *App) openDirectoryPostgres() (directoryParts, error) {
-	cfg, err := store.PostgresPoolConfig(a.directoryDSN)
+func openDirectoryPostgres(acquire acquireFunc, directoryDSN string) (directoryParts, error) {
+	cfg, err := store.PostgresPoolConfig(directoryDSN)
 	if err != nil {
 		return directoryParts{}, fmt.Errorf("directory_dsn: %v", err)
 	}
-	shared, err := a.acquirePostgres("directory_dsn", cfg)
+	shared, err := acquire("directory_dsn", cfg)
 	if err != nil {
 		return directoryParts{}, err
 	}
 	pg := store.NewPostgres(shared.pool)
 	parts := directoryParts{source: pg, credentials: pg, tables: pg}
 	if wcfg, copied := store.WritableCopy(cfg); copied {
-		primary, err := a.acquirePostgres("directory_dsn (primary, for tokens)", wcfg)
+		primary, err := acquire("directory_dsn (primary, for tokens)", wcfg)
 		if err != nil {
 			return directoryParts{}, err
 		}
@@ -152,13 +152,13 @@ func (a *App) openDirectoryPostgres() (directoryParts, error) {
 
 // resolveListenDSN resolves listen_dsn, which only means something for
 // PostgreSQL storage.
-func (a *App) resolveListenDSN() (string, error) {
-	dsn, err := ResolveSecret("listen_dsn", a.ListenDSN)
+func resolveListenDSN(engine, raw string) (string, error) {
+	dsn, err := ResolveSecret("listen_dsn", raw)
 	if err != nil || dsn == "" {
 		return dsn, err
 	}
-	if a.Storage.Engine != EnginePostgres {
-		return "", fmt.Errorf("listen_dsn is for storage postgres (the drainer's LISTEN session on the storage database); storage is %s", a.Storage.Engine)
+	if engine != EnginePostgres {
+		return "", fmt.Errorf("listen_dsn is for storage postgres (the drainer's LISTEN session on the storage database); storage is %s", engine)
 	}
 	if _, err := store.PostgresPoolConfig(dsn); err != nil {
 		return "", fmt.Errorf("listen_dsn: %v", err)
@@ -193,6 +193,10 @@ type directoryTables interface {
 	MissingDirectoryTables(ctx context.Context) ([]string, error)
 	Where() string
 }
+
+// acquireFunc is App.acquirePostgres, for the functions that open one
+// database.
+type acquireFunc func(what string, cfg *pgxpool.Config) (*sharedStorage, error)
 
 func (a *App) acquirePostgres(what string, cfg *pgxpool.Config) (*sharedStorage, error) {
 	// The key covers everything that shapes the pool, so a changed
