@@ -333,3 +333,63 @@ func (l *relLoad) snapshot() []relResult {
 	defer l.mu.Unlock()
 	return append([]relResult(nil), l.results...)
 }
+
+// The credential proxy across a failover of the control database
+// (directory_dsn host=a,b target_session_attrs=read-write, a synchronous
+// standby): a GitLab refresh whose token endpoint answers only after the
+// primary died and the standby was promoted is written back on the new
+// primary, where the rotated refresh token must be, without asking the
+// token endpoint again (GitLab's refresh tokens are single use: a second
+// grant with the old one is refused). Afterwards both instances use the
+// token on the new primary: no further refresh.
+func TestCredentialProxyAcrossFailover(t *testing.T) {
+	relSkipShort(t)
+	primary := pgtest.NewCluster(t, pgtest.Options{})
+	standby := primary.NewStandby(t, pgtest.StandbyOptions{Synchronous: true})
+	control := primary.DSN(t)
+	db := pgtest.DatabaseName(t, control)
+	top := newTopologyWith(t, topoShape{
+		control:      pgtest.MultiHostURL(db, url.Values{"target_session_attrs": {"read-write"}}, primary, standby),
+		controlAdmin: control,
+		beforeStart: func(t *testing.T) {
+			if err := primary.WaitReplayed(standby); err != nil {
+				t.Fatal(err)
+			}
+		},
+	})
+	gate := make(chan struct{})
+	top.tp.tokenGate.Store(&gate)
+	answered := make(chan topoProxyCall, 1)
+	go func() { answered <- top.proxyCall(context.Background(), 0, topoOIGitLab) }()
+	waitFor(t, "the refresh at GitLab's token endpoint", 30*time.Second, func() bool { return top.tp.tokenAsked.Load() == 1 })
+	// The row lock and the refresh's transaction are on the primary:
+	// kill it with the refresh in flight, promote the standby, then let
+	// GitLab answer.
+	if err := primary.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := standby.Promote(); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	if c := <-answered; !c.ok(topoOIGitLab) {
+		t.Fatalf("the call whose refresh spanned the failover: %s", c)
+	}
+	if grants := top.tp.grantsPresented(); len(grants) != 1 {
+		t.Fatalf("GitLab saw refresh tokens %v, want one grant", grants)
+	}
+	onNew := topoOpen(t, standby.DatabaseURL(db))
+	var data string
+	if err := onNew.QueryRow(`SELECT data FROM sentry_identity WHERE id = $1`, topoIdentityGitLab).Scan(&data); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(data, `"glrt_1"`) || !strings.Contains(data, `"glat_1"`) {
+		t.Fatalf("the new primary holds identity data %s: the write-back was lost", data)
+	}
+	if failed := top.concurrentProxyCalls(8, topoOIGitLab); len(failed) > 0 {
+		t.Errorf("%d of 8 calls after the failover failed:\n  %s", len(failed), strings.Join(failed[:min(4, len(failed))], "\n  "))
+	}
+	if n := top.tp.minted(topoGitLab); n != 1 {
+		t.Errorf("%d GitLab tokens minted, want 1 (a second refresh of one token)", n)
+	}
+}
