@@ -314,6 +314,80 @@ func TestPostgresWriteBackAcrossFailover(t *testing.T) {
 	}
 }
 
+// An asynchronous standby that missed the primary's last inserts resumes
+// the id sequence from what it received. A drainer that still holds ids
+// read on the old primary (a delivered row whose deletion it records, the
+// rest of its page) must not delete the rows captured on the new primary:
+// ids carry the timeline (migration 0006), so none is handed out twice.
+func TestPostgresNoIDReusedAfterFailover(t *testing.T) {
+	primary := pgtest.NewCluster(t, pgtest.Options{})
+	standby := primary.NewStandby(t, pgtest.StandbyOptions{})
+	db := pgtest.DatabaseName(t, primary.DSN(t))
+	s, _ := openWritable(t, pgtest.MultiHostURL(db, nil, primary, standby))
+	ctx := testCtx(t)
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustInsert(t, s, payload("github:us:old", "replicated"))
+	if err := primary.WaitReplayed(standby); err != nil {
+		t.Fatal(err)
+	}
+	// The standby receives nothing from here on: what follows is the
+	// tail an asynchronous standby loses with its primary.
+	if err := standby.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	var tail []store.NewPayload
+	for i := 0; i < 100; i++ {
+		tail = append(tail, payload("github:us:old", fmt.Sprint("unreplicated-", i)))
+	}
+	held := mustInsert(t, s, tail...)
+	if err := primary.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := standby.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := standby.Promote(); err != nil {
+		t.Fatal(err)
+	}
+	var fresh []store.NewPayload
+	for i := 0; i < 100; i++ {
+		fresh = append(fresh, payload("github:us:new", fmt.Sprint("after-", i)))
+	}
+	var inserted []store.InsertResult
+	if err := pollUntil(30*time.Second, func() bool {
+		var err error
+		inserted, err = s.InsertPayloads(ctx, fresh)
+		return err == nil
+	}); err != nil {
+		t.Fatalf("no insert on the promoted standby: %v", err)
+	}
+	reused := 0
+	ids := map[int64]bool{}
+	for _, r := range inserted {
+		ids[r.ID] = true
+	}
+	for _, h := range held {
+		if ids[h.ID] {
+			reused++
+		}
+		// The drainer recording the delivery of a row it read on the
+		// old primary.
+		if err := s.DeletePayload(ctx, h.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			t.Fatal(err)
+		}
+	}
+	rows, err := s.NextPayloads(ctx, "github:us:new", 0, now(), false, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reused > 0 || len(rows) != len(fresh) {
+		t.Fatalf("%d ids of the old primary's lost tail were handed out again; %d of %d rows captured after the promotion are left",
+			reused, len(rows), len(fresh))
+	}
+}
+
 // A primary fenced read-only (default_transaction_read_only, as failover
 // managers do to an old primary) while another host of the DSN takes
 // writes: the connections that got read_only_sql_transaction are closed,
