@@ -9,10 +9,21 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
 	"github.com/sentrysilo/caddy-silo/modules/internal/querydict"
 )
 
-func init() { register("slack", parseSlack) }
+// Sentry's staging Slack app is the same parser under its own provider
+// name (slack_staging: /extensions/slack-staging/…), with its own
+// integrations and signing secret.
+func init() {
+	register("slack", func(ctx context.Context, env *Env, req *Request) (Result, error) {
+		return parseSlack(ctx, env, req, "slack", env.SlackSigningSecret)
+	})
+	register("slack_staging", func(ctx context.Context, env *Env, req *Request) (Result, error) {
+		return parseSlack(ctx, env, req, "slack_staging", env.SlackStagingSigningSecret)
+	})
+}
 
 // slackAllRegionsExempt are the action values answered by the first region
 // only (link unfurls and notification settings); every other interactive
@@ -96,9 +107,10 @@ func readSlackJSON(b []byte) (slackRequest, error) {
 	return sr, body.err()
 }
 
-func parseSlack(ctx context.Context, env *Env, req *Request) (Result, error) {
-	sub, _ := subpath(req.Path, "slack")
-	view := strings.TrimSuffix(sub, "/")
+// parseSlack serves the Slack app of provider, whose requests are signed
+// with secret (nil: not checked at the edge).
+func parseSlack(ctx context.Context, env *Env, req *Request, provider string, secret []byte) (Result, error) {
+	view := strings.TrimSuffix(viewOf(req.Path), "/")
 	switch view {
 	case "event", "commands", "action", "options-load":
 	default:
@@ -106,15 +118,18 @@ func parseSlack(ctx context.Context, env *Env, req *Request) (Result, error) {
 		// are served by control (which routes the team views itself).
 		return passOn, nil
 	}
-	if env.SlackSigningSecret != nil && !verifySlack(env.SlackSigningSecret, req.Header, req.Body, env.now()) {
-		return respond(http.StatusUnauthorized, "rejected"), nil
+	if secret != nil && !verifySlack(secret, req.Header, req.Body, env.now()) {
+		return reject(http.StatusUnauthorized, ReasonBadSignature), nil
 	}
 
-	var sr slackRequest
+	var (
+		sr      slackRequest
+		payload []byte // an interactive payload's JSON
+	)
 	if view == "event" {
 		var err error
 		if sr, err = readSlackJSON(req.Body); err != nil {
-			return rejected(), nil
+			return rejected(ReasonBadBody), nil
 		}
 		if sr.Type == "url_verification" {
 			// Answered at the edge, after the signature check.
@@ -124,33 +139,30 @@ func parseSlack(ctx context.Context, env *Env, req *Request) (Result, error) {
 	} else {
 		form, err := url.ParseQuery(string(req.Body))
 		if err != nil {
-			return rejected(), nil
+			return rejected(ReasonBadBody), nil
 		}
 		if p := querydict.Get(form, "payload"); p != "" {
 			if sr, err = readSlackJSON([]byte(p)); err != nil {
-				return rejected(), nil
+				return rejected(ReasonBadBody), nil
 			}
+			payload = []byte(p)
 		} else {
 			sr.TeamID = querydict.Get(form, "team_id")
 			sr.ResponseURL = querydict.Get(form, "response_url")
 		}
 	}
 
-	in, err := env.integrationByExternalID(ctx, "slack", sr.teamID())
+	in, err := env.integrationByExternalID(ctx, provider, sr.teamID())
 	// A workspace no longer linked to any organization: Slack retries
 	// anything but a 2xx, so acknowledge and drop.
-	res, err := env.captureFor("slack", in, err, respond(http.StatusAccepted, "dropped"))
+	res, err := env.captureFor(provider, in, err, respond(http.StatusAccepted, "dropped"))
 	if err != nil || res.Action != Capture {
 		return res, err
 	}
 	regions := res.Regions
 
 	if view == "event" {
-		// Events API deliveries need nothing back but a 2xx: keep them
-		// durably in the first region's mailbox.
-		res.Regions = regions[:1]
-		res.DeliveryKey = sr.EventID
-		return res, nil
+		return env.slackEvent(ctx, in, req.Body, sr.EventID, res)
 	}
 	if sr.ResponseURL != "" {
 		// Whatever the URL, the request is a callback job and is answered
@@ -163,6 +175,9 @@ func parseSlack(ctx context.Context, env *Env, req *Request) (Result, error) {
 		res.Status = http.StatusOK
 		res.CallbackURL = sr.ResponseURL
 		res.Outcome = "callback"
+		if env.SlackLoadingModal && view == "action" {
+			res.SlackCall = loadingModalCall(in, payload)
+		}
 		return res, nil
 	}
 	res.Action = ProxyFirst
@@ -170,6 +185,25 @@ func parseSlack(ctx context.Context, env *Env, req *Request) (Result, error) {
 		res.Action = ProxyAll
 	}
 	return res, nil
+}
+
+// slackEvent stores an Events API delivery, which needs nothing back but
+// a 2xx: durably in the first region's mailbox, or a Seer event in the
+// region of its user's organization (res is the Capture result).
+func (e *Env) slackEvent(ctx context.Context, in *directory.Integration, body []byte, eventID string, res Result) (Result, error) {
+	res.Regions = res.Regions[:1]
+	res.DeliveryKey = eventID
+	if e.Identities == nil {
+		return res, nil
+	}
+	ev, err := readSlackEvent(body)
+	if err != nil {
+		return rejected(ReasonBadBody), nil
+	}
+	if !ev.forSeer(in) {
+		return res, nil
+	}
+	return e.routeSeer(ctx, in, &ev, res)
 }
 
 func slackExempt(sr *slackRequest) bool {
