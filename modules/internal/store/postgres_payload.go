@@ -152,10 +152,11 @@ func planInsert(payloads []NewPayload) insertPlan {
 // a schema not yet migrated.
 const pgBatchIDs = `(SELECT array_agg(v + (SELECT ` + pgTimelineBase + `)) FROM (SELECT nextval('silo_webhook_payload_id_seq') AS v FROM %s) AS s)`
 
-// pgTimelineBase is the current WAL timeline shifted above bit 44: the
-// first 8 hex digits of the name pg_walfile_name gives an LSN on the
-// current insert timeline.
-const pgTimelineBase = `('x' || left(pg_walfile_name(pg_current_wal_lsn()), 8))::bit(32)::bigint << 44`
+// pgTimelineBase is the current WAL timeline less one, shifted above bit
+// 44: the first 8 hex digits of the name pg_walfile_name gives an LSN are
+// the current insert timeline. A server that was never promoted is on
+// timeline 1, and its ids are the sequence's values, as before.
+const pgTimelineBase = `((('x' || left(pg_walfile_name(pg_current_wal_lsn()), 8))::bit(32)::bigint - 1) << 44)`
 
 // pgInsertArrays inserts a whole batch in one statement: one array per
 // column, in insertion order (the function scan's ordinality is that

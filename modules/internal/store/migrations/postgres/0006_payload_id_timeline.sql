@@ -10,14 +10,14 @@
 -- in TestPostgresNoIDReusedAfterFailover.
 -- A promotion (or a point-in-time recovery) starts a new timeline, so ids
 -- after it are new and larger than every id before it: per-mailbox order
--- by id holds. Ids from before this migration (below 2^44) sort before
--- all later ones. 44 bits leave 1.7e13 rows to the sequence (55 years at
--- 10,000/s), and ids stay below 2^53 (exact in JSON) for the first 511
--- timelines. pg_walfile_name names the WAL file of an LSN on the current
--- insert timeline; its first 8 hex digits are that timeline.
+-- by id holds. The base is (timeline - 1) << 44: on a server that was never
+-- promoted (timeline 1) ids are the sequence's values, as before. 44 bits
+-- leave 1.7e13 rows to the sequence (55 years at 10,000/s), and ids stay
+-- below 2^53 (exact in JSON) for the first 512 timelines. The first 8 hex
+-- digits of pg_walfile_name are the current insert timeline.
 -- The same expression is in pgBatchIDs (postgres_payload.go), which draws
 -- the ids of captured batches; this default gives them to replayed dead
 -- letters.
 ALTER TABLE silo_webhook_payload
-    ALTER COLUMN id SET DEFAULT (('x' || left(pg_walfile_name(pg_current_wal_lsn()), 8))::bit(32)::bigint << 44)
+    ALTER COLUMN id SET DEFAULT ((('x' || left(pg_walfile_name(pg_current_wal_lsn()), 8))::bit(32)::bigint - 1) << 44)
         + nextval('silo_webhook_payload_id_seq');
