@@ -20,6 +20,12 @@ type target struct {
 	// workers (and half the rate) each.
 	pairedClosed, pairedOpen []Result
 	cpuClosed, cpuOpen       time.Duration
+	// pid is the Caddy process serving the target, when it is not the
+	// matchup's (-compare-binary).
+	pid int
+	// usedClosed is the CPU of every process of the run during the
+	// closed-loop rounds (matchup.upstream set).
+	usedClosed cpuSample
 }
 
 func (t *target) closedResult() Result { return combine(t.closed) }
@@ -42,6 +48,9 @@ type matchup struct {
 	env    *Env
 	client *http.Client
 	pid    int
+	// upstream, when set, is the pid of the upstream process, whose CPU
+	// is then sampled too (target.usedClosed).
+	upstream int
 }
 
 // run does the closed-loop rounds, then open-loop rounds at rate (0: a
@@ -60,9 +69,12 @@ func (m *matchup) run(ctx context.Context, targets []*target, rate float64) floa
 	for r := range env.Rounds {
 		for _, t := range order(r) {
 			ClosedLoop(ctx, m.client, env.Concurrency, warm, t.urls)
-			cpu := m.cpu()
+			meter := m.meter(t)
+			before := meter.sample()
 			t.closed = append(t.closed, ClosedLoop(ctx, m.client, env.Concurrency, per, t.urls))
-			t.cpuClosed += m.cpu() - cpu
+			used := meter.sample().sub(before)
+			t.cpuClosed += used.caddy
+			t.usedClosed = t.usedClosed.add(used)
 		}
 	}
 	// One request at a time: the latency a request pays, with no
@@ -79,9 +91,9 @@ func (m *matchup) run(ctx context.Context, targets []*target, rate float64) floa
 	for r := range env.Rounds {
 		for _, t := range order(r) {
 			ClosedLoop(ctx, m.client, env.Concurrency, warm/2, t.urls)
-			cpu := m.cpu()
+			cpu := procCPU(m.meter(t).caddy)
 			t.open = append(t.open, OpenLoop(ctx, m.client, env.Concurrency, rate, per, t.urls))
-			t.cpuOpen += m.cpu() - cpu
+			t.cpuOpen += procCPU(m.meter(t).caddy) - cpu
 		}
 	}
 	return rate
@@ -113,8 +125,14 @@ func (m *matchup) paired(ctx context.Context, base, subject *target, rate float6
 	}
 }
 
-// cpu is the user+system CPU time of the Caddy process.
-func (m *matchup) cpu() time.Duration { return procCPU(m.pid) }
+// meter samples the Caddy process serving t and the upstream process.
+func (m *matchup) meter(t *target) cpuMeter {
+	pid := m.pid
+	if t.pid != 0 {
+		pid = t.pid
+	}
+	return cpuMeter{caddy: pid, postgres: m.upstream}
+}
 
 func combine(rs []Result) Result {
 	var out Result
