@@ -153,13 +153,17 @@ func runGateway(ctx context.Context, env *Env) error {
 	if env.Profile != "" {
 		// The gateway, then plain reverse_proxy under the same load, for
 		// go tool pprof -diff_base <plain> <gateway>.
+		// The request counts turn the profiles' seconds into µs per
+		// request (the two windows serve different numbers).
 		for _, p := range []struct{ path, base string }{{env.Profile, subject.gw}, {plainProfile(env.Profile), plain}} {
-			err := profile(subject.c, p.path, 5*time.Second, func() {
-				ClosedLoop(ctx, client, c, 5*time.Second, urls(p.base, smallDirectory))
+			var r Result
+			err := profile(subject.c, p.path, 10*time.Second, func() {
+				r = ClosedLoop(ctx, client, c, 10*time.Second, urls(p.base, smallDirectory))
 			})
 			if err != nil {
 				return err
 			}
+			fmt.Fprintf(env.Out, "%s: %d requests in the profile's 10s\n", p.path, r.Requests)
 		}
 		fmt.Fprintf(env.Out, "CPU profiles under the same load: sentry_region_route %s, plain reverse_proxy %s\n"+
 			"go tool pprof -top -diff_base %s %s\n", env.Profile, plainProfile(env.Profile), plainProfile(env.Profile), env.Profile)
