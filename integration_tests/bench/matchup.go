@@ -12,14 +12,11 @@ import (
 
 // target is one side of a comparison, measured over several rounds.
 type target struct {
-	name         string
-	urls         URLs
-	closed, open []Result
-	serial       []Result
-	// paired: measured at the same time as the first target, half the
-	// workers (and half the rate) each.
-	pairedClosed, pairedOpen []Result
-	cpuClosed, cpuOpen       time.Duration
+	name               string
+	urls               URLs
+	closed, open       []Result
+	serial             []Result
+	cpuClosed, cpuOpen time.Duration
 	// pid is the Caddy process serving the target, when it is not the
 	// matchup's (-compare-binary).
 	pid int
@@ -97,32 +94,6 @@ func (m *matchup) run(ctx context.Context, targets []*target, rate float64) floa
 		}
 	}
 	return rate
-}
-
-// paired runs base and subject at the same time, each with half the
-// workers (closed loop) or half the rate (open loop), in rounds: both
-// then suffer exactly the same interference from the rest of the
-// machine, so their ratio is the steadiest figure a shared machine gives.
-func (m *matchup) paired(ctx context.Context, base, subject *target, rate float64) {
-	env := m.env
-	per := env.Duration / time.Duration(env.Rounds)
-	half := max(env.Concurrency/2, 1)
-	both := func(f func(t *target) Result) (Result, Result) {
-		var rb, rs Result
-		done := make(chan struct{})
-		go func() { rb = f(base); close(done) }()
-		rs = f(subject)
-		<-done
-		return rb, rs
-	}
-	for range env.Rounds {
-		rb, rs := both(func(t *target) Result { return ClosedLoop(ctx, m.client, half, per, t.urls) })
-		base.pairedClosed = append(base.pairedClosed, rb)
-		subject.pairedClosed = append(subject.pairedClosed, rs)
-		rb, rs = both(func(t *target) Result { return OpenLoop(ctx, m.client, half, rate/2, per, t.urls) })
-		base.pairedOpen = append(base.pairedOpen, rb)
-		subject.pairedOpen = append(subject.pairedOpen, rs)
-	}
 }
 
 // meter samples the Caddy process serving t and the upstream process.
