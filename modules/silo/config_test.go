@@ -44,6 +44,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			region_breaker 3 5s
 			lease 20s
 			dead_letter_retention 48h
+			delivered_retention 1h
 			callback_hosts chat.example.com
 			callback_hosts 10.0.0.9:8443 [::1]:9443
 		}
@@ -60,7 +61,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		`"integrations":[{"id":10,"provider":"github","external_id":"555","organizations":[1,2]}],` +
 		`"drainer":{"off":true,"poll_interval":2000000000,"workers":8,"claim_size":100,"max_attempts":5,"backoff":{"base":1000000000,"rate":2,"cap":60000000000},` +
 		`"max_age":86400000000000,"request_timeout":5000000000,"skip_on_failure":["github"],"region_breaker":{"failures":3,"probe_interval":5000000000},` +
-		`"lease":20000000000,"dead_letter_retention":172800000000000,"callback_hosts":["chat.example.com","10.0.0.9:8443","[::1]:9443"]}}`
+		`"lease":20000000000,"dead_letter_retention":172800000000000,"delivered_retention":3600000000000,"callback_hosts":["chat.example.com","10.0.0.9:8443","[::1]:9443"]}}`
 	if string(got) != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
