@@ -94,10 +94,28 @@
     return el('td', { class: 'actions' }, ...(settings.read_only ? [] : buttons));
   }
 
+  // fill puts rows in a table's body, keyed by their data-key: a row
+  // that is there already keeps its element and only its changed cells
+  // are replaced, so a button stays where it is (and stays the same
+  // element) while the data around it refreshes.
   function fill(table, rows, empty) {
     const body = $(table).tBodies[0];
     const cols = $(table).tHead.rows[0].cells.length;
-    body.replaceChildren(...(rows.length ? rows : [el('tr', { class: 'empty' }, el('td', { colspan: cols }, empty))]));
+    if (!rows.length) rows = [el('tr', { class: 'empty', 'data-key': '' }, el('td', { colspan: cols }, empty))];
+    const old = new Map([...body.rows].map((r) => [r.dataset.key, r]));
+    rows.forEach((fresh, i) => {
+      let row = old.get(fresh.dataset.key);
+      if (row && row.cells.length === fresh.cells.length && row.className === fresh.className) {
+        old.delete(fresh.dataset.key);
+        [...fresh.cells].forEach((cell, j) => {
+          if (!row.cells[j].isEqualNode(cell)) row.replaceChild(cell, row.cells[j]);
+        });
+      } else {
+        row = fresh;
+      }
+      if (body.rows[i] !== row) body.insertBefore(row, body.rows[i] || null);
+    });
+    for (const r of old.values()) if (r.parentNode === body && !rows.includes(r)) r.remove();
   }
 
   // unchanged reports whether key's data is what was rendered last, and
@@ -134,7 +152,7 @@
 
   function renderRegions(regions) {
     if (unchanged('regions', [regions, settings.read_only])) return;
-    fill('regions', regions.map((r) => el('tr', { 'data-region': r.name },
+    fill('regions', regions.map((r) => el('tr', { 'data-key': r.name, 'data-region': r.name },
       el('td', { class: 'name' }, r.name),
       el('td', {}, r.breaker === 'open' ? badge('open', 'bad') : badge(r.breaker || 'closed', 'good')),
       el('td', { class: 'num' }, r.in_flight ?? 0),
@@ -153,7 +171,7 @@
       let head = 'attempt ' + (m.head_attempts ?? 0);
       if (m.head_last_status) head += ' · ' + m.head_last_status;
       if (m.head_last_error) head += ' · ' + m.head_last_error;
-      return el('tr', { 'data-mailbox': m.name },
+      return el('tr', { 'data-key': m.name, 'data-mailbox': m.name },
         el('td', { class: 'name' }, m.name),
         el('td', {}, m.region || '—'),
         el('td', {}, m.provider || '—'),
@@ -181,7 +199,7 @@
       const del = armed.has(id)
         ? el('button', { type: 'button', class: 'act delete-dead-letter armed', 'data-action': 'delete-dead-letter', 'data-id': id }, 'Confirm delete')
         : button('Delete', 'arm-delete', { id });
-      return el('tr', { 'data-dead-letter': id },
+      return el('tr', { 'data-key': 'dl-' + id, 'data-dead-letter': id },
         el('td', { class: 'num' }, id),
         el('td', { class: 'name' }, d.mailbox),
         el('td', {}, badge(d.reason, 'bad')),
