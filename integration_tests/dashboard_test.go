@@ -2,6 +2,7 @@ package integration_tests
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
@@ -31,6 +33,15 @@ func chromiumPath(t *testing.T) string {
 	t.Fatal("no Chromium found (chromium, chromium-browser, google-chrome): apt-get install -y chromium")
 	return ""
 }
+
+// The operator's password for the console's basic_auth, and its bcrypt
+// hash at cost 4 (caddy hash-password --algorithm bcrypt --bcrypt-cost 4):
+// the default cost 14 would spend a second of a loaded CI core on the
+// first request.
+const (
+	operatorPassword = "operator-pw"
+	operatorHash     = "$2a$04$8FR.WduDjwUij7ah8CS0Z.Q7Nkm396rXQvl1WR2sBqoKlHbBEsZI2"
+)
 
 // dashboardCaddyfile runs the silo on the drain setup's storage and region,
 // a capture site, and two consoles: one whose origin the admin endpoint
@@ -59,6 +70,9 @@ http://%s {
 }
 http://%s {
 	handle_path /ops/* {
+		basic_auth {
+			alice %s
+		}
 		sentry_silo_console {
 			refresh 1s
 		}
@@ -67,7 +81,7 @@ http://%s {
 http://%s {
 	sentry_silo_console
 }
-`, global, s.storage, s.us.srv.URL, site.Addr, console.Addr, stranger.Addr)
+`, global, s.storage, s.us.srv.URL, site.Addr, console.Addr, operatorHash, stranger.Addr)
 }
 
 // The dashboard in a real browser, on the real binary with live data: it
@@ -112,6 +126,14 @@ func TestDashboardInBrowser(t *testing.T) {
 	})
 
 	ctx, problems := newBrowser(t, chromium)
+	// The operator logs in to the console's basic_auth; pauses record who.
+	login := "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:"+operatorPassword))
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Authorization": login}}); err != nil {
+		t.Fatal(err)
+	}
 	page := consolePort.URL() + "/ops/"
 	// Each step has its own bound (a Wait never ends by itself), generous
 	// for a loaded 2-core machine: a step takes well under a second alone.
@@ -172,7 +194,7 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	do("pause", click(`#regions tr[data-region="us"] button.pause-region`))
 	waitFor(t, "the pause in the database", 10*time.Second, func() bool {
-		return dbCount(t, s, `SELECT count(*) FROM silo_pause WHERE kind = 'region' AND name = 'us' AND paused_by = 'dashboard'`) == 1
+		return dbCount(t, s, `SELECT count(*) FROM silo_pause WHERE kind = 'region' AND name = 'us' AND paused_by = 'dashboard (alice)'`) == 1
 	})
 	do("the page shows the pause",
 		chromedp.WaitVisible(chromedp.CSS(`#regions tr[data-region="us"] button.resume-region`)),

@@ -61,6 +61,7 @@ func (h *Handler) Provision(caddy.Context) error {
 		AdminAddress: address,
 		ReadOnly:     h.ReadOnly,
 		Refresh:      time.Duration(h.Refresh),
+		User:         authenticatedUser,
 	})
 	return nil
 }
@@ -80,6 +81,18 @@ func (h *Handler) Cleanup() error {
 		h.console.Close()
 	}
 	return nil
+}
+
+// authenticatedUser is the user the site's authentication handler
+// (basic_auth, forward_auth's copy_headers aside) named for r, "" when
+// none ran.
+func authenticatedUser(r *http.Request) string {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return ""
+	}
+	user, _ := repl.GetString("http.auth.user.id")
+	return user
 }
 
 // adminAddress resolves addr (or the default admin address) into a

@@ -54,6 +54,7 @@ type Console struct {
 	admin    *adminClient
 	readOnly bool
 	refresh  time.Duration
+	userOf   func(*http.Request) string
 }
 
 // Config is what a Console needs.
@@ -68,6 +69,9 @@ type Config struct {
 	// Refresh is how often the page reloads its data; 0 means
 	// DefaultRefresh.
 	Refresh time.Duration
+	// User, when set, names the user the site authenticated for a
+	// request ("" when none): pauses made from the page record it.
+	User func(*http.Request) string
 }
 
 // New returns a Console for cfg.
@@ -80,7 +84,16 @@ func New(cfg Config) *Console {
 		admin:    newAdminClient(cfg.AdminNetwork, cfg.AdminAddress),
 		readOnly: cfg.ReadOnly,
 		refresh:  refresh,
+		userOf:   cfg.User,
 	}
+}
+
+// user is who the site authenticated for r, "" when none or unknown.
+func (c *Console) user(r *http.Request) string {
+	if c.userOf == nil {
+		return ""
+	}
+	return c.userOf(r)
 }
 
 // Close releases the idle connections to the admin endpoint.

@@ -44,7 +44,11 @@ func (p *adminPeer) requests() ([]*http.Request, []string) {
 }
 
 func newTestConsole(t *testing.T, admin string, readOnly bool) *httptest.Server {
-	c := New(Config{AdminNetwork: "tcp", AdminAddress: admin, ReadOnly: readOnly})
+	return newTestConsoleFor(t, Config{AdminNetwork: "tcp", AdminAddress: admin, ReadOnly: readOnly})
+}
+
+func newTestConsoleFor(t *testing.T, cfg Config) *httptest.Server {
+	c := New(cfg)
 	t.Cleanup(c.Close)
 	srv := httptest.NewServer(c)
 	t.Cleanup(srv.Close)
@@ -140,25 +144,38 @@ func TestForward(t *testing.T) {
 	adminAddr := strings.TrimPrefix(admin.srv.URL, "http://")
 	rw := newTestConsole(t, adminAddr, false)
 	ro := newTestConsole(t, adminAddr, true)
+	alice := newTestConsoleFor(t, Config{AdminNetwork: "tcp", AdminAddress: adminAddr, User: func(*http.Request) string { return "alice" }})
 	origin := func(srv *httptest.Server) string { return srv.URL }
 	cases := []struct {
-		name    string
-		srv     *httptest.Server
-		method  string
-		path    string
-		body    string
-		header  map[string]string
-		status  int
-		want    string // the request line the admin endpoint saw, "" when nothing reached it
-		wantOrg bool   // the admin endpoint saw the browser's Origin
+		name     string
+		srv      *httptest.Server
+		method   string
+		path     string
+		body     string
+		header   map[string]string
+		status   int
+		want     string // the request line the admin endpoint saw, "" when nothing reached it
+		wantOrg  bool   // the admin endpoint saw the browser's Origin
+		wantBody string // the body it saw, when not the one sent
 	}{
 		{name: "read", srv: rw, method: "GET", path: "/c/sentry_silo/dead_letters?region=us&limit=5",
 			header: map[string]string{"Cookie": "s=1", "Authorization": "Basic eDp5", "Referer": "http://x/", "Sec-Fetch-Mode": "cors", "Origin": "http://evil.example"},
 			status: http.StatusTeapot, want: "GET /sentry_silo/dead_letters?region=us&limit=5"},
 		{name: "escaped mailbox", srv: rw, method: "GET", path: "/sentry_silo/mailboxes/github%3Aus%3A42",
 			status: http.StatusTeapot, want: "GET /sentry_silo/mailboxes/github%3Aus%3A42"},
-		{name: "action from the page", srv: rw, method: "POST", path: "/c/sentry_silo/regions/us/pause", body: `{"reason":"restore"}`,
-			header: map[string]string{"Content-Type": "application/json", "Sec-Fetch-Site": "same-origin", "Cookie": "s=1"},
+		{name: "action from the page", srv: rw, method: "POST", path: "/c/sentry_silo/dead_letters/7/replay",
+			header: map[string]string{"Sec-Fetch-Site": "same-origin", "Cookie": "s=1"},
+			status: http.StatusTeapot, want: "POST /sentry_silo/dead_letters/7/replay", wantOrg: true},
+		{name: "a pause says the dashboard made it", srv: rw, method: "POST", path: "/c/sentry_silo/regions/us/pause", body: `{"reason":"restore","by":"mallory"}`,
+			header: map[string]string{"Content-Type": "application/json", "Sec-Fetch-Site": "same-origin"},
+			status: http.StatusTeapot, want: "POST /sentry_silo/regions/us/pause", wantOrg: true, wantBody: `{"by":"dashboard","reason":"restore"}`},
+		{name: "a pause without a body", srv: rw, method: "POST", path: "/c/sentry_silo/mailboxes/github%3Aus%3A42/pause",
+			status: http.StatusTeapot, want: "POST /sentry_silo/mailboxes/github%3Aus%3A42/pause", wantOrg: true, wantBody: `{"by":"dashboard"}`},
+		{name: "a pause by the site's user", srv: alice, method: "POST", path: "/c/sentry_silo/regions/us/pause", body: `{"reason":"restore"}`,
+			header: map[string]string{"Content-Type": "application/json"},
+			status: http.StatusTeapot, want: "POST /sentry_silo/regions/us/pause", wantOrg: true, wantBody: `{"by":"dashboard (alice)","reason":"restore"}`},
+		{name: "a pause body that is not an object", srv: rw, method: "POST", path: "/c/sentry_silo/regions/us/pause", body: `[1]`,
+			header: map[string]string{"Content-Type": "application/json"},
 			status: http.StatusTeapot, want: "POST /sentry_silo/regions/us/pause", wantOrg: true},
 		{name: "delete from the page", srv: rw, method: "DELETE", path: "/c/sentry_silo/dead_letters/7",
 			status: http.StatusTeapot, want: "DELETE /sentry_silo/dead_letters/7", wantOrg: true},
@@ -231,8 +248,12 @@ func TestForward(t *testing.T) {
 			if gotOrg := got.Header.Get("Origin"); tc.wantOrg != (gotOrg != "") || (tc.wantOrg && gotOrg != origin(tc.srv)) {
 				t.Errorf("admin saw Origin %q (want the browser's: %v)", gotOrg, tc.wantOrg)
 			}
-			if b := bodies[len(bodies)-1]; b != tc.body {
-				t.Errorf("admin saw body %q, want %q", b, tc.body)
+			wantBody := tc.body
+			if tc.wantBody != "" {
+				wantBody = tc.wantBody
+			}
+			if b := bodies[len(bodies)-1]; b != wantBody {
+				t.Errorf("admin saw body %q, want %q", b, wantBody)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package console
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -102,9 +103,18 @@ func (c *Console) forward(w http.ResponseWriter, r *http.Request, rest string) {
 			return
 		}
 		out.Header.Set("Origin", r.Header.Get("Origin"))
-		if status, err := copyActionBody(out, r); err != nil {
+		body, status, err := readActionBody(r)
+		if err != nil {
 			writeError(w, status, err.Error())
 			return
+		}
+		if isPause(rest) {
+			body = stampPauser(body, c.user(r))
+		}
+		if len(body) > 0 {
+			out.Body = io.NopCloser(bytes.NewReader(body))
+			out.ContentLength = int64(len(body))
+			out.Header.Set("Content-Type", "application/json")
 		}
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST, DELETE")
@@ -174,31 +184,65 @@ func checkSameOrigin(r *http.Request) error {
 	return nil
 }
 
-// copyActionBody gives out the body of the action r, at most
-// maxActionBody bytes of JSON.
-func copyActionBody(out, r *http.Request) (int, error) {
+// readActionBody reads the body of the action r: at most maxActionBody
+// bytes of JSON, or nothing.
+func readActionBody(r *http.Request) ([]byte, int, error) {
 	if r.Body == nil {
-		return 0, nil
+		return nil, 0, nil
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, maxActionBody+1))
 	if err != nil {
-		return http.StatusBadRequest, fmt.Errorf("reading the request body: %v", err)
+		return nil, http.StatusBadRequest, fmt.Errorf("reading the request body: %v", err)
 	}
 	if len(b) == 0 {
-		return 0, nil
+		return nil, 0, nil
 	}
 	if len(b) > maxActionBody {
-		return http.StatusRequestEntityTooLarge, fmt.Errorf("an action's body is at most %d bytes", maxActionBody)
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("an action's body is at most %d bytes", maxActionBody)
 	}
 	// JSON only: a cross-site form cannot send it without a preflight,
 	// which this console never answers.
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return http.StatusUnsupportedMediaType, errors.New("an action's body must be application/json")
+		return nil, http.StatusUnsupportedMediaType, errors.New("an action's body must be application/json")
 	}
-	out.Body = io.NopCloser(bytes.NewReader(b))
-	out.ContentLength = int64(len(b))
-	out.Header.Set("Content-Type", "application/json")
-	return 0, nil
+	return b, 0, nil
+}
+
+// isPause reports whether the admin route rest pauses a region or a
+// mailbox (regions/<name>/pause, mailboxes/<name>/pause).
+func isPause(rest string) bool {
+	parts := strings.Split(rest, "/")
+	return len(parts) == 3 && (parts[0] == "regions" || parts[0] == "mailboxes") && parts[2] == "pause"
+}
+
+// maxPauser bounds the user name put in a pause's "by", well inside the
+// admin API's 200 characters.
+const maxPauser = 150
+
+// stampPauser sets the "by" of a pause's JSON body to who paused: the
+// dashboard, and the user the site's authentication named, if any. The
+// page cannot claim another name. A body that is not a JSON object is
+// left as it is, for the admin API to refuse with its own message.
+func stampPauser(body []byte, user string) []byte {
+	fields := map[string]json.RawMessage{}
+	if len(bytes.TrimSpace(body)) > 0 {
+		if err := json.Unmarshal(body, &fields); err != nil {
+			return body
+		}
+	}
+	by := "dashboard"
+	if user != "" {
+		if r := []rune(user); len(r) > maxPauser {
+			user = string(r[:maxPauser])
+		}
+		by += " (" + user + ")"
+	}
+	fields["by"], _ = json.Marshal(by)
+	out, err := json.Marshal(fields)
+	if err != nil {
+		return body
+	}
+	return out
 }
 
 // unwrapURLError drops the *url.Error wrapper, whose text repeats the

@@ -302,11 +302,11 @@
   }
 
   const ACTIONS = {
-    'pause-region': (b) => ['POST', 'regions/' + seg(b.dataset.name) + '/pause', { by: 'dashboard', reason: 'paused from the dashboard' },
+    'pause-region': (b) => ['POST', 'regions/' + seg(b.dataset.name) + '/pause', { reason: 'paused from the dashboard' },
       (r) => 'region ' + b.dataset.name + (r.created ? ' paused' : ' was paused already')],
     'resume-region': (b) => ['POST', 'regions/' + seg(b.dataset.name) + '/resume', undefined,
       (r) => 'region ' + b.dataset.name + (r.resumed ? ' resumed' : ' was not paused')],
-    'pause-mailbox': (b) => ['POST', 'mailboxes/' + seg(b.dataset.name) + '/pause', { by: 'dashboard', reason: 'paused from the dashboard' },
+    'pause-mailbox': (b) => ['POST', 'mailboxes/' + seg(b.dataset.name) + '/pause', { reason: 'paused from the dashboard' },
       (r) => 'mailbox ' + b.dataset.name + (r.created ? ' paused' : ' was paused already')],
     'resume-mailbox': (b) => ['POST', 'mailboxes/' + seg(b.dataset.name) + '/resume', undefined,
       (r) => 'mailbox ' + b.dataset.name + (r.resumed ? ' resumed' : ' was not paused')],
