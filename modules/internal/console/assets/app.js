@@ -274,6 +274,23 @@
 
   let notice = null; // the last action's outcome, kept until the next action
 
+  // render draws one answer, and turns a failure to draw it (an answer of
+  // an unexpected shape) into a problem to show, so one bad part never
+  // stops the page from refreshing the others.
+  function render(what, result, draw, problems) {
+    if (result.status !== 'fulfilled') {
+      problems.push(what + ': ' + result.reason.message);
+      return false;
+    }
+    try {
+      draw(result.value);
+      return true;
+    } catch (e) {
+      problems.push(what + ': cannot show the answer (' + e.message + ')');
+      return false;
+    }
+  }
+
   async function refresh() {
     clearTimeout(timer);
     const [status, mailboxes, dead] = await Promise.allSettled([
@@ -282,18 +299,14 @@
       call('GET', 'dead_letters?limit=50'),
     ]);
     const problems = [];
-    if (status.status === 'fulfilled') {
-      renderSummary(status.value);
-      renderRegions(status.value.regions || []);
-      addSample(status.value.rates);
-    } else {
-      problems.push('status: ' + status.reason.message);
-      addSample(null);
-    }
-    if (mailboxes.status === 'fulfilled') renderMailboxes(mailboxes.value);
-    else problems.push('mailboxes: ' + mailboxes.reason.message);
-    if (dead.status === 'fulfilled') renderDeadLetters(dead.value);
-    else problems.push('dead letters: ' + dead.reason.message);
+    const sampled = render('status', status, (st) => {
+      renderSummary(st);
+      renderRegions(st.regions || []);
+      addSample(st.rates);
+    }, problems);
+    if (!sampled) addSample(null);
+    render('mailboxes', mailboxes, renderMailboxes, problems);
+    render('dead letters', dead, renderDeadLetters, problems);
     $('updated').textContent = 'updated ' + new Date().toLocaleTimeString() + ' · every ' + settings.refresh_seconds + ' s' + (settings.read_only ? ' · read-only' : '');
     if (problems.length) banner(problems.join(' · '), 'bad');
     else if (notice) banner(notice.text, notice.kind);
