@@ -158,6 +158,18 @@ func TestConsoleDeadLetters(t *testing.T) {
 	if n := len(items(t, a.must(t, "GET", "/sentry_silo/dead_letters", ""), "dead_letters")); n != 6 {
 		t.Fatalf("a refused bulk action touched rows: %d dead letters left", n)
 	}
+	// A method the route does not take: 405, its Allow header, a JSON body.
+	req, _ := http.NewRequest(http.MethodPut, "http://"+a.c.AdminAddr+"/sentry_silo/dead_letters", nil)
+	req.Header.Set("Origin", "http://"+a.c.AdminAddr)
+	resp, err := drainClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, HEAD, DELETE, OPTIONS" || !strings.Contains(string(msg), `"error"`) {
+		t.Fatalf("PUT: %d Allow %q %s", resp.StatusCode, resp.Header.Get("Allow"), msg)
+	}
 
 	// Open one: masked headers, the body's size and preview.
 	id := int64(all[4]["id"].(float64))
@@ -287,6 +299,7 @@ func TestConsolePauseTwoInstances(t *testing.T) {
 		in.capture(t, 1, fmt.Sprint("p1-", i))
 		in.capture(t, 2, fmt.Sprint("p2-", i))
 	}
+	a.capture(t, 1, "p1-4") // mailbox 1 is the deeper one
 	readPausesTwice(t, a, b)
 	held := func(what string) {
 		t.Helper()
@@ -297,8 +310,8 @@ func TestConsolePauseTwoInstances(t *testing.T) {
 		if err := s.db.QueryRow(`SELECT count(*), coalesce(max(attempts), 0) FROM silo_webhook_payload`).Scan(&n, &attempts); err != nil {
 			t.Fatal(err)
 		}
-		if n != 8 || attempts != 0 {
-			t.Fatalf("%s: %d rows pending with up to %d attempts, want 8 with 0", what, n, attempts)
+		if n != 9 || attempts != 0 {
+			t.Fatalf("%s: %d rows pending with up to %d attempts, want 9 with 0", what, n, attempts)
 		}
 	}
 	held("while paused")
@@ -307,8 +320,26 @@ func TestConsolePauseTwoInstances(t *testing.T) {
 		t.Fatalf("mailboxes %v", boxes)
 	}
 	for _, mb := range boxes {
-		if mb["depth"].(float64) != 4 || mb["head_attempts"].(float64) != 0 || mb["paused"].(map[string]any)["reason"] != "restore of the us database" {
+		if mb["depth"].(float64) < 4 || mb["head_attempts"].(float64) != 0 || mb["paused"].(map[string]any)["reason"] != "restore of the us database" {
 			t.Fatalf("mailbox while its region is paused: %v", mb)
+		}
+	}
+	// Sorted by depth, paged one at a time; filters.
+	page := b.must(t, "GET", "/sentry_silo/mailboxes?sort=depth&limit=1", "")
+	deepest := items(t, page, "mailboxes")
+	if len(deepest) != 1 || deepest[0]["depth"].(float64) != 5 || page["next"] == nil {
+		t.Fatalf("sort=depth page 1: %v", page)
+	}
+	page = b.must(t, "GET", "/sentry_silo/mailboxes?sort=depth&limit=1&after="+url.QueryEscape(page["next"].(string)), "")
+	if second := items(t, page, "mailboxes"); len(second) != 1 || second[0]["depth"].(float64) != 4 || page["next"] != nil {
+		t.Fatalf("sort=depth page 2: %v", page)
+	}
+	if oldest := items(t, b.must(t, "GET", "/sentry_silo/mailboxes?sort=oldest", ""), "mailboxes"); len(oldest) != 2 || oldest[0]["name"] != deepest[0]["name"] {
+		t.Fatalf("sort=oldest (mailbox 1's head came first): %v", oldest)
+	}
+	for q, want := range map[string]int{"provider=github&region=us": 2, "provider=gitlab": 0, "region=de": 0, "min_age=1h": 0, "min_age=1ms": 2} {
+		if got := items(t, b.must(t, "GET", "/sentry_silo/mailboxes?"+q, ""), "mailboxes"); len(got) != want {
+			t.Errorf("mailboxes?%s: %d, want %d", q, len(got), want)
 		}
 	}
 
@@ -333,7 +364,7 @@ func TestConsolePauseTwoInstances(t *testing.T) {
 	if out := a.must(t, "POST", "/sentry_silo/regions/us/resume", ""); out["resumed"] != false {
 		t.Fatalf("resume again: %v", out)
 	}
-	waitFor(t, "mailbox 1 delivered", 30*time.Second, func() bool { return len(s.us.deliveredOrder("p1-")) == 4 })
+	waitFor(t, "mailbox 1 delivered", 30*time.Second, func() bool { return len(s.us.deliveredOrder("p1-")) == 5 })
 	readPausesTwice(t, a, b)
 	if got := s.us.deliveredOrder("p2-"); len(got) != 0 {
 		t.Fatalf("a paused mailbox was delivered: %v", got)
@@ -345,8 +376,11 @@ func TestConsolePauseTwoInstances(t *testing.T) {
 		t.Fatalf("mailbox resume: %v", out)
 	}
 	waitFor(t, "mailbox 2 delivered", 30*time.Second, func() bool { return len(s.us.deliveredOrder("p2-")) == 4 })
-	for _, prefix := range []string{"p1-", "p2-"} {
-		want := []string{prefix + "0", prefix + "1", prefix + "2", prefix + "3"}
+	for prefix, n := range map[string]int{"p1-": 5, "p2-": 4} {
+		var want []string
+		for i := range n {
+			want = append(want, fmt.Sprint(prefix, i))
+		}
 		if got := s.us.deliveredOrder(prefix); !slices.Equal(got, want) {
 			t.Fatalf("delivered %v, want %v", got, want)
 		}

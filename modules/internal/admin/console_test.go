@@ -257,3 +257,47 @@ func TestAPIRows(t *testing.T) {
 		}
 	})
 }
+
+// A bulk action past one batch: every row once, in batches of bulkBatch,
+// the replays back in their mailbox in the original order; a repeat
+// touches nothing.
+func TestAPIBulkBatches(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, st engine) {
+		ctx := context.Background()
+		api := newAPI(st, &wakes{})
+		const n = 2*bulkBatch + 1
+		var ps []store.NewPayload
+		for i := range n {
+			ps = append(ps, jira("jira:us:bulk", i))
+		}
+		kill(t, st, "dropped_404", insert(t, st, ps...)...)
+		out := ok(t, api, "POST", "/sentry_silo/dead_letters/replay?mailbox=jira:us:bulk")
+		if out["replayed"].(float64) != n || out["batches"].(float64) != 3 || out["more"] != false {
+			t.Fatalf("bulk replay = %v", out)
+		}
+		if out := ok(t, api, "POST", "/sentry_silo/dead_letters/replay?mailbox=jira:us:bulk"); out["replayed"].(float64) != 0 {
+			t.Fatalf("repeat = %v", out)
+		}
+		rows, err := st.ListPayloads(ctx, store.RowFilter{Mailbox: "jira:us:bulk"}, 0, MaxPage*2)
+		if err != nil || len(rows) != n {
+			t.Fatalf("%d rows back in the mailbox, %v", len(rows), err)
+		}
+		for i, r := range rows {
+			if want := fmt.Sprintf("/extensions/jira/webhook/?n=%d", i); r.Path != want {
+				t.Fatalf("row %d of the mailbox is %s, want %s", i, r.Path, want)
+			}
+		}
+		ids := make([]int64, len(rows))
+		for i, r := range rows {
+			ids[i] = r.ID
+		}
+		kill(t, st, "dropped_410", ids...)
+		out = ok(t, api, "DELETE", "/sentry_silo/dead_letters?reason=dropped_410")
+		if out["deleted"].(float64) != n || out["batches"].(float64) != 3 || out["more"] != false {
+			t.Fatalf("bulk delete = %v", out)
+		}
+		if left := list(ok(t, api, "GET", "/sentry_silo/dead_letters"), "dead_letters"); len(left) != 0 {
+			t.Fatalf("%d dead letters left", len(left))
+		}
+	})
+}

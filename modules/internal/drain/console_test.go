@@ -159,7 +159,12 @@ func testPauseLandsMidTurn(t *testing.T, f *fixture) {
 		w.WriteHeader(http.StatusOK)
 	})
 	f.insert("jira", "us", "m", 5)
-	d := f.newConsoleDrainer(f.fastConfig())
+	cfg := f.fastConfig()
+	// The held request must outlast the wait for the pause to be read:
+	// with fastConfig's 2s it timed out under a loaded machine, was
+	// recorded as a retry, and the mailbox kept its 5 rows.
+	cfg.RequestTimeout = time.Minute
+	d := f.newConsoleDrainer(cfg)
 	f.run(d)
 	<-inFlight
 	at := pause(t, f, store.PauseMailbox, "jira:us:m")
