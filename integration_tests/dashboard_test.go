@@ -235,7 +235,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if os.Getenv("SILO_UPDATE_SCREENSHOT") != "" {
 		// The README's picture: two minutes of traffic for the charts,
 		// then the region fails and is paused.
-		dashboardShowcase(t, s, in, do, click)
+		dashboardShowcase(t, s, in, page, do, click)
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Fatal(err)
@@ -253,8 +253,9 @@ func TestDashboardInBrowser(t *testing.T) {
 
 // dashboardShowcase runs captures at a varying pace (1 to 4 every 200ms)
 // for 90s with the region up, then 30s with it down, and pauses it from
-// the page.
-func dashboardShowcase(t *testing.T, s *drainSetup, in *drainInstance, do func(string, ...chromedp.Action[chromedp.Void]), click func(string) chromedp.Action[chromedp.Void]) {
+// the page (the one the admin endpoint lets act).
+func dashboardShowcase(t *testing.T, s *drainSetup, in *drainInstance, page string, do func(string, ...chromedp.Action[chromedp.Void]), click func(string) chromedp.Action[chromedp.Void]) {
+	do("back to the console", chromedp.Navigate(page))
 	s.us.status.Store(0)
 	s.us.down.Store(false)
 	tick := time.NewTicker(200 * time.Millisecond)
