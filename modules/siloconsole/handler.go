@@ -62,6 +62,7 @@ func (h *Handler) Provision(caddy.Context) error {
 		ReadOnly:     h.ReadOnly,
 		Refresh:      time.Duration(h.Refresh),
 		User:         authenticatedUser,
+		BrowserPath:  browserPath,
 	})
 	return nil
 }
@@ -93,6 +94,15 @@ func authenticatedUser(r *http.Request) string {
 	}
 	user, _ := repl.GetString("http.auth.user.id")
 	return user
+}
+
+// browserPath is the path of the request as the browser sent it, before
+// any rewrite (handle_path strips its prefix).
+func browserPath(r *http.Request) string {
+	if or, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && or.URL != nil {
+		return or.URL.EscapedPath()
+	}
+	return ""
 }
 
 // adminAddress resolves addr (or the default admin address) into a

@@ -55,6 +55,7 @@ type Console struct {
 	readOnly bool
 	refresh  time.Duration
 	userOf   func(*http.Request) string
+	pathOf   func(*http.Request) string
 }
 
 // Config is what a Console needs.
@@ -72,6 +73,10 @@ type Config struct {
 	// User, when set, names the user the site authenticated for a
 	// request ("" when none): pauses made from the page record it.
 	User func(*http.Request) string
+	// BrowserPath, when set, is the escaped path the browser asked for,
+	// before the site's rewrites (handle_path strips its prefix): the
+	// console's redirects must point there. nil means the request's path.
+	BrowserPath func(*http.Request) string
 }
 
 // New returns a Console for cfg.
@@ -85,7 +90,18 @@ func New(cfg Config) *Console {
 		readOnly: cfg.ReadOnly,
 		refresh:  refresh,
 		userOf:   cfg.User,
+		pathOf:   cfg.BrowserPath,
 	}
+}
+
+// browserPath is the escaped path the browser asked for.
+func (c *Console) browserPath(r *http.Request) string {
+	if c.pathOf != nil {
+		if p := c.pathOf(r); p != "" {
+			return p
+		}
+	}
+	return r.URL.EscapedPath()
 }
 
 // user is who the site authenticated for r, "" when none or unknown.
@@ -130,7 +146,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "the console's page and assets are read with GET")
 		return
 	}
-	dir, last := path.Split(p)
+	_, last := path.Split(p)
 	if last == "console.json" {
 		writeJSON(w, http.StatusOK, map[string]any{
 			"read_only":       c.readOnly,
@@ -139,14 +155,18 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f, ok := files[last]
-	if !ok {
-		if !strings.Contains(last, ".") {
-			// The page's relative URLs need its address to end in a slash.
-			u := *r.URL
-			u.Path, u.RawPath = dir+last+"/", ""
-			http.Redirect(w, r, u.RequestURI(), http.StatusPermanentRedirect)
-			return
+	// The page's relative URLs need its address to end in a slash: the
+	// page's address without one, or a name without an extension, is sent
+	// to the address the browser asked for plus a slash.
+	if browser := c.browserPath(r); (last == "" && !strings.HasSuffix(browser, "/")) || (!ok && !strings.Contains(last, ".")) {
+		target := browser + "/"
+		if r.URL.RawQuery != "" {
+			target += "?" + r.URL.RawQuery
 		}
+		http.Redirect(w, r, target, http.StatusPermanentRedirect)
+		return
+	}
+	if !ok {
 		writeError(w, http.StatusNotFound, "no such file in the console")
 		return
 	}

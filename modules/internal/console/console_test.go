@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -299,5 +300,29 @@ func TestForwardAdminDown(t *testing.T) {
 	resp, body := do(t, "GET", srv.URL+"/sentry_silo/status", "", nil)
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, addr) || !strings.Contains(body, `"error"`) {
 		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+}
+
+// Mounted under a stripped prefix (handle_path /silo/*), the console's
+// redirects go to the address the browser asked for, not to the stripped
+// one.
+func TestRedirectUnderStrippedPrefix(t *testing.T) {
+	srv := newTestConsoleFor(t, Config{AdminNetwork: "tcp", AdminAddress: "127.0.0.1:1", BrowserPath: func(r *http.Request) string {
+		if r.URL.Path == "/" && r.URL.Query().Get("stripped") == "all" {
+			return "/silo" // the browser asked for /silo; the prefix strip left /
+		}
+		return "/silo" + r.URL.EscapedPath()
+	}})
+	cases := []struct{ path, status, location string }{
+		{"/?stripped=all", "308", "/silo/?stripped=all"},
+		{"/", "200", ""},
+		{"/app.js", "200", ""},
+		{"/foo", "308", "/silo/foo/"},
+	}
+	for _, tc := range cases {
+		resp, body := do(t, "GET", srv.URL+tc.path, "", nil)
+		if got := strconv.Itoa(resp.StatusCode); got != tc.status || resp.Header.Get("Location") != tc.location {
+			t.Errorf("%s: %s %q, want %s %q (%.100s)", tc.path, got, resp.Header.Get("Location"), tc.status, tc.location, body)
+		}
 	}
 }
