@@ -110,6 +110,8 @@ type API struct {
 	BreakerOpen func(region string) bool
 	// Instance is what this process knows of itself, for the status.
 	Instance Instance
+	// bulk overrides the bulk actions' bounds (tests); nil: bulk.go's.
+	bulk *bulkBounds
 }
 
 // HTTPError is an admin API failure: the status to answer and a message

@@ -301,3 +301,48 @@ func TestAPIBulkBatches(t *testing.T) {
 		}
 	})
 }
+
+// A bulk action stopped by its bounds says more, and the same request
+// goes on where it stopped, keeping the order (bounds of 2 batches of 2
+// rows here instead of 100 of 500).
+func TestAPIBulkMore(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, st engine) {
+		ctx := context.Background()
+		api := newAPI(st, &wakes{})
+		api.bulk = &bulkBounds{rows: 2, batches: 2, time: time.Hour}
+		var ps []store.NewPayload
+		for i := range 5 {
+			ps = append(ps, jira("jira:us:more", i))
+		}
+		kill(t, st, "dropped_404", insert(t, st, ps...)...)
+		for _, want := range []struct {
+			replayed, batches int
+			more              bool
+		}{{4, 2, true}, {1, 1, false}, {0, 1, false}} {
+			out := ok(t, api, "POST", "/sentry_silo/dead_letters/replay?mailbox=jira:us:more")
+			if out["replayed"].(float64) != float64(want.replayed) || out["batches"].(float64) != float64(want.batches) || out["more"] != want.more {
+				t.Fatalf("bulk replay = %v, want %+v", out, want)
+			}
+		}
+		rows, err := st.ListPayloads(ctx, store.RowFilter{Mailbox: "jira:us:more"}, 0, 10)
+		if err != nil || len(rows) != 5 {
+			t.Fatalf("%d rows back, %v", len(rows), err)
+		}
+		for i, r := range rows {
+			if want := fmt.Sprintf("/extensions/jira/webhook/?n=%d", i); r.Path != want {
+				t.Fatalf("row %d is %s, want %s", i, r.Path, want)
+			}
+		}
+		ids := make([]int64, len(rows))
+		for i, r := range rows {
+			ids[i] = r.ID
+		}
+		kill(t, st, "dropped_410", ids...)
+		if out := ok(t, api, "DELETE", "/sentry_silo/dead_letters?all=true"); out["deleted"].(float64) != 4 || out["more"] != true {
+			t.Fatalf("bulk delete = %v", out)
+		}
+		if out := ok(t, api, "DELETE", "/sentry_silo/dead_letters?all=true"); out["deleted"].(float64) != 1 || out["more"] != false {
+			t.Fatalf("bulk delete, repeated = %v", out)
+		}
+	})
+}
