@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 )
 
@@ -43,10 +46,14 @@ func (f *fixture) newConsoleDrainer(cfg Config) *Drainer {
 			historian
 		}{c, l, cs, cs}
 	}
+	var logger *zap.Logger
+	if tt, ok := f.t.(*testing.T); ok {
+		logger = zaptest.NewLogger(tt, zaptest.Level(zap.WarnLevel))
+	}
 	d := New(cfg.withNow(f.now), st, func(name string) (*url.URL, bool) {
 		u, ok := f.regions[name]
 		return u, ok
-	}, nil, f.metrics)
+	}, logger, f.metrics)
 	f.scans[d] = c
 	return d
 }
@@ -160,10 +167,13 @@ func testPauseLandsMidTurn(t *testing.T, f *fixture) {
 	})
 	f.insert("jira", "us", "m", 5)
 	cfg := f.fastConfig()
-	// The held request must outlast the wait for the pause to be read:
-	// with fastConfig's 2s it timed out under a loaded machine, was
-	// recorded as a retry, and the mailbox kept its 5 rows.
+	// The held request, and the turn's lease, must outlast the wait for
+	// the pause to be read. With fastConfig's 2s request timeout and 2s
+	// lease, on a machine at load ~20 (the whole suite), the delivery
+	// could not be recorded (a timed-out request is a retry; a lost lease
+	// stops the turn unrecorded), and the paused mailbox kept its 5 rows.
 	cfg.RequestTimeout = time.Minute
+	cfg.Lease = 30 * time.Second
 	d := f.newConsoleDrainer(cfg)
 	f.run(d)
 	<-inFlight

@@ -28,7 +28,12 @@ func (t *turn) removeDelivered(ctx context.Context, p *store.Payload, dv deliver
 	d := t.d
 	var err error
 	if d.history != nil {
-		err = d.history.DeliverPayload(ctx, p.ID, store.Delivery{Status: dv.status, Duration: dv.took, At: d.cfg.Now()})
+		// A record of what the region received: retried like the
+		// DELETE it replaces (recordingStore).
+		at := d.cfg.Now()
+		err = d.records.record(ctx, "moving a delivered payload to the history", p.ID, true, func(ctx context.Context) error {
+			return d.history.DeliverPayload(ctx, p.ID, store.Delivery{Status: dv.status, Duration: dv.took, At: at})
+		})
 	} else {
 		err = d.st.DeletePayload(ctx, p.ID)
 	}

@@ -354,14 +354,8 @@ func TestPostgresMigrateFromInstances(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Every NNNN_*.sql file of migrations/postgres is one version
-	// (counted, so that a new migration does not change this test).
-	files, err := filepath.Glob("migrations/postgres/[0-9][0-9][0-9][0-9]_*.sql")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("migrations: %v %v", files, err)
-	}
 	var n int
-	versions := len(files)
+	versions := migrationFiles(t, "postgres")
 	if err := pool.QueryRow(testCtx(t), `SELECT count(*) FROM silo_schema_migrations`).Scan(&n); err != nil || n != versions {
 		t.Fatalf("recorded migrations = %d, %v; want %d", n, err, versions)
 	}
@@ -536,4 +530,14 @@ func TestPostgresMissingDirectoryTableNamesTheDatabase(t *testing.T) {
 	if !strings.Contains(s.Where(), u.Host) || strings.Contains(s.Where(), "pw-4711") {
 		t.Fatalf("Where() = %q", s.Where())
 	}
+}
+
+// migrationFiles counts an engine's numbered migrations (NNNN_name.sql).
+func migrationFiles(t *testing.T, engine string) int {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("migrations", engine, "[0-9][0-9][0-9][0-9]_*.sql"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no migrations for %s: %v", engine, err)
+	}
+	return len(files)
 }
