@@ -77,8 +77,8 @@ func (ps *pauses) mailbox(name string) bool {
 	if ps.mailboxes[name] {
 		return true
 	}
-	m, ok := mailbox.Parse(name)
-	return ok && !isCallback(m) && ps.regions[m.Region]
+	region, ok := RegionPauseHolds(name)
+	return ok && ps.regions[region]
 }
 
 // holds reports whether row p of mailbox name must wait: the mailbox is
@@ -97,4 +97,16 @@ func (ps *pauses) state() (loadedAt time.Time, lastErr string) {
 	ps.mu.RLock()
 	defer ps.mu.RUnlock()
 	return ps.loadedAt, ps.lastErr
+}
+
+// RegionPauseHolds reports the region whose pause holds mailbox name, and
+// whether there is one: every mailbox of the newest form but its region's
+// callback mailboxes (see holds). The admin API shows pauses by the same
+// rule the drainer applies.
+func RegionPauseHolds(name string) (region string, ok bool) {
+	m, parsed := mailbox.Parse(name)
+	if !parsed || isCallback(m) {
+		return "", false
+	}
+	return m.Region, true
 }
