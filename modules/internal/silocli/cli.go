@@ -123,9 +123,11 @@ func dispatch(ctx context.Context, args []string, env Env) error {
 		printHelp(env.Stdout)
 		return nil
 	}
-	cmd, rest := find(args)
+	lead, words := leadingFlags(args)
+	cmd, rest := find(words)
+	rest = append(lead, rest...)
 	if cmd == nil {
-		return usageErr("unknown command %q; run `caddy silo help` for the list", strings.Join(args[:min(len(args), 2)], " "))
+		return usageErr("unknown command %q; run `caddy silo help` for the list", strings.Join(words[:min(len(words), 2)], " "))
 	}
 	inv := &invocation{cmd: cmd, env: env, filters: map[string]*string{}}
 	inv.fs = flag.NewFlagSet("caddy silo "+cmd.name, flag.ContinueOnError)
@@ -159,6 +161,23 @@ func dispatch(ctx context.Context, args []string, env Env) error {
 	}
 	return cmd.run(ctx, inv)
 }
+
+// leadingFlags splits off the common flags written before the command
+// (`caddy silo --address localhost:2020 status`), with their values.
+func leadingFlags(args []string) (flags, rest []string) {
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") && args[0] != "-" {
+		name := strings.TrimLeft(args[0], "-")
+		n := 1
+		if !strings.Contains(name, "=") && valueFlags[name] && len(args) > 1 {
+			n = 2
+		}
+		flags, args = append(flags, args[:n]...), args[n:]
+	}
+	return flags, args
+}
+
+// valueFlags are the common flags that take a value.
+var valueFlags = map[string]bool{"address": true, "config": true, "c": true, "adapter": true, "a": true}
 
 // find picks the longest command whose words start args.
 func find(args []string) (*command, []string) {

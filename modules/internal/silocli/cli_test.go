@@ -367,13 +367,19 @@ func TestPauseSendsReasonAndUser(t *testing.T) {
 }
 
 func TestAddressFlagReachesTheHost(t *testing.T) {
-	var seen string
-	api := &fakeAPI{t: t, answers: map[string][]answer{"GET /sentry_silo/pauses": {{200, `{"pauses":[]}`}}}}
-	if code, _, err := run(t, api, fakeHost{addrSeen: &seen}, nil, "pauses", "--address", "localhost:2999"); code != 0 {
-		t.Fatal(code, err)
-	}
-	if seen != "localhost:2999" {
-		t.Errorf("the host was asked for %q", seen)
+	for _, args := range [][]string{
+		{"pauses", "--address", "localhost:2999"},
+		{"--address", "localhost:2999", "pauses"},
+		{"--address=localhost:2999", "--json", "pauses"},
+	} {
+		var seen string
+		api := &fakeAPI{t: t, answers: map[string][]answer{"GET /sentry_silo/pauses": {{200, `{"pauses":[]}`}}}}
+		if code, _, err := run(t, api, fakeHost{addrSeen: &seen}, nil, args...); code != 0 {
+			t.Fatal(args, code, err)
+		}
+		if seen != "localhost:2999" {
+			t.Errorf("%q: the host was asked for %q", args, seen)
+		}
 	}
 }
 
