@@ -20,6 +20,7 @@ import (
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/credentials"
 	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
+	"github.com/sentrysilo/caddy-silo/modules/internal/rejection"
 	"github.com/sentrysilo/caddy-silo/modules/subnet"
 )
 
@@ -222,6 +223,7 @@ func newFixture(t *testing.T, cfg credentials.Config, allow ...string) *fixture 
 		maxBodySize:    1 << 20,
 		logger:         zap.New(core),
 	}
+	p.rejections = rejection.New(p.logger, "integration proxy request rejected", rejectionsTotal)
 	return &fixture{proxy: p, store: st, logs: logs}
 }
 

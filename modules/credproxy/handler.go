@@ -23,6 +23,7 @@ import (
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/credentials"
 	"github.com/sentrysilo/caddy-silo/modules/internal/httpx"
+	"github.com/sentrysilo/caddy-silo/modules/internal/rejection"
 	"github.com/sentrysilo/caddy-silo/modules/silo"
 	"github.com/sentrysilo/caddy-silo/modules/subnet"
 )
@@ -140,6 +141,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		readTimeout:    read,
 		maxBodySize:    DefaultMaxBodySize,
 		logger:         logger,
+		rejections:     rejection.New(logger, "integration proxy request rejected", m.rejected),
 		metrics:        m,
 	}
 	if app.Control() && app.Secret() == "" {

@@ -14,6 +14,10 @@ var (
 		Namespace: "caddy", Subsystem: "sentry_credproxy", Name: "requests_total",
 		Help: "Credential proxy requests by integration provider and outcome.",
 	}, []string{"provider", "outcome"})
+	rejectionsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "sentry_credproxy", Name: "rejections_total",
+		Help: "Credential proxy requests refused with 400, by integration provider and reason.",
+	}, []string{"provider", "reason"})
 	refreshesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "sentry_credproxy", Name: "token_refreshes_total",
 		Help: "Token refresh attempts by integration provider and outcome (ok, reused, error).",
@@ -22,12 +26,14 @@ var (
 
 type metrics struct {
 	requests  *prometheus.CounterVec
+	rejected  *prometheus.CounterVec
 	refreshes *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	return &metrics{
 		requests:  promutil.Register(reg, requestsTotal),
+		rejected:  promutil.Register(reg, rejectionsTotal),
 		refreshes: promutil.Register(reg, refreshesTotal),
 	}
 }

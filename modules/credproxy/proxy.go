@@ -17,6 +17,7 @@ import (
 	"github.com/sentrysilo/caddy-silo/modules/internal/credentials"
 	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
 	"github.com/sentrysilo/caddy-silo/modules/internal/httpx"
+	"github.com/sentrysilo/caddy-silo/modules/internal/rejection"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 	"github.com/sentrysilo/caddy-silo/modules/subnet"
 )
@@ -46,6 +47,7 @@ type proxy struct {
 	readTimeout    time.Duration
 	maxBodySize    int64
 	logger         *zap.Logger
+	rejections     *rejection.Log // counted by reason, logged at info
 	metrics        *metrics
 }
 
@@ -68,10 +70,7 @@ func (p *proxy) serve(w http.ResponseWriter, r *http.Request) {
 	provider := ""
 	reject := func(reason string) {
 		p.fail(w, http.StatusBadRequest, provider, "rejected")
-		if c := p.logger.Check(zap.DebugLevel, "integration proxy request rejected"); c != nil {
-			c.Write(zap.String("reason", reason), zap.String("provider", provider),
-				zap.String("org_integration", r.Header.Get(subnet.HeaderOrganizationIntegration)))
-		}
+		p.rejections.Reject(providerLabel(provider), reason, orgIntegrationField(r))
 	}
 	call, reason, err := p.verify(w, r)
 	if err != nil {
@@ -107,6 +106,17 @@ func (p *proxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	ct.BaseURL = call.tgt.base.String()
 	p.forward(w, r, call.body, call.tgt, ct)
+}
+
+// orgIntegrationField names the request's organization integration in a
+// rejection's log line: the header is the sender's, so only a decimal id
+// is written as it is.
+func orgIntegrationField(r *http.Request) zap.Field {
+	v := r.Header.Get(subnet.HeaderOrganizationIntegration)
+	if _, ok := parseDecimal(v); !ok {
+		v = "(not a decimal id)"
+	}
+	return zap.String("org_integration", v)
 }
 
 // signedCall is a proxy request whose signature checked out.

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+
 	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
 	"github.com/sentrysilo/caddy-silo/modules/internal/credentials"
 	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
@@ -113,33 +116,43 @@ func TestRejections(t *testing.T) {
 	f.store.add(13, directory.Integration{ID: 8, Provider: "jira", Metadata: json.RawMessage(`{}`)})
 	f.store.add(14, directory.Integration{ID: 9, Provider: "slack", Metadata: json.RawMessage(`{"access_token":"x"}`)})
 	base := tp.URL + "/api"
+	// Counts before this test, by provider/reason (the counter is the
+	// process's).
+	rejected := map[string]float64{}
+	for _, k := range []string{"none/invalid_sender_headers", "none/invalid_sender_signature", "none/invalid_org_integration_headers",
+		"none/invalid_target", "none/invalid_org_integration", "none/invalid_integration", "other/invalid_client"} {
+		provider, reason, _ := strings.Cut(k, "/")
+		rejected[k] = testutil.ToFloat64(rejectionsTotal.WithLabelValues(provider, reason))
+	}
 	cases := []struct {
-		name    string
-		c       call
-		dbReads bool
+		name     string
+		c        call
+		dbReads  bool
+		provider string // the provider label it is counted under
+		reason   string // the rejection reason counted and logged
 	}{
-		{"missing signature", call{base: base, path: "chat.postMessage", oi: "10", unsigned: true}, false},
-		{"missing oi", call{base: base, path: "chat.postMessage"}, false},
-		{"missing base", call{path: "chat.postMessage", oi: "10"}, false},
-		{"bad signature", call{base: base, path: "chat.postMessage", oi: "10", sig: "v0=" + strings.Repeat("0", 64)}, false},
-		{"body altered", call{base: base, path: "chat.postMessage", oi: "10", body: "altered", sig: subnet.Sign(testSecret, base, "chat.postMessage", "10", []byte("original"))}, false},
-		{"oi None", call{base: base, path: "chat.postMessage", oi: "None"}, false},
-		{"oi negative", call{base: base, path: "chat.postMessage", oi: "-10"}, false},
-		{"oi with spaces", call{base: base, path: "chat.postMessage", oi: " 10"}, false},
-		{"oi too big", call{base: base, path: "chat.postMessage", oi: "99999999999999999999"}, false},
-		{"path with scheme", call{base: base, path: "https://evil.com/x", oi: "10"}, false},
-		{"path with authority", call{base: base, path: "//evil.com/x", oi: "10"}, false},
-		{"path leaving base", call{base: base, path: "../../etc", oi: "10"}, false},
-		{"path leaving base, encoded", call{base: base, path: "a/%2e%2e/%2E%2E/x", oi: "10"}, false},
-		{"path with encoded slash", call{base: base, path: "a%2f..%2f..%2fx", oi: "10"}, false},
-		{"path with backslash", call{base: base, path: "\\\\evil.com/x", oi: "10"}, false},
-		{"base without scheme", call{base: "slack.com/api", path: "x", oi: "10"}, false},
-		{"base with userinfo", call{base: "http://u:p@127.0.0.1/api", path: "x", oi: "10"}, false},
-		{"base ftp", call{base: "ftp://127.0.0.1/api", path: "x", oi: "10"}, false},
-		{"unknown oi", call{base: base, path: "chat.postMessage", oi: "999"}, true},
-		{"oi disabled", call{base: base, path: "chat.postMessage", oi: "11"}, true},
-		{"integration disabled", call{base: base, path: "chat.postMessage", oi: "12"}, true},
-		{"provider without client", call{base: base, path: "x", oi: "13"}, true},
+		{"missing signature", call{base: base, path: "chat.postMessage", oi: "10", unsigned: true}, false, "none", "invalid_sender_headers"},
+		{"missing oi", call{base: base, path: "chat.postMessage"}, false, "none", "invalid_sender_headers"},
+		{"missing base", call{path: "chat.postMessage", oi: "10"}, false, "none", "invalid_sender_headers"},
+		{"bad signature", call{base: base, path: "chat.postMessage", oi: "10", sig: "v0=" + strings.Repeat("0", 64)}, false, "none", "invalid_sender_signature"},
+		{"body altered", call{base: base, path: "chat.postMessage", oi: "10", body: "altered", sig: subnet.Sign(testSecret, base, "chat.postMessage", "10", []byte("original"))}, false, "none", "invalid_sender_signature"},
+		{"oi None", call{base: base, path: "chat.postMessage", oi: "None"}, false, "none", "invalid_org_integration_headers"},
+		{"oi negative", call{base: base, path: "chat.postMessage", oi: "-10"}, false, "none", "invalid_org_integration_headers"},
+		{"oi with spaces", call{base: base, path: "chat.postMessage", oi: " 10"}, false, "none", "invalid_org_integration_headers"},
+		{"oi too big", call{base: base, path: "chat.postMessage", oi: "99999999999999999999"}, false, "none", "invalid_org_integration_headers"},
+		{"path with scheme", call{base: base, path: "https://evil.com/x", oi: "10"}, false, "none", "invalid_target"},
+		{"path with authority", call{base: base, path: "//evil.com/x", oi: "10"}, false, "none", "invalid_target"},
+		{"path leaving base", call{base: base, path: "../../etc", oi: "10"}, false, "none", "invalid_target"},
+		{"path leaving base, encoded", call{base: base, path: "a/%2e%2e/%2E%2E/x", oi: "10"}, false, "none", "invalid_target"},
+		{"path with encoded slash", call{base: base, path: "a%2f..%2f..%2fx", oi: "10"}, false, "none", "invalid_target"},
+		{"path with backslash", call{base: base, path: "\\\\evil.com/x", oi: "10"}, false, "none", "invalid_target"},
+		{"base without scheme", call{base: "slack.com/api", path: "x", oi: "10"}, false, "none", "invalid_target"},
+		{"base with userinfo", call{base: "http://u:p@127.0.0.1/api", path: "x", oi: "10"}, false, "none", "invalid_target"},
+		{"base ftp", call{base: "ftp://127.0.0.1/api", path: "x", oi: "10"}, false, "none", "invalid_target"},
+		{"unknown oi", call{base: base, path: "chat.postMessage", oi: "999"}, true, "none", "invalid_org_integration"},
+		{"oi disabled", call{base: base, path: "chat.postMessage", oi: "11"}, true, "none", "invalid_org_integration"},
+		{"integration disabled", call{base: base, path: "chat.postMessage", oi: "12"}, true, "none", "invalid_integration"},
+		{"provider without client", call{base: base, path: "x", oi: "13"}, true, "other", "invalid_client"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -152,7 +165,25 @@ func TestRejections(t *testing.T) {
 			if read := f.store.reads.Load() != before; read != c.dbReads {
 				t.Fatalf("database read: %v, want %v", read, c.dbReads)
 			}
+			if got := testutil.ToFloat64(rejectionsTotal.WithLabelValues(c.provider, c.reason)) - rejected[c.provider+"/"+c.reason]; got != 1 {
+				t.Fatalf("counted %v rejections %s/%s, want 1", got, c.provider, c.reason)
+			}
+			rejected[c.provider+"/"+c.reason]++
 		})
+	}
+	// Each reason is logged at info, with the reason and never a secret.
+	for key := range rejected {
+		found := false
+		for _, e := range f.logs.FilterMessage("integration proxy request rejected").All() {
+			m := e.ContextMap()
+			found = found || (e.Level == zap.InfoLevel && fmt.Sprint(m["provider"], "/", m["reason"]) == key)
+		}
+		if !found {
+			t.Errorf("no info line for the rejection %s", key)
+		}
+	}
+	if strings.Contains(f.logText(), testSecret) || strings.Contains(f.logText(), "v0=") {
+		t.Errorf("a rejection logged a secret or a signature:\n%s", f.logText())
 	}
 
 	// Base-URL not owned by the integration: slack.com only.

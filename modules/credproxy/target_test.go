@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/credentials"
+	"github.com/sentrysilo/caddy-silo/modules/internal/rejection"
 	"github.com/sentrysilo/caddy-silo/modules/subnet"
 )
 
@@ -141,6 +142,7 @@ func newFuzzFixture(t *testing.T) fuzzFixture {
 		readTimeout:    1 << 40,
 		maxBodySize:    1 << 10,
 		logger:         zapNop,
+		rejections:     rejection.New(zapNop, "integration proxy request rejected", rejectionsTotal),
 	}
 	return fuzzFixture{proxy: p, calls: ct}
 }

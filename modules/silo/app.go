@@ -154,6 +154,10 @@ type DrainerConfig struct {
 	RegionBreaker       *BreakerConfig `json:"region_breaker,omitempty"`
 	Lease               caddy.Duration `json:"lease,omitempty"`
 	DeadLetterRetention caddy.Duration `json:"dead_letter_retention,omitempty"`
+	// DeliveredRetention keeps delivered payloads that long in the
+	// delivered history (the admin API lists and replays them); 0, the
+	// default, deletes them on delivery.
+	DeliveredRetention caddy.Duration `json:"delivered_retention,omitempty"`
 	// CallbackHosts are more hosts a Slack or Discord response_url may
 	// name, beyond Slack's and Discord's own: "host" (any port, public
 	// addresses only) or "host:port" (that port, private and loopback

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -437,44 +439,44 @@ func TestSingleflight(t *testing.T) {
 		{"miss", "nope", ErrNotFound},
 	}
 	for _, tc := range tests {
+		// In a synctest bubble, synctest.Wait returns once every caller
+		// is blocked: on the gated query, or waiting for its flight.
 		t.Run(tc.name, func(t *testing.T) {
-			src := newFakeSource()
-			src.orgs[1] = Organization{ID: 1, Slug: "acme", Region: "us"}
-			gate := make(chan struct{})
-			src.gate = gate
-			d := New(src, Options{})
-			const n = 100
-			var wg sync.WaitGroup
-			var started sync.WaitGroup
-			errs := make(chan error, n)
-			started.Add(n)
-			for i := 0; i < n; i++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					started.Done()
-					_, err := d.Organization(context.Background(), tc.key)
-					errs <- err
-				}()
-			}
-			started.Wait()
-			// Let every goroutine reach the flight before the query ends.
-			deadline := time.Now().Add(2 * time.Second)
-			for src.calls.Load() == 0 && time.Now().Before(deadline) {
-				time.Sleep(time.Millisecond)
-			}
-			time.Sleep(20 * time.Millisecond)
-			close(gate)
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
-					t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			synctest.Test(t, func(t *testing.T) {
+				src := newFakeSource()
+				src.orgs[1] = Organization{ID: 1, Slug: "acme", Region: "us"}
+				gate := make(chan struct{})
+				src.gate = gate
+				d := New(src, Options{})
+				const n = 100
+				var wg sync.WaitGroup
+				var started sync.WaitGroup
+				errs := make(chan error, n)
+				started.Add(n)
+				for i := 0; i < n; i++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						started.Done()
+						_, err := d.Organization(context.Background(), tc.key)
+						errs <- err
+					}()
 				}
-			}
-			if c := src.calls.Load(); c != 1 {
-				t.Fatalf("source calls = %d, want 1", c)
-			}
+				started.Wait()
+				// Every goroutine reaches the flight before the query ends.
+				synctest.Wait()
+				close(gate)
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
+						t.Fatalf("err = %v, want %v", err, tc.wantErr)
+					}
+				}
+				if c := src.calls.Load(); c != 1 {
+					t.Fatalf("source calls = %d, want 1", c)
+				}
+			})
 		})
 	}
 }
@@ -489,9 +491,7 @@ func TestCallerCancelDoesNotFailOthers(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	first := make(chan error, 1)
 	go func() { _, err := d.Organization(ctx, "acme"); first <- err }()
-	for src.calls.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitForCall(t, src)
 	second := make(chan error, 1)
 	go func() { _, err := d.Organization(context.Background(), "acme"); second <- err }()
 	cancel()
@@ -742,5 +742,17 @@ func TestStaticIntegrations(t *testing.T) {
 	d.Purge()
 	if _, err := d.IntegrationByExternalID(ctx, "slack", "T1"); err == nil || errors.Is(err, ErrNotFound) {
 		t.Fatalf("with the database down: %v; want its error", err)
+	}
+}
+
+// waitForCall polls until the source has been queried.
+func waitForCall(t *testing.T, src *fakeSource) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for src.calls.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the source was never queried")
+		}
+		runtime.Gosched()
 	}
 }
