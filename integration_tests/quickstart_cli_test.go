@@ -52,7 +52,7 @@ func TestCLIAgainstQuickstart(t *testing.T) {
 	if err := os.WriteFile(q.marker, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, _, code := silo(admin, "pause", "mailbox", "github:us:10", "--reason", "cli test", "--by", "tester"); code != 0 {
+	if out, _, code := silo(admin, "pause", "mailbox", "github:us:10:1:pull_request", "--reason", "cli test", "--by", "tester"); code != 0 {
 		t.Fatalf("pause: %d %s", code, out)
 	}
 	postGitHub(t, q.ports["8000"].URL(), "cli-1")
@@ -67,7 +67,7 @@ func TestCLIAgainstQuickstart(t *testing.T) {
 		} `json:"dead_letters"`
 	}
 	out, _, code := silo(admin, "dead-letters", "list", "--json", "--reason", "dropped_404")
-	if err := json.Unmarshal([]byte(out), &list); code != 0 || err != nil || len(list.DeadLetters) != 1 || list.DeadLetters[0].Mailbox != "github:de:10" {
+	if err := json.Unmarshal([]byte(out), &list); code != 0 || err != nil || len(list.DeadLetters) != 1 || list.DeadLetters[0].Mailbox != "github:de:10:1:pull_request" {
 		t.Fatalf("dead-letters list --json: %d %v %s", code, err, out)
 	}
 	id := fmt.Sprint(list.DeadLetters[0].ID)
@@ -85,11 +85,11 @@ func TestCLIAgainstQuickstart(t *testing.T) {
 		wantErr  string   // in stderr
 	}{
 		{"status by --address", nil, []string{"status", "--address", q.admin.Addr}, 0, []string{"mode control", "us closed 0 0 - -"}, ""},
-		{"address from --config, as caddy reload", nil, []string{"pauses", "--config", cfg}, 0, []string{"mailbox github:us:10 ... tester cli test"}, ""},
-		{"one paused mailbox", admin, []string{"mailboxes", "github:us:10"}, 0, []string{"mailbox github:us:10 (region us, provider github)", "paused paused: cli test"}, ""},
+		{"address from --config, as caddy reload", nil, []string{"pauses", "--config", cfg}, 0, []string{"mailbox github:us:10:1:pull_request ... tester cli test"}, ""},
+		{"one paused mailbox", admin, []string{"mailboxes", "github:us:10:1:pull_request"}, 0, []string{"mailbox github:us:10:1:pull_request (region us, provider github)", "paused paused: cli test"}, ""},
 		{"filtered by region", admin, []string{"mailboxes", "--region", "de"}, 0, []string{"no mailbox has pending payloads"}, ""},
 		{"dead letter shown, signatures masked", admin, []string{"dead-letters", "show", id}, 0, []string{"reason dropped_404 at ...", "X-Github-Delivery: cli-1", "X-Hub-Signature-256: [masked]"}, ""},
-		{"retry a mailbox", admin, []string{"retry", "github:us:10"}, 0, []string{"mailbox github:us:10: its head is due now"}, ""},
+		{"retry a mailbox", admin, []string{"retry", "github:us:10:1:pull_request"}, 0, []string{"mailbox github:us:10:1:pull_request: its head is due now"}, ""},
 		{"no such dead letter: exit 1", admin, []string{"dead-letters", "show", "999999"}, 1, nil, "404 Not Found"},
 		{"no such region: exit 1", admin, []string{"pause", "region", "zz"}, 1, nil, "404 Not Found"},
 		{"bad flag: exit 2", admin, []string{"dead-letters", "list", "--regoin", "us"}, 2, nil, "flag provided but not defined: -regoin"},
@@ -97,7 +97,7 @@ func TestCLIAgainstQuickstart(t *testing.T) {
 		{"nothing listens: exit 3", nil, []string{"status", "--address", "127.0.0.1:1"}, 3, nil, "cannot reach the admin API"},
 		{"delete it", admin, []string{"dead-letters", "delete", id}, 0, []string{"dead letter " + id + " deleted"}, ""},
 		{"gone", admin, []string{"dead-letters", "list"}, 0, []string{"no dead letters"}, ""},
-		{"resume", admin, []string{"resume", "mailbox", "github:us:10"}, 0, []string{"mailbox github:us:10 resumed"}, ""},
+		{"resume", admin, []string{"resume", "mailbox", "github:us:10:1:pull_request"}, 0, []string{"mailbox github:us:10:1:pull_request resumed"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, stderr, code := silo(tc.env, tc.args...)
