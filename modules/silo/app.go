@@ -257,7 +257,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		in := directory.Integration{ID: si.ID, Provider: si.Provider, ExternalID: si.ExternalID, Status: directory.StatusActive}
 		for _, org := range si.Organizations {
 			in.Organizations = append(in.Organizations, directory.OrganizationIntegration{
-				ID: a.orgIntegrationID(si.ID, org), OrganizationID: org, Status: directory.StatusActive})
+				ID: orgIntegrationID(a.OrganizationIntegrations, si.ID, org), OrganizationID: org, Status: directory.StatusActive})
 		}
 		integrations = append(integrations, in)
 	}

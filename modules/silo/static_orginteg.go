@@ -70,8 +70,8 @@ func checkOrganizationIntegrations(list []StaticOrganizationIntegration, integra
 }
 
 // orgIntegrationID is the configured id of an installation, 0 when none.
-func (a *App) orgIntegrationID(integration, organization int64) int64 {
-	for _, oi := range a.OrganizationIntegrations {
+func orgIntegrationID(list []StaticOrganizationIntegration, integration, organization int64) int64 {
+	for _, oi := range list {
 		if oi.IntegrationID == integration && oi.OrganizationID == organization {
 			return oi.ID
 		}
