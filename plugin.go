@@ -14,6 +14,7 @@ import (
 	_ "github.com/sentrysilo/caddy-silo/modules/regionroute"
 	_ "github.com/sentrysilo/caddy-silo/modules/silo"
 	_ "github.com/sentrysilo/caddy-silo/modules/silocmd"
+	_ "github.com/sentrysilo/caddy-silo/modules/siloconsole"
 	_ "github.com/sentrysilo/caddy-silo/modules/webhookcapture"
 )
 
@@ -24,4 +25,6 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("sentry_webhook_capture", httpcaddyfile.Before, "reverse_proxy")
 	httpcaddyfile.RegisterDirectiveOrder("sentry_cred_proxy", httpcaddyfile.Before, "reverse_proxy")
 	httpcaddyfile.RegisterDirectiveOrder("sentry_region_route", httpcaddyfile.Before, "reverse_proxy")
+	// The console answers everything it is given, like file_server.
+	httpcaddyfile.RegisterDirectiveOrder("sentry_silo_console", httpcaddyfile.Before, "file_server")
 }

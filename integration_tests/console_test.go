@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
 )
 
 // The operator console (docs/admin-api.md) on the real binary, through
@@ -431,5 +433,35 @@ func TestConsoleDeliveredHistory(t *testing.T) {
 	}
 	if n := len(items(t, a.must(t, "GET", "/sentry_silo/delivered", ""), "delivered")); n != 0 {
 		t.Fatalf("%d rows after delete all", n)
+	}
+}
+
+// A pause reaches the other instances' drainers at once (an empty NOTIFY
+// makes them read the pauses), not at their next backstop scan, which is
+// an hour away here.
+func TestConsolePauseWakesOtherInstances(t *testing.T) {
+	s := newDrainSetupPostgres(t)
+	hourly := func() *drainInstance {
+		admin, site := harness.ReservePort(t), harness.ReservePort(t)
+		cfg := strings.Replace(s.caddyfile(admin, site, ""), "poll_interval 200ms", "poll_interval 1h", 1)
+		return &drainInstance{c: harness.Start(t, admin, cfg), base: site.URL()}
+	}
+	a := hourly()
+	s.seed(t, 1)
+	b := hourly()
+	var loaded time.Time
+	waitFor(t, "b's first reading of the pauses", 20*time.Second, func() bool { loaded = b.pausesLoadedAt(t); return !loaded.IsZero() })
+	// A NOTIFY sent before b LISTENs is lost (b's next scan, here an hour
+	// away, would find the pause): wait for both drainers to listen.
+	waitFor(t, "both drainers listening", 20*time.Second, func() bool {
+		var n int
+		err := s.db.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %'`).Scan(&n)
+		return err == nil && n == 2
+	})
+	loaded = b.pausesLoadedAt(t)
+	for _, action := range []string{"pause", "resume"} {
+		a.must(t, "POST", "/sentry_silo/regions/us/"+action, "")
+		waitFor(t, "b reading the pauses after the "+action+" on a", 20*time.Second, func() bool { return b.pausesLoadedAt(t).After(loaded) })
+		loaded = b.pausesLoadedAt(t)
 	}
 }

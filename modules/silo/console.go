@@ -37,7 +37,7 @@ func countInserts(insert mailbox.InsertFunc) mailbox.InsertFunc {
 func consoleAPI(a *App) admin.API {
 	api := admin.API{
 		Stores:  a.payloads.admin,
-		Wake:    func(mailboxes ...string) { consoleWake(a, mailboxes) },
+		Wake:    a.Wake, // a pause or resume also NOTIFYs the others (store.Postgres.Pause)
 		Regions: a.RegionNames,
 		Instance: admin.Instance{
 			Mode:     a.Mode,
@@ -55,22 +55,4 @@ func consoleAPI(a *App) admin.API {
 		api.Instance.Drainer = a.drainer.Status
 	}
 	return api
-}
-
-// consoleWake wakes the drainers for the console's actions. With names
-// (a replay, a retry) it is App.Wake. Without (a pause, a resume) every
-// drainer must read the pauses again: the local one by a full scan, the
-// other instances' by an empty notification, which their listener takes
-// as "look at everything" (store.Postgres.Listen calls fn("")).
-func consoleWake(a *App, mailboxes []string) {
-	if len(mailboxes) > 0 {
-		a.Wake(mailboxes...)
-		return
-	}
-	if a.drainer != nil {
-		a.drainer.Wake()
-	}
-	if a.notifier != nil {
-		a.notifier.add([]string{""})
-	}
 }
