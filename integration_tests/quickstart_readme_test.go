@@ -3,6 +3,8 @@ package integration_tests
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
@@ -115,8 +117,22 @@ func TestQuickstartReadme(t *testing.T) {
 		return metricValue(t, q.admin.Addr, "caddy_sentry_deliveries_total", `outcome="delivered",region="`+region+`"`)
 	}
 	claims := map[string]func(t *testing.T){
-		"A GitHub webhook, captured and delivered; a region paused and resumed": func(t *testing.T) {
-			// Set after the resume: one delivery to each region.
+		"A GitHub webhook, captured while its region is paused": func(t *testing.T) {
+			waitFor(t, "the webhook delivered to de", 30*time.Second, func() bool { return deliveredTo("de") >= 1 })
+			if n := regionRequests(q.caddy.Logs(), q.ports["8010"].Num); n != 0 || deliveredTo("us") != 0 {
+				t.Errorf("paused region us received %d webhooks (%v delivered), want none", n, deliveredTo("us"))
+			}
+			// The dashboard's page, and its data through its forwarder to
+			// the admin API.
+			dash := q.ports["8020"].URL()
+			if body, status := get(t, dash+"/"); status != 200 || !strings.Contains(body, "<html") {
+				t.Errorf("dashboard page: %d %.200s", status, body)
+			}
+			if body, status := get(t, dash+"/sentry_silo/mailboxes"); status != 200 || !strings.Contains(body, `"github:us:10:1:pull_request"`) || !strings.Contains(body, `"quickstart demo"`) {
+				t.Errorf("dashboard's mailboxes: %d %.300s", status, body)
+			}
+		},
+		"The region resumed, the webhook delivered": func(t *testing.T) {
 			if err := harness.Poll(30*time.Second, func() bool { return deliveredTo("us") >= 1 && deliveredTo("de") >= 1 }); err != nil {
 				t.Fatalf("the webhook delivered to us and de: %v (us %v, de %v)\n%s", err, deliveredTo("us"), deliveredTo("de"), metricsOf(t, q.admin.Addr))
 			}
@@ -228,6 +244,17 @@ func matchesAll(out string, expect []string) bool {
 }
 
 func collapse(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func get(t *testing.T, url string) (string, int) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b), resp.StatusCode
+}
 
 // regionRequests counts the webhooks a demo region logged receiving.
 func regionRequests(logs string, port int) int {

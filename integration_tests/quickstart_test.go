@@ -25,7 +25,7 @@ type quickstart struct {
 }
 
 // quickstartPorts are the ports the quickstart's sites listen on.
-var quickstartPorts = []string{"8000", "9000", "8010", "8011", "8012"}
+var quickstartPorts = []string{"8000", "9000", "8010", "8011", "8012", "8020"}
 
 const quickstartMarker = "/tmp/caddy-silo-quickstart-de-404"
 
@@ -49,9 +49,15 @@ func startQuickstart(t *testing.T) *quickstart {
 	if strings.Contains(conf, "caddy-silo-quickstart-de-404") {
 		t.Fatal("the quickstart names its marker file in a way this test does not move")
 	}
-	// The global options block is the one that opens on a line of its own
-	// (a snippet comes before it).
-	conf = strings.Replace(conf, "\n{\n", "\n{\n"+harness.GlobalOptions(q.admin), 1)
+	// The quickstart's admin endpoint moves to the reserved port (the
+	// admin option and its origins, in rewrite), and the harness's other
+	// global options go in the global block, the one that opens on a
+	// line of its own (a snippet comes before it).
+	admin, others, _ := strings.Cut(harness.GlobalOptions(q.admin), "\n")
+	if !strings.HasPrefix(admin, "\tadmin ") || !strings.Contains(conf, "admin "+q.admin.Addr+" {") {
+		t.Fatalf("the quickstart's admin option is not where this test moves it from (localhost:2019)")
+	}
+	conf = strings.Replace(conf, "\n{\n", "\n{\n"+others, 1)
 	q.caddy = harness.Start(t, q.admin, conf)
 	return q
 }
@@ -62,6 +68,7 @@ func (q *quickstart) rewrite(s string) string {
 	for _, p := range quickstartPorts {
 		s = strings.ReplaceAll(s, ":"+p, fmt.Sprintf(":%d", q.ports[p].Num))
 	}
+	s = strings.ReplaceAll(s, "localhost:2019", q.admin.Addr)
 	return strings.ReplaceAll(s, quickstartMarker, q.marker)
 }
 
