@@ -113,10 +113,11 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	ctx, problems := newBrowser(t, chromium)
 	page := consolePort.URL() + "/ops/"
-	// Each step has its own bound: a Wait never ends by itself.
+	// Each step has its own bound (a Wait never ends by itself), generous
+	// for a loaded 2-core machine: a step takes well under a second alone.
 	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		stepCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		stepCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		defer cancel()
 		if err := chromedp.Do(stepCtx, steps...); err != nil {
 			shown, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
@@ -131,7 +132,9 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 		return v
 	}
-	poll := func(expr string) chromedp.Action[chromedp.Void] { return chromedp.Poll[chromedp.Void](expr) }
+	poll := func(expr string) chromedp.Action[chromedp.Void] {
+		return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(0)) // the step's bound applies
+	}
 	click := func(sel string) chromedp.Action[chromedp.Void] { return chromedp.Click(chromedp.CSS(sel)) }
 	var mailboxName string
 	if err := s.db.QueryRow(`SELECT mailbox_name FROM silo_webhook_payload`).Scan(&mailboxName); err != nil {
@@ -195,6 +198,18 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("the page logged errors:\n%s", strings.Join(p, "\n"))
 	}
 
+	// The console the admin endpoint does not list shows the data, and
+	// says what to change when an action is refused. (The browser logs the
+	// 403 as an error, so this comes after the check above.)
+	do("a refused action in the page",
+		chromedp.Navigate(stranger.URL()+"/"),
+		chromedp.WaitVisible(chromedp.CSS(deadRow(dead[2])+" button.replay-dead-letter")),
+		click(deadRow(dead[2])+" button.replay-dead-letter"),
+		poll(`document.getElementById('banner').textContent.includes('list its origin (`+stranger.URL()+`)')`))
+	if ids := deadIDs(); len(ids) != 1 || ids[0] != dead[2] {
+		t.Fatalf("dead letters after a refused replay: %v", ids)
+	}
+
 	if os.Getenv("SILO_UPDATE_SCREENSHOT") != "" {
 		// The README's picture: two minutes of traffic for the charts,
 		// then the region fails and is paused.
@@ -255,7 +270,7 @@ func newBrowser(t *testing.T, chromium string) (context.Context, func() []string
 	ctx, cancelCtx := chromedp.NewContext(allocCtx)
 	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
 	// The first Do starts the browser, bound to ctx (no timeout on it: the
-	// steps have their own, 30 s per Poll and Wait).
+	// steps have their own, 60 s each).
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("start Chromium (%s): %v", chromium, err)
 	}
