@@ -13,6 +13,7 @@ import (
 	_ "github.com/sentrysilo/caddy-silo/modules/credproxy"
 	_ "github.com/sentrysilo/caddy-silo/modules/regionroute"
 	_ "github.com/sentrysilo/caddy-silo/modules/silo"
+	_ "github.com/sentrysilo/caddy-silo/modules/silocmd"
 	_ "github.com/sentrysilo/caddy-silo/modules/siloconsole"
 	_ "github.com/sentrysilo/caddy-silo/modules/webhookcapture"
 )

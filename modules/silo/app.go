@@ -75,6 +75,10 @@ type App struct {
 	// installed in, so that capture can route its webhooks without a
 	// Sentry control database (demos, tests, small setups).
 	Integrations []StaticIntegration `json:"integrations,omitempty"`
+	// OrganizationIntegrations give ids to installations of static
+	// integrations, so that the credential proxy can find them too
+	// (static_orginteg.go).
+	OrganizationIntegrations []StaticOrganizationIntegration `json:"organization_integrations,omitempty"`
 	// Drainer configures delivery of captured webhooks.
 	Drainer *DrainerConfig `json:"drainer,omitempty"`
 
@@ -258,7 +262,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 	for _, si := range a.Integrations {
 		in := directory.Integration{ID: si.ID, Provider: si.Provider, ExternalID: si.ExternalID, Status: directory.StatusActive}
 		for _, org := range si.Organizations {
-			in.Organizations = append(in.Organizations, directory.OrganizationIntegration{OrganizationID: org, Status: directory.StatusActive})
+			in.Organizations = append(in.Organizations, directory.OrganizationIntegration{
+				ID: orgIntegrationID(a.OrganizationIntegrations, si.ID, org), OrganizationID: org, Status: directory.StatusActive})
 		}
 		integrations = append(integrations, in)
 	}

@@ -121,24 +121,25 @@ var siloOptions map[string]siloOptionParser
 
 func init() {
 	siloOptions = map[string]siloOptionParser{
-		"mode":            parseMode,
-		"storage":         parseStorage,
-		"directory_dsn":   oneString(func(a *App) *string { return &a.DirectoryDSN }),
-		"listen_dsn":      oneString(func(a *App) *string { return &a.ListenDSN }),
-		"migrate":         parseMigrate,
-		"region":          parseRegion,
-		"default_region":  parseDefaultRegion,
-		"url_prefix":      parseURLPrefix,
-		"subnet_secret":   oneString(func(a *App) *string { return &a.SubnetSecret }),
-		"directory_cache": parseDirectoryCache,
-		"organization":    parseOrganization,
-		"integration":     parseIntegration,
-		"drainer":         parseDrainer,
+		"mode":                     parseMode,
+		"storage":                  parseStorage,
+		"directory_dsn":            oneString(func(a *App) *string { return &a.DirectoryDSN }),
+		"listen_dsn":               oneString(func(a *App) *string { return &a.ListenDSN }),
+		"migrate":                  parseMigrate,
+		"region":                   parseRegion,
+		"default_region":           parseDefaultRegion,
+		"url_prefix":               parseURLPrefix,
+		"subnet_secret":            oneString(func(a *App) *string { return &a.SubnetSecret }),
+		"directory_cache":          parseDirectoryCache,
+		"organization":             parseOrganization,
+		"integration":              parseIntegration,
+		"organization_integration": parseOrganizationIntegration,
+		"drainer":                  parseDrainer,
 	}
 }
 
 // repeatableOptions may be given on several lines, which add up.
-var repeatableOptions = map[string]bool{"region": true, "organization": true, "integration": true}
+var repeatableOptions = map[string]bool{"region": true, "organization": true, "integration": true, "organization_integration": true}
 
 // oneString reads an option with exactly one argument into a field.
 func oneString(field func(a *App) *string) siloOptionParser {

@@ -33,7 +33,8 @@ type Options struct {
 	// before the cache and the database like Organizations. Each lists
 	// its organizations (OrganizationID is enough); their regions come
 	// from the organization lookup, static entries first. Status is
-	// taken as given (0, active, for the Caddyfile's).
+	// taken as given (0, active, for the Caddyfile's). An organization
+	// integration with an ID is found by OrganizationIntegration too.
 	Integrations []Integration
 	// MaxEntries bounds each lookup kind's cache [65536], so a scan of
 	// random slugs cannot grow memory without bound.
@@ -65,6 +66,9 @@ type Directory struct {
 	// filled in; staticIntegByID holds the same values.
 	staticIntegByExt map[externalKey]Integration
 	staticIntegByID  map[int64]Integration
+	// staticOrgInteg holds the static integrations' organization
+	// integrations that have an id, for the credential proxy.
+	staticOrgInteg map[int64]OrganizationIntegration
 
 	orgBySlug    flight[string, Organization]
 	orgByID      flight[int64, Organization]
@@ -138,6 +142,14 @@ func New(src Source, opts Options) *Directory {
 		}
 		d.staticIntegByExt[externalKey{in.Provider, in.ExternalID}] = in
 		d.staticIntegByID[in.ID] = in
+		for _, oi := range in.Organizations {
+			if oi.ID != 0 {
+				if d.staticOrgInteg == nil {
+					d.staticOrgInteg = map[int64]OrganizationIntegration{}
+				}
+				d.staticOrgInteg[oi.ID] = oi
+			}
+		}
 	}
 	idKey := func(id int64) string { return strconv.FormatInt(id, 10) }
 	strKey := func(s string) string { return s }
@@ -340,6 +352,16 @@ func (d *Directory) integByIDQuery(ctx context.Context, id int64) (Integration, 
 // OrganizationIntegration finds one organization integration (any status)
 // with the region of its organization.
 func (d *Directory) OrganizationIntegration(ctx context.Context, id int64) (OrganizationIntegration, error) {
+	if oi, ok := d.staticOrgInteg[id]; ok {
+		if oi.Region == "" {
+			o, err := d.OrganizationByID(ctx, oi.OrganizationID)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return OrganizationIntegration{}, err
+			}
+			oi.Region = o.Region
+		}
+		return oi, nil
+	}
 	return lookup(ctx, d, &d.orgInteg, id)
 }
 
