@@ -262,15 +262,11 @@ func discordHeaders(body []byte) http.Header {
 	return hdrs("Content-Type", "application/json", "X-Signature-Ed25519", hex.EncodeToString(sig), "X-Signature-Timestamp", ts)
 }
 
+// jiraConnectJWT is a Connect JWT for POST /extensions/jira/issue-updated/
+// with no query: its qsh claim is that request's query string hash.
 func jiraConnectJWT(t *testing.T, iss, secret string) string {
 	t.Helper()
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"iss": iss, "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix(), "qsh": "x",
-	}).SignedString([]byte(secret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return jiraTokenFor(t, iss, secret, jiraQSH("POST", "/extensions/jira/issue-updated/", ""))
 }
 
 func jiraServerPathToken(t *testing.T, id int, secret string) string {

@@ -45,7 +45,8 @@ func TestCaptureProviders(t *testing.T) {
 			t.Errorf("headers %s", r.headers)
 		}
 	}
-	if !seen["github:us:10@us"] || !seen["github:de:10@de"] {
+	// GitHub's mailboxes are split by repository (4242 % 100) and event.
+	if !seen["github:us:10:42:push@us"] || !seen["github:de:10:42:push@de"] {
 		t.Fatalf("case 37 mailboxes: %v", seen)
 	}
 
@@ -77,7 +78,7 @@ func TestCaptureProviders(t *testing.T) {
 		{"39 star is dropped", "/extensions/github/webhook/", hdrs("Content-Type", "application/json", "X-GitHub-Event", "star"), []byte(`{"installation":{"id":555}}`), 202, 0, "", ""},
 		{"40 unknown installation", "/extensions/github/webhook/", githubPush("u"), []byte(`{"installation":{"id":1}}`), 400, 0, "", ""},
 		{"40 body not JSON", "/extensions/github/webhook/", githubPush("v"), []byte(`not json`), 400, 0, "", ""},
-		{"github enterprise", "/extensions/github-enterprise/webhook/", hdrs("Content-Type", "application/json", "X-GitHub-Event", "push", "X-GitHub-Enterprise-Host", "ghe.example.com"), []byte(`{"installation":{"id":77}}`), 202, 1, "", "github_enterprise:us:11"},
+		{"github enterprise", "/extensions/github-enterprise/webhook/", hdrs("Content-Type", "application/json", "X-GitHub-Event", "push", "X-GitHub-Enterprise-Host", "ghe.example.com"), []byte(`{"installation":{"id":77}}`), 202, 1, "", "github_enterprise:us:11:push"},
 		{"github enterprise without host", "/extensions/github-enterprise/webhook/", githubPush("w"), []byte(`{"installation":{"id":77}}`), 400, 0, "", ""},
 		{"41 gitlab without token", "/extensions/gitlab/webhook/", nil, []byte(`{}`), 400, 0, "", ""},
 		{"41 gitlab token", "/extensions/gitlab/webhook/", hdrs("X-Gitlab-Token", "gitlab.example.com:grp:s3cret", "X-Gitlab-Event-UUID", "gl-1"), []byte(`{"project":{"id":4217}}`), 202, 1, "", "gitlab:us:12"},

@@ -26,7 +26,7 @@ func TestRepeatedMemberRoutesLikeTheRegion(t *testing.T) {
 		got = append(got, r.mailbox)
 	}
 	sort.Strings(got)
-	if want := "github:de:10 github:us:10"; strings.Join(got, " ") != want {
+	if want := "github:de:10:7:push github:us:10:7:push"; strings.Join(got, " ") != want {
 		t.Errorf("stored in %v, want %s (installation 555, the last one)", got, want)
 	}
 }

@@ -356,6 +356,7 @@ func TestTopologyCaptureDrainUnderReloadAndGiveUps(t *testing.T) {
 func TestTopologyMailboxOrderWhenCommitsFinishOutOfOrder(t *testing.T) {
 	top := newTopology(t)
 	tr := newTopoTraffic(top, 1)
+	tr.oneRepository = true // one mailbox
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	hook := func(phase string, instance int) *topoHook {
@@ -385,7 +386,7 @@ func TestTopologyMailboxOrderWhenCommitsFinishOutOfOrder(t *testing.T) {
 		}
 	}
 
-	// The drainer's first turn on github:us:9002 delivers p and waits at
+	// The drainer's first turn on github:us:9002:0:push delivers p and waits at
 	// the region.
 	p := hook("first", 1)
 	send(p)

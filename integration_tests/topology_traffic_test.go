@@ -110,6 +110,9 @@ type topoTraffic struct {
 	outstanding [2]atomic.Int64
 	sent        atomic.Int64 // background webhooks finished
 	began       time.Time
+	// oneRepository sends every webhook for repository 100: GitHub's
+	// mailboxes are split by repository, so only then do they share one.
+	oneRepository bool
 }
 
 func newTopoTraffic(top *topology, seed uint64) *topoTraffic {
@@ -147,6 +150,9 @@ func (tr *topoTraffic) newHookFor(installation, kind, phase string, instance int
 	defer tr.mu.Unlock()
 	n := len(tr.hooks) + 1
 	h := &topoHook{kind: kind, phase: phase, instance: instance, installation: installation, repo: 100 + tr.rng.IntN(5)}
+	if tr.oneRepository {
+		h.repo = 100
+	}
 	if pick := tr.rng.IntN(5); h.installation == "" {
 		h.installation = topoInstallBoth
 		if pick == 0 {
@@ -508,11 +514,11 @@ func (tr *topoTraffic) allDelivered() (missing int) {
 }
 
 // verify compares what the regions received with what was sent, and
-// reports every difference. Order is checked per mailbox (region and
-// installation: the fixture stays far below bucket_threshold, so no
-// mailbox is split by repository) between webhooks whose 202 came back
-// before the other was sent: those are committed in that order, and FIFO
-// must deliver them in it.
+// reports every difference. Order is checked per mailbox (region,
+// installation and repository: GitHub's mailboxes are always split by
+// repository and event type, and every webhook here is a push) between
+// webhooks whose 202 came back before the other was sent: those are
+// committed in that order, and FIFO must deliver them in it.
 func (tr *topoTraffic) verify(t *testing.T) {
 	t.Helper()
 	hooks := tr.all()
@@ -601,14 +607,14 @@ func (tr *topoTraffic) verify(t *testing.T) {
 			for _, x := range box {
 				var overtaken []*topoHook
 				for _, y := range box {
-					if x.end.Before(y.start) && pos[x.id] > pos[y.id] {
+					if x.repo == y.repo && x.end.Before(y.start) && pos[x.id] > pos[y.id] {
 						overtaken = append(overtaken, y)
 					}
 				}
 				if len(overtaken) > 0 {
 					y := overtaken[0]
-					disorder = append(disorder, fmt.Sprintf("github:%s:%s: %s, accepted at %s, delivered at %s, after %d webhooks sent later, e.g. %s sent at %s, delivered at %s",
-						region, installation, x, x.end.Sub(tr.began).Round(time.Millisecond), at[x.id].Sub(tr.began).Round(time.Millisecond),
+					disorder = append(disorder, fmt.Sprintf("github:%s:%s:%d:push: %s, accepted at %s, delivered at %s, after %d webhooks sent later, e.g. %s sent at %s, delivered at %s",
+						region, installation, x.repo%100, x, x.end.Sub(tr.began).Round(time.Millisecond), at[x.id].Sub(tr.began).Round(time.Millisecond),
 						len(overtaken), y.id, y.start.Sub(tr.began).Round(time.Millisecond), at[y.id].Sub(tr.began).Round(time.Millisecond)))
 				}
 			}

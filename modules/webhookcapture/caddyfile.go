@@ -19,8 +19,10 @@ func init() {
 //	sentry_webhook_capture {
 //		max_body_size <size>
 //		slack_signing_secret <secret>
+//		slack_staging_signing_secret <secret>
 //		discord_public_key <hex>
 //		github_webhook_secret <secret>
+//		github_drop_checks_without_own_repo_pr
 //		shed <provider> [<integration_id>]
 //		bucket_threshold <n>
 //	}
@@ -32,6 +34,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	// The options that hold one string (a secret or a key) as given.
+	values := map[string]*string{
+		"slack_signing_secret":         &h.SlackSigningSecret,
+		"slack_staging_signing_secret": &h.SlackStagingSigningSecret,
+		"discord_public_key":           &h.DiscordPublicKey,
+		"github_webhook_secret":        &h.GitHubWebhookSecret,
+	}
 	given := map[string]bool{}
 	for d.NextBlock(0) {
 		// Every option but shed holds one value: a second line would
@@ -41,6 +50,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("%s is given twice", opt)
 			}
 			given[opt] = true
+		}
+		if v, ok := values[d.Val()]; ok {
+			if !d.AllArgs(v) {
+				return d.ArgErr()
+			}
+			continue
 		}
 		switch d.Val() {
 		case "max_body_size":
@@ -53,18 +68,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_body_size: invalid size %q", s)
 			}
 			h.MaxBodySize = int64(n)
-		case "slack_signing_secret":
-			if !d.AllArgs(&h.SlackSigningSecret) {
+		case "github_drop_checks_without_own_repo_pr":
+			if d.NextArg() {
 				return d.ArgErr()
 			}
-		case "discord_public_key":
-			if !d.AllArgs(&h.DiscordPublicKey) {
-				return d.ArgErr()
-			}
-		case "github_webhook_secret":
-			if !d.AllArgs(&h.GitHubWebhookSecret) {
-				return d.ArgErr()
-			}
+			h.GitHubDropChecksWithoutOwnRepoPR = true
 		case "shed":
 			args := d.RemainingArgs()
 			if len(args) < 1 || len(args) > 2 {

@@ -41,7 +41,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "shed bad id", input: "sentry_webhook_capture {\n shed github x\n}", wantErr: true},
 		{name: "bad threshold", input: "sentry_webhook_capture {\n bucket_threshold 0\n}", wantErr: true},
 		{name: "shed a control-only provider", input: "sentry_webhook_capture {\n shed vercel\n}", wantErr: true,
-			errHas: "shed vercel: vercel webhooks are served by the control silo and never stored; the providers whose webhooks are stored are bitbucket, bitbucket_server, discord, github,"},
+			errHas: "shed vercel: vercel webhooks are served by the control silo and never stored; the providers whose webhooks are stored are bitbucket, bitbucket_server, cursor_origin, discord, gitea, github,"},
 		{name: "shed an unknown provider", input: "sentry_webhook_capture {\n shed githb\n}", wantErr: true,
 			errHas: `shed githb: unknown provider "githb"; the providers whose webhooks are stored are bitbucket,`},
 		{name: "shed an integration of bitbucket", input: "sentry_webhook_capture {\n shed bitbucket 7\n}", wantErr: true,
@@ -52,6 +52,10 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "a provider and one of its integrations", input: "sentry_webhook_capture {\n shed gitlab\n shed gitlab 4\n}",
 			want: Handler{Shed: []ShedRule{{Provider: "gitlab"}, {Provider: "gitlab", IntegrationID: 4}}}},
 		{name: "max_body_size twice", input: "sentry_webhook_capture {\n max_body_size 1MB\n max_body_size 2MB\n}", wantErr: true, errHas: "max_body_size is given twice"},
+		{name: "staging secret", input: "sentry_webhook_capture {\n slack_staging_signing_secret {env.S}\n}", want: Handler{SlackStagingSigningSecret: "{env.S}"}},
+		{name: "drop checks without own-repo pull request", input: "sentry_webhook_capture {\n github_drop_checks_without_own_repo_pr\n}", want: Handler{GitHubDropChecksWithoutOwnRepoPR: true}},
+		{name: "drop checks takes no argument", input: "sentry_webhook_capture {\n github_drop_checks_without_own_repo_pr on\n}", wantErr: true},
+		{name: "drop checks twice", input: "sentry_webhook_capture {\n github_drop_checks_without_own_repo_pr\n github_drop_checks_without_own_repo_pr\n}", wantErr: true, errHas: "is given twice"},
 		{name: "secret twice", input: "sentry_webhook_capture {\n slack_signing_secret a\n slack_signing_secret b\n}", wantErr: true, errHas: "slack_signing_secret is given twice"},
 	}
 	for _, tc := range cases {

@@ -21,6 +21,10 @@ func FuzzServeHTTP(f *testing.F) {
 	f.Add("/extensions/bitbucket/organizations/2/webhook/", "", "", []byte{0xff, 0x00})
 	f.Add("/plugins/github/organizations/1/webhook/", "", "", []byte(nil))
 	f.Add("/extensions/jira-server/issue-updated/x.y.z/", "", "", []byte(`{"changelog":{}}`))
+	f.Add("/extensions/github/webhook/", "check_run", "application/json", []byte(`{"action":"completed","installation":{"id":555},"repository":{"id":9},"check_run":{"pull_requests":[]}}`))
+	f.Add("/extensions/gitea/organizations/1/webhook/23/", "", "application/json", []byte(`{"repository":{"id":9}}`))
+	f.Add("/extensions/cursor-origin/webhook/", "", "application/json", []byte(`{"event":{"payload":{"repository":{"id":"r"}}}}`))
+	f.Add("/extensions/slack-staging/event/", "", "application/json", []byte(`{"type":"url_verification","challenge":"c"}`))
 	// Regions that answer, so synchronous interactions get an answer too.
 	region := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte(`{"ok":true}`))

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/mailbox"
+	"github.com/sentrysilo/caddy-silo/modules/internal/rejection"
 	"github.com/sentrysilo/caddy-silo/modules/internal/webhooks"
 	"github.com/sentrysilo/caddy-silo/modules/silo"
 )
@@ -38,12 +39,19 @@ type Handler struct {
 	// SlackSigningSecret verifies X-Slack-Signature at the edge; accepts
 	// {env.*} and {file.*}.
 	SlackSigningSecret string `json:"slack_signing_secret,omitempty"`
+	// SlackStagingSigningSecret is the same for Sentry's staging Slack
+	// app (/extensions/slack-staging/).
+	SlackStagingSigningSecret string `json:"slack_staging_signing_secret,omitempty"`
 	// DiscordPublicKey is the application's Ed25519 public key in hex;
 	// it verifies X-Signature-Ed25519 and lets the edge answer PINGs.
 	DiscordPublicKey string `json:"discord_public_key,omitempty"`
 	// GitHubWebhookSecret turns on the edge check of X-Hub-Signature-256
 	// [off: the region verifies].
 	GitHubWebhookSecret string `json:"github_webhook_secret,omitempty"`
+	// GitHubDropChecksWithoutOwnRepoPR answers 202 and stores nothing for
+	// a completed check_run or check_suite none of whose pull requests is
+	// based in its own repository (no region consumer acts on one) [off].
+	GitHubDropChecksWithoutOwnRepoPR bool `json:"github_drop_checks_without_own_repo_pr,omitempty"`
 	// Shed answers matching webhooks 429 with Retry-After: 60 and stores
 	// nothing.
 	Shed []ShedRule `json:"shed,omitempty"`
@@ -58,6 +66,9 @@ type Handler struct {
 	bucketer *mailbox.Bucketer
 	proxy    *regionProxy
 	logger   *zap.Logger
+	// rejections counts and logs why a webhook was refused: the answer
+	// is Sentry's (often an empty 400), which tells an operator nothing.
+	rejections *rejection.Log
 }
 
 // ShedRule names what to shed: every webhook of a provider, or only one
@@ -91,6 +102,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.BucketThreshold = mailbox.DefaultBucketThreshold
 	}
 	registerMetrics(ctx.GetMetricsRegistry())
+	h.rejections = rejection.New(h.logger, "webhook rejected", rejectedTotal)
 
 	app, err := silo.FromContext(ctx, "sentry_webhook_capture")
 	if err != nil {
@@ -104,7 +116,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	env := &webhooks.Env{
-		KnownRegion: func(name string) bool { _, ok := app.Region(name); return ok },
+		KnownRegion:                      func(name string) bool { _, ok := app.Region(name); return ok },
+		GitHubDropChecksWithoutOwnRepoPR: h.GitHubDropChecksWithoutOwnRepoPR,
 	}
 	if err := h.signatureChecks(env); err != nil {
 		return err
@@ -124,8 +137,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.logger.Info("webhook capture on",
 			zap.Int64("max_body_size", h.MaxBodySize),
 			zap.Bool("slack_signature_check", env.SlackSigningSecret != nil),
+			zap.Bool("slack_staging_signature_check", env.SlackStagingSigningSecret != nil),
 			zap.Bool("discord_signature_check", env.DiscordPublicKey != nil),
 			zap.Bool("github_signature_check", env.GitHubWebhookSecret != nil),
+			zap.Bool("github_drop_checks_without_own_repo_pr", env.GitHubDropChecksWithoutOwnRepoPR),
 			zap.Int("shed_rules", len(h.Shed)))
 	}
 	return nil
@@ -144,6 +159,9 @@ func (h *Handler) signatureChecks(env *webhooks.Env) error {
 	}
 	var err error
 	if env.SlackSigningSecret, err = secret("sentry_webhook_capture slack_signing_secret", h.SlackSigningSecret); err != nil {
+		return err
+	}
+	if env.SlackStagingSigningSecret, err = secret("sentry_webhook_capture slack_staging_signing_secret", h.SlackStagingSigningSecret); err != nil {
 		return err
 	}
 	if env.GitHubWebhookSecret, err = secret("sentry_webhook_capture github_webhook_secret", h.GitHubWebhookSecret); err != nil {
@@ -252,8 +270,10 @@ func (h *Handler) options() []string {
 	}{
 		{"max_body_size", h.MaxBodySize != 0},
 		{"slack_signing_secret", h.SlackSigningSecret != ""},
+		{"slack_staging_signing_secret", h.SlackStagingSigningSecret != ""},
 		{"discord_public_key", h.DiscordPublicKey != ""},
 		{"github_webhook_secret", h.GitHubWebhookSecret != ""},
+		{"github_drop_checks_without_own_repo_pr", h.GitHubDropChecksWithoutOwnRepoPR},
 		{"shed", len(h.Shed) > 0},
 		{"bucket_threshold", h.BucketThreshold != 0},
 	} {

@@ -18,6 +18,13 @@ var (
 		Help:      "Webhooks handled by sentry_webhook_capture, by provider and outcome.",
 	}, []string{"provider", "outcome"})
 
+	rejectedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy",
+		Subsystem: "sentry",
+		Name:      "webhooks_rejected_total",
+		Help:      "Webhooks sentry_webhook_capture refused (4xx), by provider and reason.",
+	}, []string{"provider", "reason"})
+
 	captureDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "caddy",
 		Subsystem: "sentry",
@@ -42,4 +49,5 @@ const (
 func registerMetrics(reg prometheus.Registerer) {
 	promutil.Register(reg, capturedTotal)
 	promutil.Register(reg, captureDuration)
+	promutil.Register(reg, rejectedTotal)
 }

@@ -97,6 +97,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		reinstallBody(r, body)
 		return next.ServeHTTP(w, r)
 	case webhooks.Respond:
+		if res.Reason != "" {
+			// Not the path: a legacy hook path can carry a token.
+			h.rejections.Reject(provider, res.Reason, zap.Int("status", res.Status),
+				zap.Any("client_ip", caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey)))
+		}
 		writeResult(w, &res)
 		observe(provider, res.Outcome, start)
 		return nil
@@ -133,13 +138,13 @@ func (h *Handler) store(w http.ResponseWriter, r *http.Request, provider string,
 		h.finish(w, provider, outcomeUnavailable, http.StatusServiceUnavailable, start)
 		return
 	}
-	bucket := h.bucketer.Bucket(res.Provider, res.IntegrationID, res.BucketKey, res.HasBucket)
+	bucket := h.bucket(res)
 	path := r.URL.RequestURI()
 	body := mem.body.Bytes()
 	headers := withPeer(r.Header, r.RemoteAddr)
 	for _, region := range res.Regions {
 		p := store.NewPayload{
-			MailboxName:   mailbox.Name(res.Provider, region, res.Subject, bucket),
+			MailboxName:   mailbox.EventName(res.Provider, region, res.Subject, bucket, res.EventType),
 			Provider:      res.Provider,
 			Region:        region,
 			IntegrationID: res.IntegrationID,
@@ -190,6 +195,19 @@ func (h *Handler) store(w http.ResponseWriter, r *http.Request, provider string,
 		w.WriteHeader(http.StatusAccepted)
 	}
 	observe(provider, outcome, start)
+}
+
+// bucket is the bucket of res's mailbox, or -1: by its key always for a
+// provider whose mailboxes are always split (GitHub's), else only once the
+// integration is past the hourly threshold.
+func (h *Handler) bucket(res *webhooks.Result) int64 {
+	if !res.AlwaysBucket {
+		return h.bucketer.Bucket(res.Provider, res.IntegrationID, res.BucketKey, res.HasBucket)
+	}
+	if !res.HasBucket {
+		return -1
+	}
+	return mailbox.BucketOf(res.BucketKey)
 }
 
 func allDuplicates(rs []store.InsertResult) bool {

@@ -79,6 +79,13 @@ func (b *Bucketer) Bucket(provider string, integrationID int64, key int64, hasKe
 	if !on || !hasKey {
 		return -1
 	}
+	return BucketOf(key)
+}
+
+// BucketOf is the bucket of a bucket key: key % BucketCount, made
+// non-negative. Providers whose mailboxes are always split (GitHub's, by
+// repository and event type) use it without the hourly count.
+func BucketOf(key int64) int64 {
 	m := key % BucketCount
 	if m < 0 {
 		m = -m

@@ -10,26 +10,46 @@ func TestName(t *testing.T) {
 	cases := []struct {
 		provider, region, subject string
 		bucket                    int64
+		eventType                 string
 		want                      string
 	}{
-		{"github", "us", "123", -1, "github:us:123"},
-		{"gitlab", "de", "7", 42, "gitlab:de:7:42"},
-		{"plugins", "us", "1", -1, "plugins:us:1"},
-		{"bitbucket", "de", "2", 0, "bitbucket:de:2:0"},
+		{"github", "us", "123", -1, "", "github:us:123"},
+		{"gitlab", "de", "7", 42, "", "gitlab:de:7:42"},
+		{"plugins", "us", "1", -1, "", "plugins:us:1"},
+		{"bitbucket", "de", "2", 0, "", "bitbucket:de:2:0"},
+		// Sentry's newest form: the event type last, after the bucket.
+		{"github", "us", "123", 77, "push", "github:us:123:77:push"},
+		{"github", "us", "123", -1, "issues", "github:us:123:issues"},
+		{"gitlab", "de", "7", 0, "merge_request", "gitlab:de:7:0:merge_request"},
 	}
 	for _, c := range cases {
-		got := Name(c.provider, c.region, c.subject, c.bucket)
+		got := EventName(c.provider, c.region, c.subject, c.bucket, c.eventType)
 		if got != c.want {
-			t.Errorf("Name(%q,%q,%q,%d) = %q, want %q", c.provider, c.region, c.subject, c.bucket, got, c.want)
+			t.Errorf("EventName(%q,%q,%q,%d,%q) = %q, want %q", c.provider, c.region, c.subject, c.bucket, c.eventType, got, c.want)
+		}
+		if c.eventType == "" {
+			if n := Name(c.provider, c.region, c.subject, c.bucket); n != got {
+				t.Errorf("Name(%q,%q,%q,%d) = %q, want %q", c.provider, c.region, c.subject, c.bucket, n, got)
+			}
 		}
 		p, ok := Parse(got)
-		if !ok || p.Provider != c.provider || p.Region != c.region || p.Subject != c.subject || p.Bucket != c.bucket {
+		if !ok || p != (Parsed{Provider: c.provider, Region: c.region, Subject: c.subject, Bucket: c.bucket, EventType: c.eventType}) {
 			t.Errorf("Parse(%q) = %+v, %v", got, p, ok)
 		}
 	}
 	for _, bad := range []string{"", "github", "github:us", "a:b:c:d:e", "a::c", "a:b:c:-1"} {
 		if _, ok := Parse(bad); ok {
 			t.Errorf("Parse(%q) accepted", bad)
+		}
+	}
+}
+
+func TestBucketOf(t *testing.T) {
+	for _, tc := range []struct{ key, want int64 }{
+		{35129377, 77}, {123, 23}, {0, 0}, {100, 0}, {-1234, 34},
+	} {
+		if got := BucketOf(tc.key); got != tc.want {
+			t.Errorf("BucketOf(%d) = %d, want %d", tc.key, got, tc.want)
 		}
 	}
 }
@@ -126,7 +146,7 @@ func TestBucketer(t *testing.T) {
 // the same way once rebuilt, and what it refuses still names its provider.
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{"github:us:123", "gitlab:de:7:42", "slack:us:callback-1", "github:us:1:2:push",
-		"github:123", "", ":", "a:b:c:007", "a:b:c:1:x:y"} {
+		"github:123", "", ":", "a:b:c:007", "a:b:c:1:x:y", "github:us:1:check_suite", "gitlab:de:7:0:merge_request"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, name string) {
@@ -137,10 +157,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		rebuilt := Name(p.Provider, p.Region, p.Subject, p.Bucket)
-		if p.EventType != "" {
-			rebuilt += ":" + p.EventType
-		}
+		rebuilt := EventName(p.Provider, p.Region, p.Subject, p.Bucket, p.EventType)
 		if again, ok := Parse(rebuilt); !ok || again != p {
 			t.Fatalf("Parse(%q) = %+v, but its rebuilt name %q reads %+v, %v", name, p, rebuilt, again, ok)
 		}

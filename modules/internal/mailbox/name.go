@@ -12,13 +12,24 @@ import (
 // BucketCount is how many buckets a busy integration's mailbox is split in.
 const BucketCount = 100
 
-// Name returns Sentry's newest mailbox name without the event type:
+// Name returns the name of a mailbox with no event type:
 // "provider:region:subject", plus ":bucket" when bucket >= 0. Each region's
 // copy of a webhook lives in its own mailbox, so a failing region never
 // blocks another.
 func Name(provider, region, subject string, bucket int64) string {
+	return EventName(provider, region, subject, bucket, "")
+}
+
+// EventName is Name with Sentry's event-type suffix, the newest form
+// "provider:region:subject[:bucket][:event_type]" (github:us:123:17:push).
+// eventType must be one of the provider's fixed list
+// (webhooks.MailboxEventType vets it: it comes from a body nobody has
+// verified yet, and an open set would make mailboxes without bound); ""
+// is no suffix. It is the one writer of mailbox names; Parse the one
+// reader.
+func EventName(provider, region, subject string, bucket int64, eventType string) string {
 	var b strings.Builder
-	b.Grow(len(provider) + len(region) + len(subject) + 8)
+	b.Grow(len(provider) + len(region) + len(subject) + len(eventType) + 8)
 	b.WriteString(provider)
 	b.WriteByte(':')
 	b.WriteString(region)
@@ -27,6 +38,10 @@ func Name(provider, region, subject string, bucket int64) string {
 	if bucket >= 0 {
 		b.WriteByte(':')
 		b.WriteString(strconv.FormatInt(bucket, 10))
+	}
+	if eventType != "" {
+		b.WriteByte(':')
+		b.WriteString(eventType)
 	}
 	return b.String()
 }
@@ -41,12 +56,14 @@ type Parsed struct {
 }
 
 // Parse takes a mailbox name apart. It is the one reader of mailbox
-// names; Name is their one writer.
+// names; EventName (and Name) their one writer.
 //
 // It reads Sentry's newest form, provider:region:subject[:bucket][:event_type]:
-// Name's names (callback mailboxes included, whose subject is
-// "callback-<id>"), and those with the event type Sentry appends for the
-// providers that split their mailboxes by event (github:us:123:17:push). A
+// EventName's names (callback mailboxes included, whose subject is
+// "callback-<id>"), with the event type appended for the providers that
+// split their mailboxes by event (github:us:123:17:push), and the names
+// stored before that suffix existed (github:us:123:17), which read the same
+// with no event type, so rows stored under them still drain. A
 // bucket is a decimal number and an event type starts with a letter, so a
 // fourth part is never both. Every other name (Sentry's legacy
 // provider:identifier such as github:123, or a name no version builds)

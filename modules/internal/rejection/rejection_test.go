@@ -25,7 +25,7 @@ func TestReject(t *testing.T) {
 		{"github", "no_integration", 0, 1},
 		{"github", "no_integration", 100 * time.Millisecond, 1}, // within Every: counted, not logged
 		{"github", "no_integration", 100 * time.Millisecond, 1},
-		{"slack", "bad_signature", 0, 2},            // another reason has its own line
+		{"slack", "bad_signature", 0, 2},             // another reason has its own line
 		{"github", "no_integration", time.Second, 3}, // Every later: logged, with the two skipped
 	} {
 		now = now.Add(step.advance)

@@ -51,7 +51,7 @@ func captureForOrganization(ctx context.Context, env *Env, req *Request, provide
 		if missingPassesOn {
 			return passOn, nil
 		}
-		return rejected(), nil
+		return rejected(ReasonUnknownOrganization), nil
 	}
 	if !env.known(org.Region) {
 		return passOn, nil

@@ -20,8 +20,9 @@ import (
 // slack_signing_secret anyone can name one: the list is what stops the
 // drainer from POSTing a region's answer anywhere else.
 var callbackHosts = map[string][]string{
-	"slack":   {"hooks.slack.com", "hooks.slack-gov.com"},
-	"discord": {"discord.com", "discordapp.com"},
+	"slack":         {"hooks.slack.com", "hooks.slack-gov.com"},
+	"slack_staging": {"hooks.slack.com", "hooks.slack-gov.com"}, // a Slack app like any other
+	"discord":       {"discord.com", "discordapp.com"},
 }
 
 // CallbackHosts returns the hosts provider's response_url callbacks may
@@ -34,7 +35,7 @@ func CallbackHosts(provider string) []string { return slices.Clone(callbackHosts
 // message).
 func CallbackBody(provider string, regionBody []byte) ([]byte, error) {
 	switch provider {
-	case "slack":
+	case "slack", "slack_staging":
 		return regionBody, nil
 	case "discord":
 		var v struct {

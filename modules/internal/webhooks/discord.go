@@ -59,11 +59,11 @@ func parseDiscord(ctx context.Context, env *Env, req *Request) (Result, error) {
 		return passOn, nil
 	}
 	if env.DiscordPublicKey != nil && !verifyDiscord(env.DiscordPublicKey, req.Header, req.Body) {
-		return respond(http.StatusUnauthorized, "rejected"), nil
+		return reject(http.StatusUnauthorized, ReasonBadSignature), nil
 	}
 	di, err := readDiscordInteraction(req.Body)
 	if err != nil {
-		return rejected(), nil
+		return rejected(ReasonBadBody), nil
 	}
 	if di.Type == discordPing {
 		if env.DiscordPublicKey == nil {
@@ -74,7 +74,7 @@ func parseDiscord(ctx context.Context, env *Env, req *Request) (Result, error) {
 		return respondJSON(http.StatusOK, discordPong, "challenge"), nil
 	}
 	in, err := env.integrationByExternalID(ctx, "discord", di.GuildID)
-	res, err := env.captureFor("discord", in, err, rejected())
+	res, err := env.captureFor("discord", in, err, rejected(ReasonNoRegion))
 	if err != nil || res.Action != Capture {
 		return res, err
 	}

@@ -45,6 +45,11 @@ func newFakeDir() *fakeDir {
 			{ID: 20, Provider: "vsts", ExternalID: "coll-1", Organizations: []directory.OrganizationIntegration{acme}},
 			{ID: 21, Provider: "github", ExternalID: "999", Status: 1, Organizations: []directory.OrganizationIntegration{acme}}, // disabled
 			{ID: 22, Provider: "github", ExternalID: "556"},                                                                      // no organizations
+			{ID: 23, Provider: "gitea", ExternalID: "gitea.example.com:1", Organizations: []directory.OrganizationIntegration{acme, beta}},
+			{ID: 24, Provider: "cursor_origin", ExternalID: "i_01example", Organizations: []directory.OrganizationIntegration{acme, beta}},
+			{ID: 25, Provider: "slack_staging", ExternalID: "TSTAGE", Organizations: []directory.OrganizationIntegration{beta}},
+			{ID: 26, Provider: "msteams", ExternalID: "tenant-1", Organizations: []directory.OrganizationIntegration{beta}},                     // a tenant's integration
+			{ID: 27, Provider: "gitea", ExternalID: "gitea.example.com:2", Status: 1, Organizations: []directory.OrganizationIntegration{acme}}, // disabled
 		},
 	}
 }
@@ -96,16 +101,18 @@ var errDown = errors.New("database is down")
 var (
 	testNow        = time.Unix(1_700_000_000, 0)
 	slackSecret    = []byte("slack-signing-secret")
+	stagingSecret  = []byte("slack-staging-signing-secret")
 	githubSecret   = []byte("github-webhook-secret")
 	discordPrivate = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
 )
 
 func testEnv(dir Directory) *Env {
 	return &Env{
-		Dir:                dir,
-		KnownRegion:        func(n string) bool { return n == "us" || n == "de" },
-		SlackSigningSecret: slackSecret,
-		DiscordPublicKey:   discordPrivate.Public().(ed25519.PublicKey),
-		Now:                func() time.Time { return testNow },
+		Dir:                       dir,
+		KnownRegion:               func(n string) bool { return n == "us" || n == "de" },
+		SlackSigningSecret:        slackSecret,
+		SlackStagingSigningSecret: stagingSecret,
+		DiscordPublicKey:          discordPrivate.Public().(ed25519.PublicKey),
+		Now:                       func() time.Time { return testNow },
 	}
 }

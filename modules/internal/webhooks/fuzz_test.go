@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"context"
+	"strconv"
 	"testing"
 )
 
@@ -23,6 +24,10 @@ var fuzzPaths = []string{
 	"/extensions/bitbucket-server/organizations/",
 	"/plugins/github/organizations/",
 	"/extensions/vercel/",
+	"/extensions/gitea/organizations/",
+	"/extensions/cursor-origin/webhook/",
+	"/extensions/slack-staging/event/",
+	"/extensions/slack-staging/commands/",
 }
 
 // FuzzParsers feeds arbitrary bodies, path tails and header values to
@@ -50,13 +55,26 @@ func FuzzParsers(f *testing.F) {
 		{12, "2/webhook/", "", "", ``},
 		{13, "1/webhook/7/", "", "", ``},
 		{14, "999/webhook/", "", "", "\xff\xfe"},
+		{0, "", "check_run", "", `{"action":"completed","installation":{"id":555},"repository":{"id":1},"check_run":{"pull_requests":[{"base":{"repo":{"id":1}}}]}}`},
+		{0, "", "check_suite", "", `{"action":"completed","installation":{"id":555},"repository":{"id":1},"check_suite":{"pull_requests":[{"base":"x"},1,null]}}`},
+		{0, "", "installation_repositories", "", `{"installation":{"id":555}}`},
+		{2, "", "gitlab.example.com:grp:s", "", `{"object_kind":"merge_request","project":{"id":7}}`},
+		{10, "", "", "", `{"type":"message","channelData":{"tenant":{"id":"tenant-1"}}}`},
+		{16, "1/webhook/23/", "application/json", "", `{"repository":{"id":9}}`},
+		{16, "2/webhook/x/", "application/json", "", `{}`},
+		{17, "", "repository.pushed", "i_01example", `{"event":{"payload":{"repository":{"id":"r_1"}}}}`},
+		{17, "", "installation.deleted", "", `{}`},
+		{18, "", "", "", `{"type":"event_callback","team_id":"TSTAGE"}`},
+		{19, "", "", "", "team_id=TSTAGE&response_url=https%3A%2F%2Fh"},
 	}
 	for _, s := range seeds {
 		f.Add(s.path, s.tail, s.h1, s.h2, []byte(s.body))
 	}
 	env := testEnv(newFakeDir())
 	env.SlackSigningSecret = nil // let bodies reach the parsers
+	env.SlackStagingSigningSecret = nil
 	env.DiscordPublicKey = nil
+	env.GitHubDropChecksWithoutOwnRepoPR = true
 	f.Fuzz(func(t *testing.T, path uint8, tail, h1, h2 string, body []byte) {
 		p := fuzzPaths[int(path)%len(fuzzPaths)] + tail
 		req := mkReq("POST", "/", nil, "")
@@ -67,6 +85,13 @@ func FuzzParsers(f *testing.F) {
 		}
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("X-Github-Enterprise-Host", h2)
+		// Cursor Origin routes on its headers; the rest of a signed
+		// delivery's are fixed, so deliveries reach the lookup.
+		req.Header.Set("Webhook-Event-Type", h1)
+		req.Header.Set("Webhook-Installation-Id", h2)
+		req.Header.Set("Webhook-Id", "whd_1")
+		req.Header.Set("Webhook-Timestamp", strconv.FormatInt(testNow.Unix(), 10))
+		req.Header.Set("Webhook-Signature", "v1ed,c2ln")
 		_, res, err := Parse(context.Background(), env, req)
 		if err != nil {
 			t.Fatalf("error from a healthy directory: %v", err)
@@ -81,6 +106,14 @@ func FuzzParsers(f *testing.F) {
 		case Capture, Callback, ProxyFirst, ProxyAll:
 			if len(res.Regions) == 0 || res.Subject == "" || res.Provider == "" {
 				t.Fatalf("payload without region/subject/provider: %+v", res)
+			}
+			// A mailbox name ends with an event type of the provider's
+			// fixed list only, whatever the sender wrote.
+			if res.EventType != "" && MailboxEventType(res.Provider, res.EventType) != res.EventType {
+				t.Fatalf("event type %q is not on %s's list", res.EventType, res.Provider)
+			}
+			if res.AlwaysBucket && res.Provider != "github" && res.Provider != "github_enterprise" {
+				t.Fatalf("%s mailbox always split", res.Provider)
 			}
 		}
 	})

@@ -3,11 +3,14 @@ package webhooks
 import "sort"
 
 // integrationProviders are the providers whose parsers find their
-// integration in the directory (by external id, or by id for jira_server
-// and MS Teams card actions). bitbucket, bitbucket_server and plugins are
-// keyed by the organization in the path and read no integration.
+// integration in the directory (by external id, or by id for jira_server,
+// gitea and MS Teams card actions). bitbucket, bitbucket_server and
+// plugins are keyed by the organization in the path and read no
+// integration.
 var integrationProviders = map[string]bool{
+	"cursor_origin":     true,
 	"discord":           true,
+	"gitea":             true,
 	"github":            true,
 	"github_enterprise": true,
 	"gitlab":            true,
@@ -15,6 +18,7 @@ var integrationProviders = map[string]bool{
 	"jira_server":       true,
 	"msteams":           true,
 	"slack":             true,
+	"slack_staging":     true,
 	"vsts":              true,
 }
 

@@ -2,9 +2,14 @@ package webhooks
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -21,8 +26,10 @@ var jwtParser = jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}))
 // parseJira captures issue-updated webhooks; every other Jira view
 // (descriptor, installed, uninstalled, ui-hook, configure, search,
 // issue details) is served by control. The integration is the one whose
-// external id is the Connect JWT's iss (the client key), and the JWT must
-// verify with that integration's shared secret.
+// external id is the Connect JWT's iss (the client key), the JWT must
+// verify with that integration's shared secret, and its qsh claim must be
+// this request's query string hash, so that a token captured from one
+// request is refused on another (Sentry's verify_claims).
 func parseJira(ctx context.Context, env *Env, req *Request) (Result, error) {
 	sub, _ := subpath(req.Path, "jira")
 	if strings.TrimSuffix(sub, "/") != "issue-updated" {
@@ -30,31 +37,33 @@ func parseJira(ctx context.Context, env *Env, req *Request) (Result, error) {
 	}
 	token := jiraToken(req)
 	if token == "" {
-		return respond(http.StatusNotFound, "rejected"), nil
+		return reject(http.StatusNotFound, ReasonNoRoutingKey), nil
 	}
 	var claims jwt.RegisteredClaims
 	if _, _, err := jwtParser.ParseUnverified(token, &claims); err != nil || claims.Issuer == "" {
-		return respond(http.StatusNotFound, "rejected"), nil
+		return reject(http.StatusNotFound, ReasonBadSignature), nil
 	}
 	in, err := env.integrationByExternalID(ctx, "jira", claims.Issuer)
 	if err != nil {
 		return Result{}, err
 	}
 	if in == nil {
-		return respond(http.StatusNotFound, "rejected"), nil
+		return reject(http.StatusNotFound, ReasonUnknownIntegration), nil
 	}
 	secret := metadataString(in.Metadata, "shared_secret")
-	if secret == "" || !verifyHS256(token, []byte(secret)) {
-		return respond(http.StatusUnauthorized, "rejected"), nil
+	if secret == "" || !verifyConnectJWT(token, []byte(secret), req) {
+		return reject(http.StatusUnauthorized, ReasonBadSignature), nil
 	}
 	regions := env.regionsOf(in)
 	switch {
 	case len(regions) == 0:
-		return rejected(), nil
+		return rejected(ReasonNoRegion), nil
 	case len(regions) > 1:
 		// Sentry refuses to install Jira in organizations of two
 		// regions; one that slipped through is a data error (§7 case 48).
-		return respond(http.StatusInternalServerError, "error"), nil
+		res := respond(http.StatusInternalServerError, "error")
+		res.Reason = ReasonSeveralRegions
+		return res, nil
 	}
 	res := capture("jira", in, regions)
 	res.DeliveryKey = first(req.Header, "X-Atlassian-Webhook-Identifier")
@@ -80,6 +89,73 @@ func jiraToken(req *Request) string {
 func verifyHS256(token string, secret []byte) bool {
 	t, err := jwtParser.Parse(token, func(*jwt.Token) (any, error) { return secret, nil })
 	return err == nil && t.Valid
+}
+
+// verifyConnectJWT is verifyHS256 for an Atlassian Connect token, whose
+// qsh claim must also be the query string hash of req.
+func verifyConnectJWT(token string, secret []byte, req *Request) bool {
+	var claims struct {
+		QSH string `json:"qsh"`
+		jwt.RegisteredClaims
+	}
+	t, err := jwtParser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return secret, nil })
+	if err != nil || !t.Valid || claims.QSH == "" {
+		return false
+	}
+	want := connectQueryHash(req.Method, req.Path, req.RawQuery)
+	return subtle.ConstantTimeCompare([]byte(claims.QSH), []byte(want)) == 1
+}
+
+// connectQueryHash is Atlassian Connect's query string hash: the hex
+// SHA-256 of "METHOD&path&query", the path without trailing slashes, and
+// the query its parameters but jwt, sorted by name, each as
+// name=value (every value of a repeated name, sorted, joined by commas),
+// names and values percent-encoded as RFC 3986 asks (all but letters,
+// digits and -._~), joined by &.
+func connectQueryHash(method, path, rawQuery string) string {
+	var b strings.Builder
+	b.WriteString(strings.ToUpper(method))
+	b.WriteByte('&')
+	b.WriteString(strings.TrimRight(path, "/"))
+	b.WriteByte('&')
+	// Pairs Go cannot parse are left out, as they are of the jwt
+	// parameter's lookup; a hash over them would not match anyway.
+	q, _ := url.ParseQuery(rawQuery)
+	delete(q, "jwt")
+	for i, name := range slices.Sorted(maps.Keys(q)) {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(connectEscape(name))
+		b.WriteByte('=')
+		values := slices.Sorted(slices.Values(q[name]))
+		for j, v := range values {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(connectEscape(v))
+		}
+	}
+	sum := sha256.Sum256([]byte(b.String()))
+	return hex.EncodeToString(sum[:])
+}
+
+// connectEscape percent-encodes every byte but RFC 3986's unreserved
+// characters, in upper-case hex (a space is %20, never +).
+func connectEscape(s string) string {
+	const hexDigits = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hexDigits[c>>4])
+		b.WriteByte(hexDigits[c&15])
+	}
+	return b.String()
 }
 
 // metadataString reads a string member of an integration's metadata JSON.

@@ -72,7 +72,7 @@ func parseJiraServer(ctx context.Context, env *Env, req *Request) (Result, error
 	}
 	regions := env.regionsOf(in)
 	if len(regions) == 0 {
-		return rejected(), nil
+		return rejected(ReasonNoRegion), nil
 	}
 	ev, err := readJiraServerEvent(req.Body)
 	if err != nil || !ev.HasChangelog {

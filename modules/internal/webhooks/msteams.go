@@ -40,9 +40,16 @@ func readMSTeamsActivity(b []byte) (msteamsActivity, error) {
 	return act, body.err()
 }
 
-// parseMSTeams captures Bot Framework activities. Installs (and activities
-// whose integration cannot be inferred) are served by control; the region
-// verifies the Bot Framework JWT.
+// parseMSTeams captures Bot Framework activities. Installs, and
+// activities that cannot name their integration on their own, are served
+// by control; the region verifies the Bot Framework JWT.
+//
+// An activity names its integration by a card action's integrationId or by
+// its team. One with only a tenant id (a command in a personal chat such
+// as unlink, a member added to a personal chat) does not: it goes to
+// control, where identity linking lives, as in Sentry's newest parser.
+// Once an activity can name one, the lookup falls back from the card's
+// integration to the team's and then to the tenant's, in that order.
 func parseMSTeams(ctx context.Context, env *Env, req *Request) (Result, error) {
 	sub, _ := subpath(req.Path, "msteams")
 	if strings.TrimSuffix(sub, "/") != "webhook" {
@@ -58,21 +65,18 @@ func parseMSTeams(ctx context.Context, env *Env, req *Request) (Result, error) {
 	case act.Type == "conversationUpdate" && act.EventType == "teamMemberAdded":
 		// The bot being added to a team is a new installation.
 		return passOn, nil
-	}
-	var in *directory.Integration
-	switch {
-	case act.IntegrationID != "":
-		id, ok := act.IntegrationID.int64()
-		if !ok {
-			return rejected(), nil
-		}
-		in, err = env.integrationByID(ctx, "msteams", id)
-	case act.TeamID != "":
-		in, err = env.integrationByExternalID(ctx, "msteams", act.TeamID)
-	case act.TenantID != "":
-		in, err = env.integrationByExternalID(ctx, "msteams", act.TenantID)
-	default:
+	case act.IntegrationID == "" && act.TeamID == "":
 		return passOn, nil
 	}
-	return env.captureFor("msteams", in, err, rejected())
+	var in *directory.Integration
+	if id, ok := act.IntegrationID.int64(); ok {
+		in, err = env.integrationByID(ctx, "msteams", id)
+	}
+	for _, externalID := range []string{act.TeamID, act.TenantID} {
+		if in != nil || err != nil {
+			break
+		}
+		in, err = env.integrationByExternalID(ctx, "msteams", externalID)
+	}
+	return env.captureFor("msteams", in, err, rejected(ReasonNoRegion))
 }

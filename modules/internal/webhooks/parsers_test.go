@@ -61,15 +61,9 @@ func discordSigned(body string) *Request {
 	}, body)
 }
 
-func jiraJWT(iss, secret string) string {
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"iss": iss, "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix(), "qsh": "x",
-	}).SignedString([]byte(secret))
-	if err != nil {
-		panic(err)
-	}
-	return s
-}
+// jiraJWT is a Connect JWT for POST /extensions/jira/issue-updated/ with no
+// query but jwt.
+func jiraJWT(iss, secret string) string { return jiraJWTFor(iss, secret, qshIssueUpdated) }
 
 func jiraServerToken(id any, secret string) string {
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"id": id}).SignedString([]byte(secret))
@@ -201,6 +195,15 @@ func TestParsers(t *testing.T) {
 			want{action: Capture, status: 202, regions: []string{"de"}, subject: "19"}},
 		{"msteams unknown team", mkReq("POST", "/extensions/msteams/webhook/", nil, `{"type":"message","channelData":{"team":{"id":"team-9"}}}`), want{action: Respond, status: 400}},
 		{"msteams without type", mkReq("POST", "/extensions/msteams/webhook/", nil, `{"channelData":{"team":{"id":"team-1"}}}`), want{action: PassOn}},
+
+		// Gitea, Cursor Origin and Slack's staging app (parity_test.go
+		// has their rules).
+		{"gitea push", giteaHook("1", "23", `{"repository":{"id":4242}}`),
+			want{action: Capture, status: 202, regions: []string{"us"}, subject: "23", integration: 23, provider: "gitea", delivery: "g-1", bucket: 4242}},
+		{"cursor origin push", cursorOrigin("repository.pushed", "i_01example", testNow, `{"event":{"payload":{"repository":{"id":"r_01example"}}}}`),
+			want{action: Capture, status: 202, regions: []string{"de", "us"}, subject: "24", integration: 24, provider: "cursor_origin", delivery: "whd_01example"}},
+		{"slack staging event", slackStagingSigned("/extensions/slack-staging/event/", "application/json", `{"type":"event_callback","team_id":"TSTAGE","event_id":"Ev9"}`, testNow),
+			want{action: Capture, status: 202, regions: []string{"de"}, subject: "25", integration: 25, provider: "slack_staging", delivery: "Ev9", bucket: -1}},
 
 		// VSTS.
 		{"vsts work item", mkReq("POST", "/extensions/vsts/issue-updated/", nil, `{"id":"n-1","resourceContainers":{"collection":{"id":"coll-1"}}}`),
@@ -392,6 +395,7 @@ func checkResult(t *testing.T, provider string, res Result, w want) {
 	if w.status != 0 && res.Status != w.status {
 		t.Errorf("status = %d, want %d", res.Status, w.status)
 	}
+	checkReason(t, res)
 	if w.regions != nil && !reflect.DeepEqual(res.Regions, w.regions) {
 		t.Errorf("regions = %v, want %v", res.Regions, w.regions)
 	}
@@ -418,6 +422,22 @@ func checkResult(t *testing.T, provider string, res Result, w want) {
 	}
 	if w.body != "" && string(res.Body) != w.body {
 		t.Errorf("body = %s, want %s", res.Body, w.body)
+	}
+}
+
+// checkReason holds every refusal to a reason from the bounded set, and
+// every other answer to none: an empty 400 the operator cannot explain is
+// the defect the reason exists for.
+func checkReason(t *testing.T, res Result) {
+	t.Helper()
+	known := map[string]bool{ReasonBadSignature: true, ReasonBadBody: true, ReasonNoRoutingKey: true,
+		ReasonUnknownIntegration: true, ReasonNoRegion: true, ReasonUnknownOrganization: true, ReasonSeveralRegions: true}
+	refused := res.Action == Respond && res.Status >= 400
+	switch {
+	case refused && !known[res.Reason]:
+		t.Errorf("status %d answered with reason %q, want one of the Reason constants", res.Status, res.Reason)
+	case !refused && res.Reason != "":
+		t.Errorf("status %d (action %v) carries reason %q", res.Status, res.Action, res.Reason)
 	}
 }
 

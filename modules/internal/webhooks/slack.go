@@ -12,7 +12,17 @@ import (
 	"github.com/sentrysilo/caddy-silo/modules/internal/querydict"
 )
 
-func init() { register("slack", parseSlack) }
+// Sentry's staging Slack app is the same parser under its own provider
+// name (slack_staging: /extensions/slack-staging/…), with its own
+// integrations and signing secret.
+func init() {
+	register("slack", func(ctx context.Context, env *Env, req *Request) (Result, error) {
+		return parseSlack(ctx, env, req, "slack", env.SlackSigningSecret)
+	})
+	register("slack_staging", func(ctx context.Context, env *Env, req *Request) (Result, error) {
+		return parseSlack(ctx, env, req, "slack_staging", env.SlackStagingSigningSecret)
+	})
+}
 
 // slackAllRegionsExempt are the action values answered by the first region
 // only (link unfurls and notification settings); every other interactive
@@ -96,9 +106,10 @@ func readSlackJSON(b []byte) (slackRequest, error) {
 	return sr, body.err()
 }
 
-func parseSlack(ctx context.Context, env *Env, req *Request) (Result, error) {
-	sub, _ := subpath(req.Path, "slack")
-	view := strings.TrimSuffix(sub, "/")
+// parseSlack serves the Slack app of provider, whose requests are signed
+// with secret (nil: not checked at the edge).
+func parseSlack(ctx context.Context, env *Env, req *Request, provider string, secret []byte) (Result, error) {
+	view := strings.TrimSuffix(viewOf(req.Path), "/")
 	switch view {
 	case "event", "commands", "action", "options-load":
 	default:
@@ -106,15 +117,15 @@ func parseSlack(ctx context.Context, env *Env, req *Request) (Result, error) {
 		// are served by control (which routes the team views itself).
 		return passOn, nil
 	}
-	if env.SlackSigningSecret != nil && !verifySlack(env.SlackSigningSecret, req.Header, req.Body, env.now()) {
-		return respond(http.StatusUnauthorized, "rejected"), nil
+	if secret != nil && !verifySlack(secret, req.Header, req.Body, env.now()) {
+		return reject(http.StatusUnauthorized, ReasonBadSignature), nil
 	}
 
 	var sr slackRequest
 	if view == "event" {
 		var err error
 		if sr, err = readSlackJSON(req.Body); err != nil {
-			return rejected(), nil
+			return rejected(ReasonBadBody), nil
 		}
 		if sr.Type == "url_verification" {
 			// Answered at the edge, after the signature check.
@@ -124,11 +135,11 @@ func parseSlack(ctx context.Context, env *Env, req *Request) (Result, error) {
 	} else {
 		form, err := url.ParseQuery(string(req.Body))
 		if err != nil {
-			return rejected(), nil
+			return rejected(ReasonBadBody), nil
 		}
 		if p := querydict.Get(form, "payload"); p != "" {
 			if sr, err = readSlackJSON([]byte(p)); err != nil {
-				return rejected(), nil
+				return rejected(ReasonBadBody), nil
 			}
 		} else {
 			sr.TeamID = querydict.Get(form, "team_id")
@@ -136,10 +147,10 @@ func parseSlack(ctx context.Context, env *Env, req *Request) (Result, error) {
 		}
 	}
 
-	in, err := env.integrationByExternalID(ctx, "slack", sr.teamID())
+	in, err := env.integrationByExternalID(ctx, provider, sr.teamID())
 	// A workspace no longer linked to any organization: Slack retries
 	// anything but a 2xx, so acknowledge and drop.
-	res, err := env.captureFor("slack", in, err, respond(http.StatusAccepted, "dropped"))
+	res, err := env.captureFor(provider, in, err, respond(http.StatusAccepted, "dropped"))
 	if err != nil || res.Action != Capture {
 		return res, err
 	}

@@ -36,10 +36,10 @@ func parseVSTS(ctx context.Context, env *Env, req *Request) (Result, error) {
 	}
 	ev, err := readVSTSEvent(req.Body)
 	if err != nil {
-		return rejected(), nil
+		return rejected(ReasonBadBody), nil
 	}
 	in, err := env.integrationByExternalID(ctx, "vsts", ev.CollectionID)
-	res, err := env.captureFor("vsts", in, err, rejected())
+	res, err := env.captureFor("vsts", in, err, rejected(ReasonNoRegion))
 	if err != nil || res.Action != Capture {
 		return res, err
 	}

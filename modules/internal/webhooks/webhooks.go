@@ -37,11 +37,19 @@ type Env struct {
 	KnownRegion func(name string) bool
 	// SlackSigningSecret enables the edge check of X-Slack-Signature.
 	SlackSigningSecret []byte
+	// SlackStagingSigningSecret is the same for Sentry's staging Slack
+	// app (/extensions/slack-staging/), which signs with its own secret.
+	SlackStagingSigningSecret []byte
 	// DiscordPublicKey enables the edge check of X-Signature-Ed25519 and
 	// answering PINGs at the edge.
 	DiscordPublicKey ed25519.PublicKey
 	// GitHubWebhookSecret enables the edge check of X-Hub-Signature-256.
 	GitHubWebhookSecret []byte
+	// GitHubDropChecksWithoutOwnRepoPR drops completed check_run and
+	// check_suite deliveries none of whose pull requests is based in the
+	// delivery's own repository (Sentry's option
+	// hybridcloud.webhookpayload.github_drop_checks_without_own_repo_pr).
+	GitHubDropChecksWithoutOwnRepoPR bool
 	// Now is the clock for signature windows; nil means time.Now.
 	Now func() time.Time
 }
@@ -97,6 +105,9 @@ type Result struct {
 	// ("challenge", "rejected", "dropped", ...); the handler fills in the
 	// outcome of captures itself.
 	Outcome string
+	// Reason says why a webhook was refused (one of the Reason*
+	// constants), for the operator: counted and logged by the handler.
+	Reason string
 
 	// Provider is the provider of the payload rows and the first part of
 	// the mailbox name ("plugins" for legacy plugin webhooks).
@@ -112,6 +123,14 @@ type Result struct {
 	// buckets of BucketKey % 100 (§3.3).
 	BucketKey int64
 	HasBucket bool
+	// AlwaysBucket splits the mailbox by BucketKey whatever the
+	// integration's volume (GitHub's), instead of past the hourly
+	// threshold.
+	AlwaysBucket bool
+	// EventType ends the mailbox name when set: one of the provider's
+	// MailboxEventType values, never a value read from the request that
+	// is not on that list.
+	EventType string
 	// DeliveryKey is the provider's delivery id, for de-duplication.
 	DeliveryKey string
 	// CallbackURL is the response_url of a Callback.
@@ -242,6 +261,18 @@ func subpath(path, segment string) (string, bool) {
 	return path[len(prefix):], true
 }
 
+// viewOf returns the path after /extensions/<provider segment>/, whatever
+// the segment's spelling (slack-staging or slack_staging route alike), or
+// "" for a path without one.
+func viewOf(path string) string {
+	rest, ok := strings.CutPrefix(path, "/extensions/")
+	if !ok {
+		return ""
+	}
+	_, view, _ := strings.Cut(rest, "/")
+	return view
+}
+
 // lookupErr sorts a directory error into "not found" (nil, false) and a
 // real failure (err).
 func lookupErr(err error) (notFound bool, failure error) {
@@ -307,7 +338,28 @@ func (e *Env) integrationByID(ctx context.Context, provider string, id int64) (*
 
 // rejected is the empty 400 Sentry's parsers answer for a webhook whose
 // integration, or its organizations' regions, cannot be found.
-func rejected() Result { return respond(http.StatusBadRequest, "rejected") }
+func rejected(reason string) Result { return reject(http.StatusBadRequest, reason) }
+
+// Reasons a webhook is refused (Result.Reason). The answer stays what
+// Sentry answers, often an empty 400, which tells an operator nothing; the
+// handler counts and logs the reason. A bounded, stable set: it is a
+// metric label.
+const (
+	ReasonBadSignature        = "bad_signature"        // a signature, token or JWT that does not verify, or a stale one
+	ReasonBadBody             = "bad_body"             // not the JSON or form the provider sends, or the wrong content type
+	ReasonNoRoutingKey        = "no_routing_key"       // no installation, team, token or id to find the integration by
+	ReasonUnknownIntegration  = "unknown_integration"  // no active integration of that provider and key
+	ReasonNoRegion            = "no_region"            // the integration's organizations are in no configured region
+	ReasonUnknownOrganization = "unknown_organization" // the organization in the path has no mapping
+	ReasonSeveralRegions      = "several_regions"      // Jira installed in organizations of two regions (a data error)
+)
+
+// reject answers status with an empty body and records why.
+func reject(status int, reason string) Result {
+	res := respond(status, "rejected")
+	res.Reason = reason
+	return res
+}
 
 // captureFor is the end every integration parser shares: the lookup's
 // error is the handler's 503; no active integration is a 400; an
@@ -320,7 +372,7 @@ func (e *Env) captureFor(provider string, in *directory.Integration, err error, 
 		return Result{}, err
 	}
 	if in == nil {
-		return rejected(), nil
+		return rejected(ReasonUnknownIntegration), nil
 	}
 	regions := e.regionsOf(in)
 	if len(regions) == 0 {
