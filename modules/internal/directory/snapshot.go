@@ -26,8 +26,11 @@ import (
 // integrations with their organizations and regions but without their
 // metadata (which holds tokens and signing secrets); the integrations of
 // NeedsMetadata providers are left out. Identities are never cached, so
-// never written. gob, not JSON: 200,000 entries decode in about 40 ms
-// with gob and 370 ms with encoding/json, and Provision must stay fast.
+// never written. gob, not JSON, because Provision must stay fast: a large
+// installation's 300,000 entries (100,000 organizations by slug and by id,
+// 100,000 project keys) decode 6 to 9 times faster with gob than with
+// encoding/json (0.24 s against 1.5 s on a loaded 2-core machine), from a
+// file half the size (16 MB against 34 MB).
 
 // Snapshot is the file a directory's last good answers are saved to and
 // restored from. It is separate from Directory so that the Directory keeps
