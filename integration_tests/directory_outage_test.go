@@ -31,8 +31,11 @@ type outageSetup struct {
 }
 
 // outageTTL is directory_cache's TTL in these tests: short, so that the
-// cache expires and lookups reach the stopped database within seconds.
-const outageTTL = 2 * time.Second
+// cache expires and lookups reach the stopped database within seconds,
+// and long enough to be a generous bound on seeing a change once the
+// database is back (that takes up to a second: the directory asks a
+// failing database once a second per key).
+const outageTTL = 4 * time.Second
 
 // newOutageSetup starts the instance. storage is its storage line (""
 // is the embedded SQLite; "postgres" is a database on the cluster);

@@ -209,10 +209,13 @@ func New(src Source, opts Options) *Directory {
 // single-flighted query whose result (or ErrNotFound) is cached. When the
 // query fails or times out, the last good answer is served if there is
 // one within the stale bound (serveStale); while the database is failing,
-// a caller that holds one waits at most failingWait for its query.
+// a caller that holds one is served it without a query for failingRetry
+// after the last failure, and after that waits at most failingWait for
+// its query.
 func lookup[K comparable, V any](ctx context.Context, d *Directory, f *flight[K, V], k K) (V, error) {
 	var zero V
-	if e, ok := f.cache.get(k, d.now().UnixNano()); ok {
+	now := d.now().UnixNano()
+	if e, ok := f.cache.get(k, now); ok {
 		if e.missing {
 			return zero, ErrNotFound
 		}
@@ -223,6 +226,11 @@ func lookup[K comparable, V any](ctx context.Context, d *Directory, f *flight[K,
 	}
 	if err := ctx.Err(); err != nil {
 		return zero, err
+	}
+	if f.stale != 0 && d.health.recentlyFailed(now) {
+		if v, ok := f.serveStale(k, now); ok {
+			return v, nil
+		}
 	}
 	ch := f.group.DoChan(f.key(k), func() (any, error) {
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.queryTimeout)

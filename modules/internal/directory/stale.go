@@ -28,6 +28,15 @@ const (
 // the entry.
 const failingWait = 250 * time.Millisecond
 
+// failingRetry is how long after a failure a key that has a last good
+// answer is served it without a query. Without it a database that is down
+// gets one connection attempt per request (10,000 a second from a busy
+// gateway, all failing), and one that is overloaded gets every request's
+// query on top of what made it slow. With it, each key asks once a second,
+// so the first answer after the database is back is seen within a second:
+// well within the 30 s TTL in which a change is seen anyway.
+const failingRetry = time.Second
+
 // Metrics are the directory's collectors. Build them once per process and
 // register them with every config's registry, so that they keep counting
 // across reloads.
@@ -92,6 +101,12 @@ func (h *health) answered(now time.Time) {
 	h.lastAnswer.Store(now.UnixNano())
 	h.failing.Store(false)
 	h.changes.Add(1)
+}
+
+// recentlyFailed reports whether the last query failed, none was answered
+// since, and that failure is younger than failingRetry.
+func (h *health) recentlyFailed(now int64) bool {
+	return h.failing.Load() && now-h.lastError.Load() < int64(failingRetry)
 }
 
 func (h *health) failed(now time.Time, err error) {

@@ -179,9 +179,9 @@ func TestStaleKinds(t *testing.T) {
 }
 
 // A query that hangs (a partition) is cut by the query timeout and the
-// last answer served; once the database has been seen failing, a caller
-// with a last answer waits at most failingWait, and the first answer after
-// the database is back replaces it.
+// last answer served; right after that failure a caller with a last answer
+// takes it at once, after failingRetry it waits at most failingWait for a
+// new query, and the first answer after the database is back replaces it.
 func TestStaleWhenTheDatabaseHangs(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := &hangingSource{fakeSource: newFakeSource()}
@@ -205,18 +205,29 @@ func TestStaleWhenTheDatabaseHangs(t *testing.T) {
 		if !d.State().Failing {
 			t.Fatal("State().Failing is false after a timed-out query")
 		}
-		start = time.Now()
-		if got, err := d.Organization(ctx, "acme"); err != nil || got.Region != "us" {
-			t.Fatalf("second lookup while hanging: %+v, %v", got, err)
-		}
-		if waited := time.Since(start); waited != failingWait {
-			t.Fatalf("second lookup waited %s, want %s", waited, failingWait)
+		for _, tc := range []struct {
+			name  string
+			after time.Duration
+			want  time.Duration
+		}{
+			{"right after the failure", 0, 0},
+			{"after failingRetry", failingRetry, failingWait},
+		} {
+			time.Sleep(tc.after)
+			start = time.Now()
+			if got, err := d.Organization(ctx, "acme"); err != nil || got.Region != "us" {
+				t.Fatalf("%s: %+v, %v", tc.name, got, err)
+			}
+			if waited := time.Since(start); waited != tc.want {
+				t.Fatalf("%s: the lookup waited %s, want %s", tc.name, waited, tc.want)
+			}
 		}
 		// The database comes back and the mapping changed: the query
-		// still running is cut at its timeout, the next one answers.
+		// still running is cut at its timeout, and after failingRetry
+		// the next lookup asks again and gets the answer.
 		src.set(func(f *fakeSource) { f.orgs[1] = Organization{ID: 1, Slug: "acme", Region: "de"} })
 		src.hang.Store(false)
-		time.Sleep(DefaultQueryTimeout)
+		time.Sleep(DefaultQueryTimeout + failingRetry)
 		synctest.Wait()
 		if got, err := d.Organization(ctx, "acme"); err != nil || got.Region != "de" {
 			t.Fatalf("after recovery: %+v, %v; want the new region de", got, err)
@@ -225,6 +236,57 @@ func TestStaleWhenTheDatabaseHangs(t *testing.T) {
 			t.Fatal("State().Failing still set after an answer")
 		}
 	})
+}
+
+// A failing database is not asked once per request: after a failure, a
+// key with a last good answer is served it without a query for
+// failingRetry, then the next lookup asks again. A key without one is
+// asked every time (it has nothing else to answer).
+func TestFailingDatabaseIsAskedOncePerRetry(t *testing.T) {
+	src := newFakeSource()
+	src.orgs[1] = Organization{ID: 1, Slug: "acme", Region: "us"}
+	clk := newFakeClock()
+	d := New(src, Options{Now: clk.Now})
+	ctx := context.Background()
+	if _, err := d.Organization(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Minute) // past the TTL
+	src.set(func(f *fakeSource) { f.err = errDown })
+	base := src.calls.Load()
+	steps := []struct {
+		advance   time.Duration
+		lookups   int
+		wantCalls int64 // queries so far, since the failure began
+	}{
+		{0, 100, 1},
+		{failingRetry - time.Millisecond, 100, 1},
+		{time.Millisecond, 100, 2},
+		{failingRetry / 2, 100, 2},
+	}
+	for i, st := range steps {
+		clk.Advance(st.advance)
+		for range st.lookups {
+			if o, err := d.Organization(ctx, "acme"); err != nil || o.Region != "us" {
+				t.Fatalf("step %d: %+v, %v; want the last good answer", i, o, err)
+			}
+		}
+		if got := src.calls.Load() - base; got != st.wantCalls {
+			t.Fatalf("step %d: the failing database was asked %d times, want %d", i, got, st.wantCalls)
+		}
+	}
+	if n := d.State().StaleAnswers; n != 400 {
+		t.Fatalf("StaleAnswers = %d, want every lookup counted (400)", n)
+	}
+	base = src.calls.Load()
+	for range 3 {
+		if _, err := d.Organization(ctx, "never-seen"); !errors.Is(err, errDown) {
+			t.Fatalf("unknown key: %v, want %v", err, errDown)
+		}
+	}
+	if got := src.calls.Load() - base; got != 3 {
+		t.Fatalf("an unknown key was asked %d times in 3 lookups, want 3", got)
+	}
 }
 
 // An unknown key while the database is down gets the database's error,
