@@ -158,6 +158,9 @@ func TestDirectoryOutageKeepsRoutingKnownOrganizations(t *testing.T) {
 		s.wantRoutes(t, "database stopped", known)
 		return s.stale(t, "organization") >= 2 && s.stale(t, "project_key") >= 1
 	})
+	if n := strings.Count(s.c.Logs(), "directory database failing"); n != 1 {
+		t.Fatalf("the outage was logged %d times, want once:\n%s", n, relTail(s.c.Logs(), 30))
+	}
 	resp, err := s.client.Get(s.base + "/api/0/organizations/gamma/projects/")
 	if err != nil {
 		t.Fatal(err)
@@ -217,6 +220,9 @@ func TestDirectoryOutageKeepsRoutingKnownOrganizations(t *testing.T) {
 		return body == "hello from de"
 	})
 	took := time.Since(back)
+	if !strings.Contains(s.c.Logs(), "directory database answers again") {
+		t.Errorf("the database's return was not logged:\n%s", relTail(s.c.Logs(), 30))
+	}
 	t.Logf("changed mapping seen %s after the database came back (TTL %s)", took, outageTTL)
 	if took > outageTTL {
 		t.Errorf("the changed mapping took %s, more than the TTL %s", took, outageTTL)

@@ -271,7 +271,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		// Room for every organization of a large installation: the
 		// gateway's hit rate must not fall off at 100,000 orgs.
 		MaxEntries: 1 << 18,
-	}, a.directoryDB.tables.Where()))
+	}, a.directoryDB.tables.Where(), a.logger))
 	a.fallback.restore(ctx, a.dir, a.logger)
 	a.tablesFound = new(atomic.Bool)
 	if a.payloads.notify != nil && a.Control() {

@@ -89,7 +89,7 @@ func resolveDirectoryFallback(stale *caddy.Duration, snapshot string) (*caddy.Du
 
 // options are the fallback's part of the directory's options; source
 // names the directory's database.
-func (f directoryFallback) options(opts directory.Options, source string) directory.Options {
+func (f directoryFallback) options(opts directory.Options, source string, logger *zap.Logger) directory.Options {
 	opts.StaleIfError = f.staleIfError
 	if opts.StaleIfError == 0 {
 		opts.StaleIfError = -1 // off
@@ -97,6 +97,18 @@ func (f directoryFallback) options(opts directory.Options, source string) direct
 	opts.Metrics = directoryMetrics
 	opts.SourceName = source
 	opts.NeedsMetadata = metadataSecretProviders
+	opts.OnFailing = func(failing bool, err error) {
+		switch {
+		case !failing:
+			logger.Info("directory database answers again", zap.String("database", source))
+		case f.staleIfError > 0:
+			logger.Warn("directory database failing: lookups are answered with their last good answers; keys never looked up get 503",
+				zap.String("database", source), zap.Error(err), zap.Duration("stale_if_error", f.staleIfError))
+		default:
+			logger.Warn("directory database failing: lookups get 503 (directory_stale_if_error is off)",
+				zap.String("database", source), zap.Error(err))
+		}
+	}
 	return opts
 }
 

@@ -67,6 +67,12 @@ type Options struct {
 	// secret in it). The snapshot file holds no metadata, so it leaves
 	// their integrations out: served from it, they would fail the check.
 	NeedsMetadata []string
+	// OnFailing, when set, is called when the Source starts failing
+	// (true, with the error) and when it answers again (false, nil): once
+	// per change, however many lookups fail in between, so that an
+	// outage is one log line and not one per request. It runs on the
+	// lookup's path and must be quick.
+	OnFailing func(failing bool, err error)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -142,6 +148,7 @@ func New(src Source, opts Options) *Directory {
 		staticByID:    make(map[int64]Organization, len(opts.Organizations)),
 		staticBySlug:  make(map[string]Organization, len(opts.Organizations)),
 	}
+	d.health.onFailing = opts.OnFailing
 	for _, p := range opts.NeedsMetadata {
 		d.needsMetadata[p] = true
 	}

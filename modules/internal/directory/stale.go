@@ -87,6 +87,7 @@ type health struct {
 	restored   atomic.Int64  // entries restored from a snapshot or the previous config
 	saved      atomic.Int64  // unix nanoseconds of the last snapshot written
 	saveErr    atomic.Pointer[string]
+	onFailing  func(failing bool, err error) // Options.OnFailing
 }
 
 func (h *health) counter(m *Metrics, kind string) staleCounter {
@@ -99,7 +100,10 @@ func (h *health) counter(m *Metrics, kind string) staleCounter {
 
 func (h *health) answered(now time.Time) {
 	h.lastAnswer.Store(now.UnixNano())
-	h.failing.Store(false)
+	// Load first: a healthy directory's misses then only read the flag.
+	if h.failing.Load() && h.failing.CompareAndSwap(true, false) && h.onFailing != nil {
+		h.onFailing(false, nil)
+	}
 	h.changes.Add(1)
 }
 
@@ -113,7 +117,9 @@ func (h *health) failed(now time.Time, err error) {
 	h.lastError.Store(now.UnixNano())
 	msg := err.Error()
 	h.errMsg.Store(&msg)
-	h.failing.Store(true)
+	if !h.failing.Swap(true) && h.onFailing != nil {
+		h.onFailing(true, err)
+	}
 }
 
 // failingWait is the timer of a caller that may take a stale answer

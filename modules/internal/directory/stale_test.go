@@ -3,6 +3,7 @@ package directory
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -286,6 +287,39 @@ func TestFailingDatabaseIsAskedOncePerRetry(t *testing.T) {
 	}
 	if got := src.calls.Load() - base; got != 3 {
 		t.Fatalf("an unknown key was asked %d times in 3 lookups, want 3", got)
+	}
+}
+
+// OnFailing hears when the database starts failing and when it answers
+// again, once each, however many lookups fail in between.
+func TestOnFailingReportsTransitions(t *testing.T) {
+	src := newFakeSource()
+	src.orgs[1] = Organization{ID: 1, Slug: "acme", Region: "us"}
+	clk := newFakeClock()
+	var events []string
+	d := New(src, Options{Now: clk.Now, OnFailing: func(failing bool, err error) {
+		events = append(events, fmt.Sprint(failing, " ", err))
+	}})
+	ctx := context.Background()
+	steps := []struct {
+		err  error
+		want []string
+	}{
+		{nil, nil},
+		{errDown, []string{"true db down"}},
+		{errDown, []string{"true db down"}},
+		{nil, []string{"true db down", "false <nil>"}},
+		{nil, []string{"true db down", "false <nil>"}},
+	}
+	for i, st := range steps {
+		src.set(func(f *fakeSource) { f.err = st.err })
+		for range 10 {
+			clk.Advance(time.Minute) // past the TTL and failingRetry: every lookup asks
+			_, _ = d.Organization(ctx, "acme")
+		}
+		if fmt.Sprint(events) != fmt.Sprint(st.want) {
+			t.Fatalf("step %d: events %q, want %q", i, events, st.want)
+		}
 	}
 }
 
