@@ -28,6 +28,8 @@ type outageSetup struct {
 	client   *http.Client
 	stateDir string
 	config   string // the Caddyfile
+	// deliveries numbers the GitHub webhooks sent, for their delivery ids.
+	deliveries int
 }
 
 // outageTTL is directory_cache's TTL in these tests: short, so that the
@@ -57,6 +59,9 @@ func newOutageSetup(t *testing.T, storage string, stopped bool) *outageSetup {
 	t.Cleanup(func() { s.control.Close() })
 	mustExec(t, s.control, `INSERT INTO sentry_organizationmapping (organization_id, slug, region_name, status) VALUES (1, 'acme', 'us', 0), (2, 'beta', 'de', 0)`)
 	mustExec(t, s.control, `INSERT INTO sentry_projectkeymapping (project_key_id, public_key, region_name) VALUES (10, 'pkde', 'de')`)
+	mustExec(t, s.control, `INSERT INTO sentry_sentryappinstallation (uuid, organization_id, sentry_app_id) VALUES ('inst-beta', 2, 7)`)
+	mustExec(t, s.control, `INSERT INTO sentry_integration (id, provider, external_id, name, metadata, status) VALUES (20, 'github', '555', 'acme-gh', '{"access_token":"ghs_outage_token"}', 0)`)
+	mustExec(t, s.control, `INSERT INTO sentry_organizationintegration (id, organization_id, integration_id, status) VALUES (21, 1, 20, 0)`)
 	switch storage {
 	case "":
 		storage = "storage sqlite"
@@ -84,6 +89,7 @@ func newOutageSetup(t *testing.T, storage string, stopped bool) *outageSetup {
 }
 http://%s {
 	sentry_silo_health
+	sentry_webhook_capture
 	sentry_region_route
 	reverse_proxy %s
 }
@@ -115,6 +121,27 @@ func (s *outageSetup) wantRoutes(t *testing.T, when string, routes map[string]st
 	}
 }
 
+// capture posts a GitHub push of installation 555 (acme's, region us) and
+// wants it stored: 202.
+func (s *outageSetup) capture(t *testing.T, when string) {
+	t.Helper()
+	s.deliveries++
+	req, _ := http.NewRequest(http.MethodPost, s.base+"/extensions/github/webhook/",
+		strings.NewReader(`{"installation":{"id":555},"repository":{"id":4242}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-GitHub-Delivery", fmt.Sprintf("outage-%d", s.deliveries))
+	resp, err := s.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("%s: GitHub webhook answered %d %q, want 202 (stored)\n%s", when, resp.StatusCode, body, relTail(s.c.Logs(), 30))
+	}
+}
+
 func (s *outageSetup) readiness(t *testing.T) (int, map[string]any) {
 	t.Helper()
 	status, body := s.get(t, "/_silo/ready")
@@ -131,13 +158,16 @@ func (s *outageSetup) stale(t *testing.T, kind string) float64 {
 }
 
 var known = map[string]string{
-	"/api/0/organizations/acme/projects/": "us",
-	"/api/0/organizations/beta/projects/": "de",
-	"/js-sdk-loader/pkde.min.js":          "de",
+	"/api/0/organizations/acme/projects/":                          "us",
+	"/api/0/organizations/beta/projects/":                          "de",
+	"/js-sdk-loader/pkde.min.js":                                   "de",
+	"/api/0/sentry-app-installations/inst-beta/external-requests/": "de",
 }
 
 // Issue 14, point 8: stop the control database, keep routing the known
-// organizations (from their last good answers, counted); an unknown one
+// organizations, project key and Sentry App installation, and storing the
+// known integration's webhooks (from their last good answers, counted;
+// the snapshot without the integration's token); an unknown one
 // gets the directory-error answer; reload the config and keep routing
 // them, the metric still counting; restart Caddy during the outage and
 // keep routing them (from the snapshot); bring the database back, change
@@ -147,6 +177,7 @@ func TestDirectoryOutageKeepsRoutingKnownOrganizations(t *testing.T) {
 	s := newOutageSetup(t, "", false)
 	waitFor(t, "readiness", 30*time.Second, func() bool { st, _ := s.readiness(t); return st == http.StatusOK })
 	s.wantRoutes(t, "database up", known)
+	s.capture(t, "database up")
 
 	if err := s.cluster.Stop(); err != nil {
 		t.Fatal(err)
@@ -156,10 +187,14 @@ func TestDirectoryOutageKeepsRoutingKnownOrganizations(t *testing.T) {
 	// answers.
 	waitFor(t, "stale answers", 30*time.Second, func() bool {
 		s.wantRoutes(t, "database stopped", known)
-		return s.stale(t, "organization") >= 2 && s.stale(t, "project_key") >= 1
+		return s.stale(t, "organization") >= 2 && s.stale(t, "project_key") >= 1 && s.stale(t, "sentry_app_installation") >= 1
 	})
 	if n := strings.Count(s.c.Logs(), "directory database failing"); n != 1 {
 		t.Fatalf("the outage was logged %d times, want once:\n%s", n, relTail(s.c.Logs(), 30))
+	}
+	s.capture(t, "database stopped")
+	if n := s.stale(t, "integration"); n < 1 {
+		t.Fatalf("the webhook's integration was not answered stale (%v)", n)
 	}
 	resp, err := s.client.Get(s.base + "/api/0/organizations/gamma/projects/")
 	if err != nil {
@@ -200,6 +235,10 @@ func TestDirectoryOutageKeepsRoutingKnownOrganizations(t *testing.T) {
 		t.Fatalf("readiness after a restart during the outage: %d %v, want 200 with the directory restored", st, r)
 	}
 	s.wantRoutes(t, "restarted, database still stopped", known)
+	s.capture(t, "restarted, database still stopped")
+	if raw, err := os.ReadFile(snapshot); err != nil || strings.Contains(string(raw), "ghs_outage_token") {
+		t.Fatalf("the snapshot holds the integration's token (or is unreadable: %v)", err)
+	}
 	if n := s.stale(t, "organization"); n < 2 {
 		t.Fatalf("after the restart %v organization lookups were answered stale, want 2", n)
 	}
