@@ -113,14 +113,17 @@ func (f directoryFallback) options(opts directory.Options, source string, logger
 }
 
 // restore gives a config's new directory its metrics and the last good
-// answers: the running config's (a reload), then the snapshot file's for
-// what that lacks (a restart). It reads one local file and does not touch
-// the database.
+// answers: the running config's on a reload, else the snapshot file's (a
+// restart). The running config's already hold what the file gave it at
+// its start, and reading the file again would cost a large installation
+// 0.2 s and 16 MB on every reload. It reads at most one local file and
+// does not touch the database.
 func (f directoryFallback) restore(ctx caddy.Context, dir *directory.Directory, logger *zap.Logger) {
 	directoryMetrics.Register(ctx.GetMetricsRegistry())
 	if old := activeApp(); old != nil && old.dir != nil {
 		if n := dir.Adopt(old.dir); n > 0 {
 			logger.Debug("directory answers carried over from the running config", zap.Int("entries", n))
+			return
 		}
 	}
 	if f.snapshot.Path == "" {
