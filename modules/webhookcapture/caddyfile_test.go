@@ -56,6 +56,12 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "drop checks without own-repo pull request", input: "sentry_webhook_capture {\n github_drop_checks_without_own_repo_pr\n}", want: Handler{GitHubDropChecksWithoutOwnRepoPR: true}},
 		{name: "drop checks takes no argument", input: "sentry_webhook_capture {\n github_drop_checks_without_own_repo_pr on\n}", wantErr: true},
 		{name: "drop checks twice", input: "sentry_webhook_capture {\n github_drop_checks_without_own_repo_pr\n github_drop_checks_without_own_repo_pr\n}", wantErr: true, errHas: "is given twice"},
+		{name: "slack control answers", input: "sentry_webhook_capture {\n send_slack_response_from_control\n slack_dedupe_seer_events off\n slack_api_base https://slack-gov.com/api\n}",
+			want: Handler{SendSlackResponseFromControl: true, SlackDedupeSeerEvents: new(bool), SlackAPIBase: "https://slack-gov.com/api"}},
+		{name: "seer dedupe on", input: "sentry_webhook_capture {\n slack_dedupe_seer_events on\n}", want: Handler{SlackDedupeSeerEvents: func() *bool { b := true; return &b }()}},
+		{name: "seer dedupe needs on or off", input: "sentry_webhook_capture {\n slack_dedupe_seer_events yes\n}", wantErr: true, errHas: "want on or off"},
+		{name: "slack response takes no argument", input: "sentry_webhook_capture {\n send_slack_response_from_control on\n}", wantErr: true},
+		{name: "slack response twice", input: "sentry_webhook_capture {\n send_slack_response_from_control\n send_slack_response_from_control\n}", wantErr: true, errHas: "is given twice"},
 		{name: "secret twice", input: "sentry_webhook_capture {\n slack_signing_secret a\n slack_signing_secret b\n}", wantErr: true, errHas: "slack_signing_secret is given twice"},
 	}
 	for _, tc := range cases {
@@ -93,6 +99,9 @@ func TestValidate(t *testing.T) {
 		{"twice", Handler{Shed: []ShedRule{{Provider: "slack"}, {Provider: "slack"}}}, "shed slack is given twice"},
 		{"negative max_body_size", Handler{MaxBodySize: -1}, "max_body_size -1 must be positive"},
 		{"negative bucket_threshold", Handler{BucketThreshold: -5}, "bucket_threshold -5 must be positive"},
+		{"slack_api_base over http", Handler{SlackAPIBase: "http://slack.com/api"}, "the scheme must be https"},
+		{"slack_api_base not a URL", Handler{SlackAPIBase: "slack.com"}, "not an absolute URL"},
+		{"slack_api_base", Handler{SlackAPIBase: "https://slack.com/api"}, ""},
 	} {
 		err := tc.h.Validate()
 		if (err == nil) != (tc.errHas == "") || (err != nil && !strings.Contains(err.Error(), tc.errHas)) {

@@ -52,6 +52,18 @@ type Handler struct {
 	// a completed check_run or check_suite none of whose pull requests is
 	// based in its own repository (no region consumer acts on one) [off].
 	GitHubDropChecksWithoutOwnRepoPR bool `json:"github_drop_checks_without_own_repo_pr,omitempty"`
+	// SendSlackResponseFromControl opens a "Loading..." modal from the
+	// edge, with the integration's bot token, for the resolve and
+	// archive dialog actions, which the region would open too late
+	// (Sentry's option send-slack-response-from-control-silo) [off].
+	SendSlackResponseFromControl bool `json:"send_slack_response_from_control,omitempty"`
+	// SlackDedupeSeerEvents stores one copy of a Seer event that Slack
+	// sends again (by its event_id; Sentry's option
+	// slack.dedupe-seer-webhook-events) [on].
+	SlackDedupeSeerEvents *bool `json:"slack_dedupe_seer_events,omitempty"`
+	// SlackAPIBase is Slack's Web API, for the calls the edge makes as
+	// the app [https://slack.com/api].
+	SlackAPIBase string `json:"slack_api_base,omitempty"`
 	// Shed answers matching webhooks 429 with Retry-After: 60 and stores
 	// nothing.
 	Shed []ShedRule `json:"shed,omitempty"`
@@ -65,6 +77,7 @@ type Handler struct {
 	batcher  *mailbox.Batcher
 	bucketer *mailbox.Bucketer
 	proxy    *regionProxy
+	slack    *webhooks.SlackAPI
 	logger   *zap.Logger
 	// rejections counts and logs why a webhook was refused: the answer
 	// is Sentry's (often an empty 400), which tells an operator nothing.
@@ -123,6 +136,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	env.Dir = newDirectory(app.Directory())
+	if err := h.provisionSlack(app, env); err != nil {
+		return err
+	}
 	h.env = env
 	h.bucketer = mailbox.NewBucketer(h.BucketThreshold, nil)
 	h.proxy = newRegionProxy(func(name string) (*url.URL, bool) {
@@ -141,6 +157,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			zap.Bool("discord_signature_check", env.DiscordPublicKey != nil),
 			zap.Bool("github_signature_check", env.GitHubWebhookSecret != nil),
 			zap.Bool("github_drop_checks_without_own_repo_pr", env.GitHubDropChecksWithoutOwnRepoPR),
+			zap.Bool("send_slack_response_from_control", env.SlackLoadingModal),
+			zap.Bool("slack_dedupe_seer_events", env.SlackDedupeSeerEvents),
 			zap.Int("shed_rules", len(h.Shed)))
 	}
 	return nil
@@ -212,6 +230,11 @@ func (h *Handler) Validate() error {
 	if h.BucketThreshold < 0 {
 		return fmt.Errorf("sentry_webhook_capture: bucket_threshold %d must be positive", h.BucketThreshold)
 	}
+	if h.SlackAPIBase != "" {
+		if err := webhooks.CheckSlackAPIBase(h.SlackAPIBase); err != nil {
+			return fmt.Errorf("sentry_webhook_capture: %w", err)
+		}
+	}
 	for i, r := range h.Shed {
 		if err := r.check(); err != nil {
 			return fmt.Errorf("sentry_webhook_capture: %w", err)
@@ -276,6 +299,9 @@ func (h *Handler) options() []string {
 		{"github_drop_checks_without_own_repo_pr", h.GitHubDropChecksWithoutOwnRepoPR},
 		{"shed", len(h.Shed) > 0},
 		{"bucket_threshold", h.BucketThreshold != 0},
+		{"send_slack_response_from_control", h.SendSlackResponseFromControl},
+		{"slack_dedupe_seer_events", h.SlackDedupeSeerEvents != nil},
+		{"slack_api_base", h.SlackAPIBase != ""},
 	} {
 		if o.set {
 			out = append(out, o.name)

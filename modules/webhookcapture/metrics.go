@@ -25,6 +25,13 @@ var (
 		Help:      "Webhooks sentry_webhook_capture refused (4xx), by provider and reason.",
 	}, []string{"provider", "reason"})
 
+	slackCallsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy",
+		Subsystem: "sentry",
+		Name:      "slack_calls_total",
+		Help:      "Slack Web API calls sentry_webhook_capture made as the app, by kind (loading_modal, halt_message) and outcome (ok, error).",
+	}, []string{"kind", "outcome"})
+
 	captureDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "caddy",
 		Subsystem: "sentry",
@@ -50,4 +57,5 @@ func registerMetrics(reg prometheus.Registerer) {
 	promutil.Register(reg, capturedTotal)
 	promutil.Register(reg, captureDuration)
 	promutil.Register(reg, rejectedTotal)
+	promutil.Register(reg, slackCallsTotal)
 }

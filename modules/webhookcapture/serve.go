@@ -97,15 +97,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		reinstallBody(r, body)
 		return next.ServeHTTP(w, r)
 	case webhooks.Respond:
-		if res.Reason != "" {
-			// Not the path: a legacy hook path can carry a token.
-			h.rejections.Reject(provider, res.Reason, zap.Int("status", res.Status),
-				zap.Any("client_ip", caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey)))
-		}
-		writeResult(w, &res)
-		observe(provider, res.Outcome, start)
+		h.answer(w, r, provider, &res, start)
 		return nil
 	case webhooks.Capture, webhooks.Callback:
+		// The loading modal is opened before the click is committed, as
+		// Sentry does: once committed the drainer may call the region at
+		// once (measured: 7 ms before a concurrent views.open had
+		// returned), and the region updates that modal by its
+		// external_id, which must exist by then.
+		h.callSlack(r.Context(), res.SlackCall)()
 		// store owns mem from here: the batcher releases it.
 		handedOver = true
 		h.store(w, r, provider, &res, mem, start)
@@ -117,6 +117,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	reinstallBody(r, body)
 	return next.ServeHTTP(w, r)
+}
+
+// answer answers a Respond result: after the Slack call it carries (a
+// halt message), with the refusal's reason counted and logged.
+func (h *Handler) answer(w http.ResponseWriter, r *http.Request, provider string, res *webhooks.Result, start time.Time) {
+	if res.Reason != "" {
+		// Not the path: a legacy hook path can carry a token.
+		h.rejections.Reject(provider, res.Reason, zap.Int("status", res.Status),
+			zap.Any("client_ip", caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey)))
+	}
+	if res.SeerHalt != "" {
+		if c := h.logger.Check(zapcore.DebugLevel, "seer event halted: no organization for its user"); c != nil {
+			c.Write(zap.String("provider", provider), zap.Int64("integration_id", res.IntegrationID), zap.String("reason", res.SeerHalt))
+		}
+	}
+	h.callSlack(r.Context(), res.SlackCall)()
+	writeResult(w, res)
+	observe(provider, res.Outcome, start)
 }
 
 // store commits one payload per region (or the callback payload), then

@@ -30,6 +30,7 @@ const (
 	VSTS             = "vsts"
 	MSTeams          = "msteams"
 	Slack            = "slack"
+	SlackStaging     = "slack_staging" // Sentry's staging Slack app: bot calls only
 	Discord          = "discord"
 )
 

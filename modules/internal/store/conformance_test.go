@@ -747,6 +747,13 @@ var directoryFixture = []string{
 	`INSERT INTO sentry_sentryappinstallation (uuid, organization_id, sentry_app_id) VALUES
 		('6f1c0f5e-1111-4a1a-9a1a-000000000001', 4, 20)`,
 	`INSERT INTO sentry_projectkeymapping (public_key, region_name) VALUES ('0123456789abcdef0123456789abcdef', 'de')`,
+	// Slack users linked to Sentry users (Seer routing): U1 of T123 is
+	// user 7, a member of acme and globex (approved) and of hooli
+	// (invited, not approved); U1 of another workspace is someone else.
+	`INSERT INTO sentry_identityprovider (id, type, external_id) VALUES (30, 'slack', 'T123'), (31, 'slack', 'T999')`,
+	`INSERT INTO sentry_identity (id, idp_id, user_id, external_id, data) VALUES (501, 30, 7, 'U1', '{}'), (502, 31, 8, 'U1', '{}')`,
+	`INSERT INTO sentry_organizationmembermapping (id, organization_id, user_id, invite_status) VALUES
+		(1, 1, 7, 0), (2, 2, 7, 0), (3, 4, 7, 1), (4, 1, 8, 0), (5, 3, NULL, 0)`,
 }
 
 func testDirectory(t *testing.T, s engineStore, exec func(string)) {
@@ -833,7 +840,17 @@ func checkDirectory(t *testing.T, s engineStore) {
 		t.Errorf("identity = %s, %v", ident.Data, err)
 	}
 
+	user, err := s.LinkedUser(ctx, "slack", "T123", "U1")
+	eq("linked user", user, int64(7), err)
+	members, err := s.MemberOrganizations(ctx, 7, []int64{1, 2, 3, 4})
+	slices.Sort(members)
+	eq("member organizations", members, []int64{1, 2}, err)
+	members, err = s.MemberOrganizations(ctx, 7, []int64{3})
+	eq("member organizations of none", members, []int64(nil), err)
+
 	misses := map[string]error{}
+	_, misses["linked user"] = s.LinkedUser(ctx, "slack", "T123", "U2")
+	_, misses["linked user of another provider"] = s.LinkedUser(ctx, "slack_staging", "T123", "U1")
 	_, misses["org slug"] = s.OrganizationBySlug(ctx, "nope")
 	_, misses["org id"] = s.OrganizationByID(ctx, 404)
 	_, misses["app id"] = s.SentryAppByID(ctx, 404)

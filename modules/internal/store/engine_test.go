@@ -6,6 +6,7 @@ import (
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
+	"github.com/sentrysilo/caddy-silo/modules/internal/webhooks"
 )
 
 // engineStore is every method both engines give (documented on Postgres): the
@@ -37,6 +38,7 @@ type engineStore interface {
 
 	directory.Source
 	directory.Writer
+	webhooks.SlackIdentities
 }
 
 var (

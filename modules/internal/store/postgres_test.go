@@ -262,6 +262,13 @@ var realSentryTables = []string{
 		id bigserial PRIMARY KEY, idp_id bigint NOT NULL DEFAULT 1, user_id bigint NOT NULL DEFAULT 1, external_id text NOT NULL DEFAULT '',
 		data jsonb NOT NULL DEFAULT '{}', status integer NOT NULL DEFAULT 0, scopes text[] NOT NULL DEFAULT '{}',
 		date_verified timestamptz NOT NULL DEFAULT now(), date_added timestamptz DEFAULT now())`,
+	`CREATE TABLE sentry_identityprovider (
+		id bigserial PRIMARY KEY, type varchar(64) NOT NULL, external_id varchar(64), config jsonb NOT NULL DEFAULT '{}',
+		date_added timestamptz DEFAULT now(), UNIQUE (type, external_id))`,
+	`CREATE TABLE sentry_organizationmembermapping (
+		id bigserial PRIMARY KEY, organization_id bigint NOT NULL, date_added timestamptz NOT NULL DEFAULT now(),
+		role varchar(32) NOT NULL DEFAULT 'member', user_id bigint, email varchar(75), inviter_id bigint,
+		invite_status integer, organizationmember_id bigint NOT NULL DEFAULT 0)`,
 	`CREATE TABLE sentry_sentryapp (
 		id bigserial PRIMARY KEY, application_id bigint, proxy_user_id bigint, owner_id bigint NOT NULL,
 		name text NOT NULL DEFAULT '', slug varchar(64) NOT NULL UNIQUE, status integer NOT NULL DEFAULT 0,

@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"testing"
 )
@@ -66,6 +67,9 @@ func FuzzParsers(f *testing.F) {
 		{17, "", "installation.deleted", "", `{}`},
 		{18, "", "", "", `{"type":"event_callback","team_id":"TSTAGE"}`},
 		{19, "", "", "", "team_id=TSTAGE&response_url=https%3A%2F%2Fh"},
+		{3, "", "", "", `{"type":"event_callback","team_id":"T123","event":{"type":"app_mention","user":"UBOTH","channel":"C1","text":"https://acme.sentry.io/issues/1/"}}`},
+		{3, "", "", "", `{"type":"event_callback","team_id":"T123","event":{"type":"assistant_thread_started","assistant_thread":{"user_id":"UX"}}}`},
+		{5, "", "", "", `payload=%7B%22team%22%3A%7B%22id%22%3A%22T123%22%7D%2C%22trigger_id%22%3A%22t%22%2C%22response_url%22%3A%22https%3A%2F%2Fh%22%2C%22actions%22%3A%5B%7B%22value%22%3A%22resolve_dialog%22%2C%22action_ts%22%3A%221.2%22%7D%5D%7D`},
 	}
 	for _, s := range seeds {
 		f.Add(s.path, s.tail, s.h1, s.h2, []byte(s.body))
@@ -75,6 +79,9 @@ func FuzzParsers(f *testing.F) {
 	env.SlackStagingSigningSecret = nil
 	env.DiscordPublicKey = nil
 	env.GitHubDropChecksWithoutOwnRepoPR = true
+	env.SlackLoadingModal = true
+	env.SlackDedupeSeerEvents = true
+	env.Identities = &fakeIdentities{links: map[string]int64{"slack|T123|UBOTH": 2}, members: map[int64][]int64{2: {1, 2}}}
 	f.Fuzz(func(t *testing.T, path uint8, tail, h1, h2 string, body []byte) {
 		p := fuzzPaths[int(path)%len(fuzzPaths)] + tail
 		req := mkReq("POST", "/", nil, "")
@@ -101,6 +108,10 @@ func FuzzParsers(f *testing.F) {
 			// integration installed in two regions): its JWT must
 			// verify first.
 			t.Fatalf("5xx for %q: %+v", p, res)
+		}
+		if c := res.SlackCall; c != nil && (c.Integration.ID == 0 || !json.Valid(c.Body) ||
+			(c.Method != "views.open" || res.Action != Callback) && (c.Method != "chat.postEphemeral" || res.SeerHalt == "")) {
+			t.Fatalf("Slack call %s %s with %+v", c.Method, c.Body, res)
 		}
 		switch res.Action {
 		case Capture, Callback, ProxyFirst, ProxyAll:

@@ -59,6 +59,23 @@ type (
 			} `json:"tenant"`
 		} `json:"channelData"`
 	}
+	// oldSlackEvent is the encoding/json decoding of readSlackEvent's
+	// members, for the comparison only (the reader came with Seer
+	// routing and replaced nothing).
+	oldSlackEvent struct {
+		Event struct {
+			Type            string `json:"type"`
+			User            string `json:"user"`
+			Channel         string `json:"channel"`
+			ThreadTS        string `json:"thread_ts"`
+			Text            string `json:"text"`
+			AssistantThread struct {
+				UserID    string `json:"user_id"`
+				ChannelID string `json:"channel_id"`
+				ThreadTS  string `json:"thread_ts"`
+			} `json:"assistant_thread"`
+		} `json:"event"`
+	}
 	oldDiscordInteraction struct {
 		Type          int    `json:"type"`
 		GuildID       string `json:"guild_id"`
@@ -88,6 +105,7 @@ var memberNames = []string{
 	"changelog", "issue", "type", "value", "payload", "integrationId", "channelData",
 	"eventType", "team", "tenant", "guild_id", "application_id", "token", "challenge",
 	"team_id", "event_id", "response_url", "actions", "action_id", "name",
+	"event", "user", "channel", "thread_ts", "text", "assistant_thread", "user_id", "channel_id",
 }
 
 func oldDecode(body []byte, v any) error {
@@ -161,6 +179,16 @@ var readers = []struct {
 		var v oldDiscordInteraction
 		err := oldDecode(b, &v)
 		return discordInteraction{Type: int64(v.Type), GuildID: v.GuildID, ApplicationID: v.ApplicationID, Token: v.Token}, err
+	}},
+	{"slack event", func(b []byte) (any, error) { return readSlackEvent(b) }, func(b []byte) (any, error) {
+		var v oldSlackEvent
+		err := oldDecode(b, &v)
+		e := v.Event
+		ev := slackEvent{Type: e.Type, Text: e.Text, User: e.User, Channel: e.Channel, ThreadTS: e.ThreadTS}
+		if e.Type == "assistant_thread_started" {
+			ev.User, ev.Channel, ev.ThreadTS = e.AssistantThread.UserID, e.AssistantThread.ChannelID, e.AssistantThread.ThreadTS
+		}
+		return ev, err
 	}},
 	{"slack", func(b []byte) (any, error) { return readSlackJSON(b) }, func(b []byte) (any, error) {
 		var v oldSlackRequest
@@ -287,6 +315,9 @@ var jsonSeeds = []string{
 	`{,}`, `{"a"}`, `{"a":}`, `{"a" 1}`, `{"a":1 "b":2}`, `{"a":[1 2]}`, `{"a":[[[]],{}]}`, "{\"a\":1}\u0000",
 	"{ \"type\" : 2 , \"guild_id\"\t:\r\"G1\"\n}", `{"a":"\\"}`, `{"a":"\\\""}`, `{"installation":{"id":1}`,
 	`{"installation":{"id":1}}}`, `{"installation":{"id":1]}`, `{"\u0069d":1,"id":2}`, `{"a":"`, `{"a`, `{`,
+	`{"event":{"type":"app_mention","user":"U1","channel":"C1","text":"hi","thread_ts":"1.0"}}`,
+	`{"event":{"type":"assistant_thread_started","assistant_thread":{"user_id":"U1","channel_id":"D1","thread_ts":"2.0"}}}`,
+	`{"event":"x"}`, `{"event":{"type":1}}`, `{"event":{"assistant_thread":[]}}`, `{"event":{"user":"U1","user":"U2"}}`,
 }
 
 func TestReadersMatchEncodingJSON(t *testing.T) {

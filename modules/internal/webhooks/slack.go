@@ -9,6 +9,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
 	"github.com/sentrysilo/caddy-silo/modules/internal/querydict"
 )
 
@@ -121,7 +122,10 @@ func parseSlack(ctx context.Context, env *Env, req *Request, provider string, se
 		return reject(http.StatusUnauthorized, ReasonBadSignature), nil
 	}
 
-	var sr slackRequest
+	var (
+		sr      slackRequest
+		payload []byte // an interactive payload's JSON
+	)
 	if view == "event" {
 		var err error
 		if sr, err = readSlackJSON(req.Body); err != nil {
@@ -141,6 +145,7 @@ func parseSlack(ctx context.Context, env *Env, req *Request, provider string, se
 			if sr, err = readSlackJSON([]byte(p)); err != nil {
 				return rejected(ReasonBadBody), nil
 			}
+			payload = []byte(p)
 		} else {
 			sr.TeamID = querydict.Get(form, "team_id")
 			sr.ResponseURL = querydict.Get(form, "response_url")
@@ -157,11 +162,7 @@ func parseSlack(ctx context.Context, env *Env, req *Request, provider string, se
 	regions := res.Regions
 
 	if view == "event" {
-		// Events API deliveries need nothing back but a 2xx: keep them
-		// durably in the first region's mailbox.
-		res.Regions = regions[:1]
-		res.DeliveryKey = sr.EventID
-		return res, nil
+		return env.slackEvent(ctx, in, req.Body, sr.EventID, res)
 	}
 	if sr.ResponseURL != "" {
 		// Whatever the URL, the request is a callback job and is answered
@@ -174,6 +175,9 @@ func parseSlack(ctx context.Context, env *Env, req *Request, provider string, se
 		res.Status = http.StatusOK
 		res.CallbackURL = sr.ResponseURL
 		res.Outcome = "callback"
+		if env.SlackLoadingModal && view == "action" {
+			res.SlackCall = loadingModalCall(in, payload)
+		}
 		return res, nil
 	}
 	res.Action = ProxyFirst
@@ -181,6 +185,25 @@ func parseSlack(ctx context.Context, env *Env, req *Request, provider string, se
 		res.Action = ProxyAll
 	}
 	return res, nil
+}
+
+// slackEvent stores an Events API delivery, which needs nothing back but
+// a 2xx: durably in the first region's mailbox, or a Seer event in the
+// region of its user's organization (res is the Capture result).
+func (e *Env) slackEvent(ctx context.Context, in *directory.Integration, body []byte, eventID string, res Result) (Result, error) {
+	res.Regions = res.Regions[:1]
+	res.DeliveryKey = eventID
+	if e.Identities == nil {
+		return res, nil
+	}
+	ev, err := readSlackEvent(body)
+	if err != nil {
+		return rejected(ReasonBadBody), nil
+	}
+	if !ev.forSeer(in) {
+		return res, nil
+	}
+	return e.routeSeer(ctx, in, &ev, res)
 }
 
 func slackExempt(sr *slackRequest) bool {

@@ -50,6 +50,19 @@ type Env struct {
 	// delivery's own repository (Sentry's option
 	// hybridcloud.webhookpayload.github_drop_checks_without_own_repo_pr).
 	GitHubDropChecksWithoutOwnRepoPR bool
+	// SlackLoadingModal opens a loading modal from the edge for the
+	// resolve and archive dialog actions (Sentry's option
+	// send-slack-response-from-control-silo): the Result of such an
+	// action carries the views.open SlackCall.
+	SlackLoadingModal bool
+	// Identities, when set, routes Seer's Slack events to the region of
+	// the organization of their user (slack_seer.go); nil stores them
+	// for the workspace's first region, as every other event.
+	Identities SlackIdentities
+	// SlackDedupeSeerEvents keeps a Seer event's event_id as its
+	// delivery key, so that Slack's retries of it are stored once
+	// (Sentry's option slack.dedupe-seer-webhook-events).
+	SlackDedupeSeerEvents bool
 	// Now is the clock for signature windows; nil means time.Now.
 	Now func() time.Time
 }
@@ -135,6 +148,12 @@ type Result struct {
 	DeliveryKey string
 	// CallbackURL is the response_url of a Callback.
 	CallbackURL string
+	// SlackCall, when set, is a Slack Web API call the handler makes
+	// before it answers (a loading modal, a halt message).
+	SlackCall *SlackCall
+	// SeerHalt is why a Seer event was answered without being stored
+	// (one of the Seer* halt reasons).
+	SeerHalt string
 }
 
 // Common answers.

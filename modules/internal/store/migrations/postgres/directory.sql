@@ -26,8 +26,23 @@ CREATE TABLE IF NOT EXISTS sentry_organizationintegration (
     UNIQUE (integration_id, organization_id)
 );
 CREATE TABLE IF NOT EXISTS sentry_identity (
-    id   bigserial PRIMARY KEY,
-    data text NOT NULL DEFAULT '{}'
+    id          bigserial PRIMARY KEY,
+    data        text   NOT NULL DEFAULT '{}',
+    idp_id      bigint NOT NULL DEFAULT 0,
+    user_id     bigint NOT NULL DEFAULT 0,
+    external_id text   NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS sentry_identityprovider (
+    id          bigserial PRIMARY KEY,
+    type        text NOT NULL,
+    external_id text,
+    UNIQUE (type, external_id)
+);
+CREATE TABLE IF NOT EXISTS sentry_organizationmembermapping (
+    id              bigserial PRIMARY KEY,
+    organization_id bigint  NOT NULL,
+    user_id         bigint,
+    invite_status   integer NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS sentry_sentryapp (
     id       bigserial PRIMARY KEY,

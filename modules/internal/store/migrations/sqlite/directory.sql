@@ -26,8 +26,23 @@ CREATE TABLE IF NOT EXISTS sentry_organizationintegration (
     UNIQUE (integration_id, organization_id)
 );
 CREATE TABLE IF NOT EXISTS sentry_identity (
-    id   INTEGER PRIMARY KEY,
-    data TEXT NOT NULL DEFAULT '{}'
+    id          INTEGER PRIMARY KEY,
+    data        TEXT    NOT NULL DEFAULT '{}',
+    idp_id      INTEGER NOT NULL DEFAULT 0,
+    user_id     INTEGER NOT NULL DEFAULT 0,
+    external_id TEXT    NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS sentry_identityprovider (
+    id          INTEGER PRIMARY KEY,
+    type        TEXT NOT NULL,
+    external_id TEXT,
+    UNIQUE (type, external_id)
+);
+CREATE TABLE IF NOT EXISTS sentry_organizationmembermapping (
+    id              INTEGER PRIMARY KEY,
+    organization_id INTEGER NOT NULL,
+    user_id         INTEGER,
+    invite_status   INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS sentry_sentryapp (
     id       INTEGER PRIMARY KEY,
