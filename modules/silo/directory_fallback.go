@@ -38,11 +38,19 @@ const optionOff = "off"
 // metadataSecretProviders are the providers whose webhooks capture checks
 // with a secret kept in the integration's metadata (Jira's shared_secret,
 // Jira Server's webhook_secret: modules/internal/webhooks/jira.go and
-// jira_server.go). The snapshot file holds no metadata, so it leaves their
+// jira_server.go). The snapshot file holds no secret, so it leaves their
 // integrations out: after a restart during an outage their webhooks are
 // answered 503 (the sender retries) rather than refused for a missing
 // secret. In memory, across reloads, they keep their metadata.
 var metadataSecretProviders = []string{"jira", "jira_server"}
+
+// publicMetadataMembers are the members of an integration's metadata that
+// capture reads and that hold no secret, so the snapshot file keeps them:
+// Slack's scopes, which make a direct message a Seer event when they hold
+// assistant:write (modules/internal/webhooks/slack_seer.go, hasScope).
+// Without them, a restored Slack integration's direct messages would be
+// stored for the regions instead of routed as Seer's.
+var publicMetadataMembers = []string{"scopes"}
 
 // DefaultDirectorySnapshotPath is the snapshot file under Caddy's data
 // directory.
@@ -97,6 +105,7 @@ func (f directoryFallback) options(opts directory.Options, source string, logger
 	opts.Metrics = directoryMetrics
 	opts.SourceName = source
 	opts.NeedsMetadata = metadataSecretProviders
+	opts.SnapshotMetadata = publicMetadataMembers
 	opts.OnFailing = func(failing bool, err error) {
 		switch {
 		case !failing:

@@ -67,6 +67,11 @@ type Options struct {
 	// secret in it). The snapshot file holds no metadata, so it leaves
 	// their integrations out: served from it, they would fail the check.
 	NeedsMetadata []string
+	// SnapshotMetadata are the members of an integration's metadata that
+	// the snapshot file keeps: those read at the edge that hold no secret
+	// (Slack's scopes). Every other member (tokens, signing secrets) is
+	// left out.
+	SnapshotMetadata []string
 	// OnFailing, when set, is called when the Source starts failing
 	// (true, with the error) and when it answers again (false, nil): once
 	// per change, however many lookups fail in between, so that an
@@ -94,7 +99,9 @@ type Directory struct {
 	queryTimeout  time.Duration
 	sourceName    string
 	needsMetadata map[string]bool
-	health        health // the Source's answers and failures (stale.go)
+	// snapshotMetadata are the metadata members the snapshot file keeps.
+	snapshotMetadata []string
+	health           health // the Source's answers and failures (stale.go)
 
 	staticByID   map[int64]Organization
 	staticBySlug map[string]Organization
@@ -138,15 +145,16 @@ func (f *flight[K, V]) init(maxEntries int, hash func(K) uint64, key func(K) str
 // New returns a Directory reading from src (nil means static entries only).
 func New(src Source, opts Options) *Directory {
 	d := &Directory{
-		src:           src,
-		now:           opts.Now,
-		ttl:           opts.TTL,
-		negativeTTL:   opts.NegativeTTL,
-		queryTimeout:  opts.QueryTimeout,
-		sourceName:    opts.SourceName,
-		needsMetadata: make(map[string]bool, len(opts.NeedsMetadata)),
-		staticByID:    make(map[int64]Organization, len(opts.Organizations)),
-		staticBySlug:  make(map[string]Organization, len(opts.Organizations)),
+		src:              src,
+		now:              opts.Now,
+		ttl:              opts.TTL,
+		negativeTTL:      opts.NegativeTTL,
+		queryTimeout:     opts.QueryTimeout,
+		sourceName:       opts.SourceName,
+		needsMetadata:    make(map[string]bool, len(opts.NeedsMetadata)),
+		snapshotMetadata: opts.SnapshotMetadata,
+		staticByID:       make(map[int64]Organization, len(opts.Organizations)),
+		staticBySlug:     make(map[string]Organization, len(opts.Organizations)),
 	}
 	d.health.onFailing = opts.OnFailing
 	for _, p := range opts.NeedsMetadata {

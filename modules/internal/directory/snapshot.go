@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/gob"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,8 +25,9 @@ import (
 // The file holds what routing needs and nothing secret: organizations (by
 // slug and by id), project keys, Sentry App installations and apps, and
 // integrations with their organizations and regions but without their
-// metadata (which holds tokens and signing secrets); the integrations of
-// NeedsMetadata providers are left out. Identities are never cached, so
+// metadata (which holds tokens and signing secrets) beyond the members
+// named in SnapshotMetadata; the integrations of NeedsMetadata providers
+// are left out. Identities are never cached, so
 // never written. gob, not JSON, because Provision must stay fast: a large
 // installation's 300,000 entries (100,000 organizations by slug and by id,
 // 100,000 project keys) decode 6 to 9 times faster with gob than with
@@ -80,7 +82,7 @@ func (d *Directory) export(now int64, forFile bool) *snapshotData {
 			if d.needsMetadata[in.Provider] {
 				return in, false
 			}
-			in.Metadata = nil
+			in.Metadata = keepMembers(in.Metadata, d.snapshotMetadata)
 			return in, true
 		}
 	}
@@ -112,6 +114,32 @@ func (d *Directory) restore(s *snapshotData, now int64) int {
 	n += restoreFlight(&d.integByID, s.IntegByID, now)
 	d.health.restored.Add(int64(n))
 	return n
+}
+
+// keepMembers returns the members of the JSON object meta named in keys
+// (nil when there are none, or meta is not an object).
+func keepMembers(meta json.RawMessage, keys []string) json.RawMessage {
+	if len(meta) == 0 || len(keys) == 0 {
+		return nil
+	}
+	var all map[string]json.RawMessage
+	if json.Unmarshal(meta, &all) != nil {
+		return nil
+	}
+	kept := make(map[string]json.RawMessage, len(keys))
+	for _, k := range keys {
+		if v, ok := all[k]; ok {
+			kept[k] = v
+		}
+	}
+	if len(kept) == 0 {
+		return nil
+	}
+	out, err := json.Marshal(kept)
+	if err != nil {
+		return nil
+	}
+	return out
 }
 
 func exportFlight[K comparable, V any](f *flight[K, V], now int64, keep func(V) (V, bool)) []snapshotEntry[K, V] {
