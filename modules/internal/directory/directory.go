@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -132,6 +133,10 @@ type flight[K comparable, V any] struct {
 	// query (nanoseconds; 0: never), and staleAnswers counts those.
 	stale        int64
 	staleAnswers staleCounter
+	// failedAt is when this kind's last query failed (unix nanoseconds),
+	// 0 once one was answered since. Per kind, not per directory: one
+	// broken table must not make the other kinds answer stale.
+	failedAt atomic.Int64
 }
 
 func (f *flight[K, V]) init(maxEntries int, hash func(K) uint64, key func(K) string, query func(context.Context, K) (V, error), stale time.Duration, counted staleCounter) {
@@ -242,7 +247,7 @@ func lookup[K comparable, V any](ctx context.Context, d *Directory, f *flight[K,
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
-	if f.stale != 0 && d.health.recentlyFailed(now) {
+	if f.recentlyFailed(now) {
 		if v, ok := f.serveStale(k, now); ok {
 			return v, nil
 		}
@@ -254,17 +259,20 @@ func lookup[K comparable, V any](ctx context.Context, d *Directory, f *flight[K,
 		now := d.now()
 		switch {
 		case err == nil:
+			f.answered()
 			d.health.answered(now)
 			if d.ttl > 0 {
 				f.cache.put(k, cacheEntry[V]{v: v, expires: now.Add(d.ttl).UnixNano()}, now.UnixNano())
 			}
 		case errors.Is(err, ErrNotFound):
+			f.answered()
 			d.health.answered(now)
 			err = ErrNotFound
 			if d.negativeTTL > 0 {
 				f.cache.put(k, cacheEntry[V]{missing: true, expires: now.Add(d.negativeTTL).UnixNano()}, now.UnixNano())
 			}
 		default:
+			f.failedAt.Store(now.UnixNano())
 			d.health.failed(now, err)
 		}
 		return v, err

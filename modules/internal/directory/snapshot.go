@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 )
 
@@ -198,8 +199,23 @@ func (d *Directory) Adopt(old *Directory) int {
 		d.health.lastError.Store(old.health.lastError.Load())
 		d.health.errMsg.Store(old.health.errMsg.Load())
 		d.health.failing.Store(old.health.failing.Load())
+		d.health.reported.Store(old.health.reported.Load())
+		d.health.reportedFailing.Store(old.health.reportedFailing.Load())
+		next, prev := failures(d), failures(old)
+		for i := range next {
+			next[i].Store(prev[i].Load())
+		}
 	}
 	return n
+}
+
+// failures are the failure times of d's kinds of lookup, in a fixed order.
+func failures(d *Directory) []*atomic.Int64 {
+	return []*atomic.Int64{
+		&d.orgBySlug.failedAt, &d.orgByID.failedAt, &d.installation.failedAt, &d.appByID.failedAt,
+		&d.appBySlug.failedAt, &d.projectKey.failedAt, &d.integByExt.failedAt, &d.integByID.failedAt,
+		&d.orgInteg.failedAt,
+	}
 }
 
 // Save writes d's snapshot to the file: a temporary file in the same

@@ -19,8 +19,8 @@ const (
 )
 
 // failingWait bounds how long a caller that holds a last good answer waits
-// for its query while the database is failing (its last query failed and
-// none was answered since). A healthy directory query answers in about a
+// for its query while the database is failing (the last query of its kind
+// failed and none was answered since). A healthy directory query answers in about a
 // millisecond; a database that hangs (a partition) only fails at pgx's
 // 5 s connect timeout or the 5 s query timeout, and without this bound
 // every gateway request would wait that long for its stale answer. The
@@ -28,8 +28,8 @@ const (
 // the entry.
 const failingWait = 250 * time.Millisecond
 
-// failingRetry is how long after a failure a key that has a last good
-// answer is served it without a query. Without it a database that is down
+// failingRetry is how long after a failure of its kind of lookup a key that
+// has a last good answer is served it without a query. Without it a database that is down
 // gets one connection attempt per request (10,000 a second from a busy
 // gateway, all failing), and one that is overloaded gets every request's
 // query on top of what made it slow. With it, each key asks once a second,
@@ -88,7 +88,17 @@ type health struct {
 	saved      atomic.Int64  // unix nanoseconds of the last snapshot written
 	saveErr    atomic.Pointer[string]
 	onFailing  func(failing bool, err error) // Options.OnFailing
+	// reported is when a failure was last reported to onFailing (unix
+	// nanoseconds), and reportedFailing is set until its end is.
+	reported        atomic.Int64
+	reportedFailing atomic.Bool
 }
+
+// reportEvery is the least time between two reported failures: a database
+// that fails some queries and answers others (one broken table) flips
+// between failing and answering on every request, and must not log twice
+// per request.
+const reportEvery = time.Minute
 
 func (h *health) counter(m *Metrics, kind string) staleCounter {
 	c := staleCounter{total: &h.stale}
@@ -101,31 +111,50 @@ func (h *health) counter(m *Metrics, kind string) staleCounter {
 func (h *health) answered(now time.Time) {
 	h.lastAnswer.Store(now.UnixNano())
 	// Load first: a healthy directory's misses then only read the flag.
-	if h.failing.Load() && h.failing.CompareAndSwap(true, false) && h.onFailing != nil {
+	if h.failing.Load() && h.failing.CompareAndSwap(true, false) && h.reportedFailing.CompareAndSwap(true, false) && h.onFailing != nil {
 		h.onFailing(false, nil)
 	}
 	h.changes.Add(1)
-}
-
-// recentlyFailed reports whether the last query failed, none was answered
-// since, and that failure is younger than failingRetry.
-func (h *health) recentlyFailed(now int64) bool {
-	return h.failing.Load() && now-h.lastError.Load() < int64(failingRetry)
 }
 
 func (h *health) failed(now time.Time, err error) {
 	h.lastError.Store(now.UnixNano())
 	msg := err.Error()
 	h.errMsg.Store(&msg)
-	if !h.failing.Swap(true) && h.onFailing != nil {
-		h.onFailing(true, err)
+	if h.failing.Swap(true) || h.onFailing == nil {
+		return
+	}
+	if last := h.reported.Load(); last != 0 && now.UnixNano()-last < int64(reportEvery) {
+		return
+	}
+	h.reported.Store(now.UnixNano())
+	h.reportedFailing.Store(true)
+	h.onFailing(true, err)
+}
+
+// recentlyFailed reports whether this kind may answer stale without a
+// query: its last query failed, none was answered since, and that failure
+// is younger than failingRetry.
+func (f *flight[K, V]) recentlyFailed(now int64) bool {
+	if f.stale == 0 {
+		return false
+	}
+	t := f.failedAt.Load()
+	return t != 0 && now-t < int64(failingRetry)
+}
+
+// answered clears the kind's failure (a load first: a healthy kind's
+// misses only read it).
+func (f *flight[K, V]) answered() {
+	if f.failedAt.Load() != 0 {
+		f.failedAt.Store(0)
 	}
 }
 
 // failingWait is the timer of a caller that may take a stale answer
 // before its query ends (nil: wait for the query).
 func (f *flight[K, V]) failingWait(k K, d *Directory) <-chan time.Time {
-	if f.stale == 0 || !d.health.failing.Load() {
+	if f.stale == 0 || f.failedAt.Load() == 0 {
 		return nil
 	}
 	if _, ok := f.staleEntry(k, d.now().UnixNano()); !ok {

@@ -290,6 +290,41 @@ func TestFailingDatabaseIsAskedOncePerRetry(t *testing.T) {
 	}
 }
 
+// brokenKeysSource fails every project key query, as a missing or broken
+// sentry_projectkeymapping table does, and answers everything else.
+type brokenKeysSource struct{ *fakeSource }
+
+func (b brokenKeysSource) ProjectKeyRegion(context.Context, string) (string, error) {
+	return "", errDown
+}
+
+// One kind of lookup failing (one broken table) does not make the others
+// answer stale: an organization that moved is seen at once, however often
+// the project keys fail, and is not counted as a stale answer.
+func TestFailingKindDoesNotHoldOthersStale(t *testing.T) {
+	src := newFakeSource()
+	src.orgs[1] = Organization{ID: 1, Slug: "acme", Region: "us"}
+	src.keys["pk"] = "de"
+	clk := newFakeClock()
+	d := New(brokenKeysSource{src}, Options{Now: clk.Now})
+	ctx := context.Background()
+	if _, err := d.Organization(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	src.set(func(f *fakeSource) { f.orgs[1] = Organization{ID: 1, Slug: "acme", Region: "de"} })
+	clk.Advance(time.Minute) // past the TTL
+	if _, err := d.ProjectKeyRegion(ctx, "pk"); !errors.Is(err, errDown) {
+		t.Fatalf("project key: %v, want %v", err, errDown)
+	}
+	o, err := d.Organization(ctx, "acme")
+	if err != nil || o.Region != "de" {
+		t.Fatalf("organization after a project key failure: %+v, %v; want the database's de", o, err)
+	}
+	if n := d.State().StaleAnswers; n != 0 {
+		t.Fatalf("%d stale answers, want none: the organizations' database answered", n)
+	}
+}
+
 // OnFailing hears when the database starts failing and when it answers
 // again, once each, however many lookups fail in between.
 func TestOnFailingReportsTransitions(t *testing.T) {
@@ -320,6 +355,33 @@ func TestOnFailingReportsTransitions(t *testing.T) {
 		if fmt.Sprint(events) != fmt.Sprint(st.want) {
 			t.Fatalf("step %d: events %q, want %q", i, events, st.want)
 		}
+	}
+}
+
+// A database that fails one kind and answers the others flips between
+// failing and answering on every request: it is reported at most once a
+// minute (reportEvery), its end only after a reported failure.
+func TestOnFailingFlappingIsReportedOncePerMinute(t *testing.T) {
+	src := newFakeSource()
+	src.orgs[1] = Organization{ID: 1, Slug: "acme", Region: "us"}
+	clk := newFakeClock()
+	var events []string
+	d := New(brokenKeysSource{src}, Options{Now: clk.Now, TTL: -1, OnFailing: func(failing bool, err error) {
+		events = append(events, fmt.Sprint(failing))
+	}})
+	ctx := context.Background()
+	for range 100 {
+		clk.Advance(100 * time.Millisecond) // 10 s in all
+		_, _ = d.ProjectKeyRegion(ctx, "pk")
+		_, _ = d.Organization(ctx, "acme")
+	}
+	if want := "[true false]"; fmt.Sprint(events) != want {
+		t.Fatalf("events %v within 10 s of flapping, want %s", events, want)
+	}
+	clk.Advance(reportEvery)
+	_, _ = d.ProjectKeyRegion(ctx, "pk")
+	if want := "[true false true]"; fmt.Sprint(events) != want {
+		t.Fatalf("events %v a minute later, want %s", events, want)
 	}
 }
 
