@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -332,5 +333,97 @@ func TestReadinessWaitsForStorageAndDirectory(t *testing.T) {
 				t.Fatalf("readiness when ready: %v", r)
 			}
 		})
+	}
+}
+
+// freeze stops the cluster's postmaster and its backends (SIGSTOP), as a
+// network partition does: connections stay open and connects are accepted
+// by the kernel, but nothing answers. thaw (also at cleanup) resumes them.
+func freeze(t *testing.T, c *pgtest.Cluster) (thaw func()) {
+	t.Helper()
+	pid := c.ServerPID()
+	if pid == 0 {
+		t.Fatal("the cluster is not running")
+	}
+	pids := []int{pid}
+	children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range strings.Fields(string(children)) {
+		var p int
+		if _, err := fmt.Sscan(f, &p); err == nil {
+			pids = append(pids, p)
+		}
+	}
+	for _, p := range pids {
+		if err := syscall.Kill(p, syscall.SIGSTOP); err != nil {
+			t.Fatalf("SIGSTOP %d: %v", p, err)
+		}
+	}
+	done := false
+	thaw = func() {
+		if done {
+			return
+		}
+		done = true
+		for _, p := range pids {
+			_ = syscall.Kill(p, syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(thaw)
+	return thaw
+}
+
+// A database that hangs rather than refuses (a partition): once a kind of
+// lookup has timed out, the known organizations are answered from their
+// last good answers without waiting for the 5 s query timeout again; when
+// the database answers again, a changed mapping is seen within the TTL.
+func TestDirectoryPartitionAnswersStaleWithoutWaiting(t *testing.T) {
+	s := newOutageSetup(t, "", false)
+	waitFor(t, "readiness", 30*time.Second, func() bool { st, _ := s.readiness(t); return st == http.StatusOK })
+	s.wantRoutes(t, "database up", known)
+
+	thaw := freeze(t, s.cluster)
+	frozen := time.Now()
+	// The first lookup of each kind past the TTL waits for its query's
+	// timeout, then takes the last good answer.
+	waitFor(t, "stale answers", 60*time.Second, func() bool {
+		s.wantRoutes(t, "database frozen", known)
+		return s.stale(t, "organization") >= 2 && s.stale(t, "project_key") >= 1 && s.stale(t, "sentry_app_installation") >= 1
+	})
+	t.Logf("every kind answered stale %s after the freeze", time.Since(frozen).Round(time.Millisecond))
+	// From then on no request waits for the timeout: at most failingWait
+	// (250 ms) for a new query each second. The bound is half the 5 s
+	// query timeout, so it tells the two apart with room for a loaded
+	// machine.
+	const bound = 2500 * time.Millisecond
+	var slowest time.Duration
+	timed := time.Now()
+	for range 20 {
+		for path, region := range known {
+			start := time.Now()
+			if status, body := s.get(t, path); status != http.StatusOK || body != "hello from "+region {
+				t.Fatalf("database frozen: GET %s = %d %q", path, status, body)
+			}
+			slowest = max(slowest, time.Since(start))
+		}
+	}
+	t.Logf("slowest of %d requests with the database frozen: %s; all of them: %s", 20*len(known), slowest, time.Since(timed).Round(time.Millisecond))
+	if slowest > bound {
+		t.Fatalf("a request with the database frozen took %s, want under %s (the query timeout is 5 s)", slowest, bound)
+	}
+
+	thaw()
+	mustExec(t, s.control, `UPDATE sentry_organizationmapping SET region_name = 'de' WHERE slug = 'acme'`)
+	back := time.Now()
+	waitFor(t, "the changed mapping", 30*time.Second, func() bool {
+		_, body := s.get(t, "/api/0/organizations/acme/projects/")
+		return body == "hello from de"
+	})
+	took := time.Since(back)
+	t.Logf("changed mapping seen %s after the database answered again", took.Round(time.Millisecond))
+	if took > outageTTL+5*time.Second {
+		t.Errorf("the changed mapping took %s after the database answered again, more than the TTL %s plus a query timeout", took, outageTTL)
 	}
 }

@@ -292,7 +292,12 @@ func lookup[K comparable, V any](ctx context.Context, d *Directory, f *flight[K,
 			return r.Val.(V), nil
 		case <-failing:
 			failing = nil
-			if v, ok := f.serveStale(k, d.now().UnixNano()); ok {
+			now := d.now().UnixNano()
+			if v, ok := f.serveStale(k, now); ok {
+				// No answer within failingWait counts as a failure, so
+				// that the next callers take the last good answer at once
+				// rather than join the same hanging query for as long.
+				f.failedAt.Store(now)
 				return v, nil
 			}
 		case <-ctx.Done():

@@ -19,8 +19,8 @@ const (
 )
 
 // failingWait bounds how long a caller that holds a last good answer waits
-// for its query while the database is failing (the last query of its kind
-// failed and none was answered since). A healthy directory query answers in about a
+// for its query while the database is failing (a query failed and none was
+// answered since). A healthy directory query answers in about a
 // millisecond; a database that hangs (a partition) only fails at pgx's
 // 5 s connect timeout or the 5 s query timeout, and without this bound
 // every gateway request would wait that long for its stale answer. The
@@ -152,9 +152,13 @@ func (f *flight[K, V]) answered() {
 }
 
 // failingWait is the timer of a caller that may take a stale answer
-// before its query ends (nil: wait for the query).
+// before its query ends (nil: wait for the query). It runs while any kind
+// of lookup is failing, not only this one: in a partition the first
+// lookup of every other kind would otherwise wait the full query timeout
+// too, and a kind whose database answers answers well within failingWait
+// (a millisecond), so its caller still gets the fresh answer.
 func (f *flight[K, V]) failingWait(k K, d *Directory) <-chan time.Time {
-	if f.stale == 0 || f.failedAt.Load() == 0 {
+	if f.stale == 0 || (f.failedAt.Load() == 0 && !d.health.failing.Load()) {
 		return nil
 	}
 	if _, ok := f.staleEntry(k, d.now().UnixNano()); !ok {

@@ -182,7 +182,8 @@ func TestStaleKinds(t *testing.T) {
 // A query that hangs (a partition) is cut by the query timeout and the
 // last answer served; right after that failure a caller with a last answer
 // takes it at once, after failingRetry it waits at most failingWait for a
-// new query, and the first answer after the database is back replaces it.
+// new query (and a wait without an answer counts as a failure), and the
+// first answer after the database is back replaces it.
 func TestStaleWhenTheDatabaseHangs(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := &hangingSource{fakeSource: newFakeSource()}
@@ -213,6 +214,8 @@ func TestStaleWhenTheDatabaseHangs(t *testing.T) {
 		}{
 			{"right after the failure", 0, 0},
 			{"after failingRetry", failingRetry, failingWait},
+			{"right after a wait that got no answer", 0, 0},
+			{"failingRetry after that wait", failingRetry, failingWait},
 		} {
 			time.Sleep(tc.after)
 			start = time.Now()
