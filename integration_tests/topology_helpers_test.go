@@ -2,6 +2,7 @@ package integration_tests
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -112,6 +113,7 @@ func topoControlDSN(t *testing.T) string {
 // topology is the running production shape.
 type topology struct {
 	storageDSN, controlDSN string
+	listenDSN              string // "" for none
 	storageName            string
 	storage, control       *sql.DB
 	us, de                 *topoRegion
@@ -128,17 +130,44 @@ type topology struct {
 
 func newTopology(t *testing.T) *topology {
 	t.Helper()
+	return newTopologyWith(t, topoShape{})
+}
+
+// topoShape is where the databases of a topology are, for the tests of
+// PgBouncer and replicas; the zero value is the README's shape: a fresh
+// storage database, and the control database on a server of its own.
+type topoShape struct {
+	// storage and control are the DSNs the instances get; storageAdmin
+	// and controlAdmin are the test's own way in (the primary, not the
+	// pooler), [storage, control].
+	storage, storageAdmin string
+	control, controlAdmin string
+	// listen is listen_dsn ["": none].
+	listen string
+	// beforeStart runs once the control database is seeded, before the
+	// instances start (a replica test waits there for the standby).
+	beforeStart func(t *testing.T)
+}
+
+func newTopologyWith(t *testing.T, shape topoShape) *topology {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("runs the real binary on PostgreSQL; left out under -short")
 	}
-	top := &topology{storageDSN: pgtest.DSN(t), controlDSN: topoControlDSN(t)}
+	if shape.storage == "" {
+		shape.storage = pgtest.DSN(t)
+	}
+	if shape.control == "" {
+		shape.control = topoControlDSN(t)
+	}
+	top := &topology{storageDSN: shape.storage, controlDSN: shape.control, listenDSN: shape.listen}
 	u, err := url.Parse(top.storageDSN)
 	if err != nil {
 		t.Fatal(err)
 	}
 	top.storageName = strings.TrimPrefix(u.Path, "/")
-	top.storage = topoOpen(t, top.storageDSN)
-	top.control = topoOpen(t, top.controlDSN)
+	top.storage = topoOpen(t, cmp.Or(shape.storageAdmin, top.storageDSN))
+	top.control = topoOpen(t, cmp.Or(shape.controlAdmin, top.controlDSN))
 	schema, err := os.ReadFile(filepath.Join("testdata", "sentry_control_schema.sql"))
 	if err != nil {
 		t.Fatal(err)
@@ -149,6 +178,9 @@ func newTopology(t *testing.T) *topology {
 	top.app = newFakeUpstream(t, "control")
 	seedTopologyControl(t, top.control, top.tp.URL())
 	top.controlSchema = topoSchema(t, top.control)
+	if shape.beforeStart != nil {
+		shape.beforeStart(t)
+	}
 
 	secrets := t.TempDir()
 	write := func(name, value string) string {
@@ -169,7 +201,7 @@ func newTopology(t *testing.T) *topology {
 		// Each instance names itself to the storage server, so the
 		// tests can tell its sessions apart in pg_stat_activity.
 		env := []string{"SILO_DATABASE_URL=" + topoWithParam(top.storageDSN, "application_name", topoApplicationName(i)),
-			"SENTRY_CONTROL_DATABASE_URL=" + top.controlDSN}
+			"SENTRY_CONTROL_DATABASE_URL=" + top.controlDSN, "SILO_LISTEN_URL=" + top.listenDSN}
 		admin, site := harness.ReservePort(t), harness.ReservePort(t)
 		caddyfile := top.caddyfile(admin, site, files)
 		top.instances = append(top.instances, harness.Start(t, admin, caddyfile, env...))
@@ -212,7 +244,7 @@ func (top *topology) caddyfile(admin, site *harness.Port, f topoSecretFiles) str
 	sentry_silo {
 		storage postgres {env.SILO_DATABASE_URL}
 		directory_dsn {env.SENTRY_CONTROL_DATABASE_URL}
-		migrate on
+%s		migrate on
 		region us %s
 		region de %s
 		default_region us
@@ -233,8 +265,16 @@ http://%s {
 	sentry_region_route
 	reverse_proxy %s
 }
-`, harness.GlobalOptions(admin), top.us.srv.URL, top.de.srv.URL, f.subnet,
+`, harness.GlobalOptions(admin), top.listenLine(), top.us.srv.URL, top.de.srv.URL, f.subnet,
 		site.Addr, f.slack, credGitHubAppID, f.githubKey, credGitLabClientID, f.gitlab, top.tp.URL(), top.app.Host())
+}
+
+// listenLine is the listen_dsn line of the Caddyfile, when there is one.
+func (top *topology) listenLine() string {
+	if top.listenDSN == "" {
+		return ""
+	}
+	return "\t\tlisten_dsn {env.SILO_LISTEN_URL}\n"
 }
 
 func (top *topology) logs() string {
@@ -473,6 +513,10 @@ type topoThirdParty struct {
 	gitlabRefresh string            // the refresh token GitLab accepts now
 	grants        []string          // refresh tokens presented, in order
 	calls         []topoAPICall
+	// tokenGate, when set, holds every GitLab token request until it is
+	// closed; tokenAsked counts the requests that arrived.
+	tokenGate  atomic.Pointer[chan struct{}]
+	tokenAsked atomic.Int64
 }
 
 // topoAPICall is one API request the third party received.
@@ -507,6 +551,10 @@ func newTopoThirdParty(t *testing.T) *topoThirdParty {
 			w.WriteHeader(http.StatusCreated)
 			fmt.Fprintf(w, `{"token":%q,"expires_at":%q,"permissions":{"contents":"read"}}`, token, time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
 		case r.URL.Path == "/oauth/token":
+			tp.tokenAsked.Add(1)
+			if g := tp.tokenGate.Load(); g != nil {
+				<-*g
+			}
 			form, _ := url.ParseQuery(string(body))
 			tp.mu.Lock()
 			defer tp.mu.Unlock()

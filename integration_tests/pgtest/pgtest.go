@@ -81,8 +81,11 @@ type Cluster struct {
 	port    int
 	hold    *os.File // keeps port reserved, through Stop and Start too
 	asUser  string   // "" or "postgres" when running as root
+	name    string   // cluster_name of a standby ("" for a primary)
 	mu      sync.Mutex
 	running bool
+	// killedAt is when Kill had stopped every process of the server.
+	killedAt time.Time
 }
 
 // NewCluster starts a cluster of the test's own, for tests that stop and
@@ -184,6 +187,24 @@ func (c *Cluster) run(name string, args ...string) error {
 }
 
 func startCluster(opts Options) (*Cluster, error) {
+	c, err := newCluster()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.run(filepath.Join(c.bin, "initdb"), "-D", c.data(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"); err != nil {
+		c.Destroy()
+		return nil, err
+	}
+	if err := c.configureAndStart(opts, nil); err != nil {
+		c.Destroy()
+		return nil, err
+	}
+	return c, nil
+}
+
+// newCluster makes the directory of a cluster that has no data yet, owned
+// by the user the server will run as.
+func newCluster() (*Cluster, error) {
 	bin, err := findBin()
 	if err != nil {
 		return nil, err
@@ -208,20 +229,22 @@ func startCluster(opts Options) (*Cluster, error) {
 		}
 		_ = os.Chmod(dir, 0o755)
 	}
-	if err := c.run(filepath.Join(bin, "initdb"), "-D", c.data(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"); err != nil {
-		c.Destroy()
-		return nil, err
-	}
+	return c, nil
+}
+
+// configureAndStart reserves the cluster's port, appends its settings to
+// the data directory's postgresql.conf (the last setting of a name wins,
+// so a standby's override what it copied from its primary) and starts it.
+func (c *Cluster) configureAndStart(opts Options, extra map[string]string) error {
+	var err error
 	c.hold, c.port, err = reservePort()
 	if err != nil {
-		c.Destroy()
-		return nil, err
+		return err
 	}
-	port := c.port
 	settings := map[string]string{
 		"listen_addresses":        "'127.0.0.1'",
-		"port":                    strconv.Itoa(port),
-		"unix_socket_directories": "'" + dir + "'",
+		"port":                    strconv.Itoa(c.port),
+		"unix_socket_directories": "'" + c.dir + "'",
 		"max_connections":         "300",
 		"shared_buffers":          "128MB",
 		"log_min_messages":        "warning",
@@ -230,8 +253,10 @@ func startCluster(opts Options) (*Cluster, error) {
 		settings["fsync"] = "off"
 		settings["full_page_writes"] = "off"
 	}
-	for k, v := range opts.Settings {
-		settings[k] = v
+	for _, m := range []map[string]string{opts.Settings, extra} {
+		for k, v := range m {
+			settings[k] = v
+		}
 	}
 	keys := make([]string, 0, len(settings))
 	for k := range settings {
@@ -244,21 +269,18 @@ func startCluster(opts Options) (*Cluster, error) {
 	}
 	f, err := os.OpenFile(filepath.Join(c.data(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
-		c.Destroy()
-		return nil, err
+		return err
 	}
 	_, err = f.WriteString(conf.String())
 	f.Close()
 	if err != nil {
-		c.Destroy()
-		return nil, err
+		return err
 	}
 	if err := c.Start(); err != nil {
-		c.Destroy()
-		return nil, err
+		return err
 	}
 	c.reapWithParent()
-	return c, nil
+	return nil
 }
 
 // reapWithParent starts a watcher that removes the cluster when this
@@ -278,6 +300,11 @@ func (c *Cluster) reapWithParent() {
 
 func findBin() (string, error) {
 	if p, err := exec.LookPath("initdb"); err == nil {
+		// A symlink on PATH (/usr/local/bin/initdb) points at the
+		// directory that has the other programs too (pg_basebackup).
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			p = real
+		}
 		if _, err := os.Stat(filepath.Join(filepath.Dir(p), "pg_ctl")); err == nil {
 			return filepath.Dir(p), nil
 		}

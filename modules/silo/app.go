@@ -46,6 +46,11 @@ type App struct {
 	// DirectoryDSN is a pgx DSN of the Sentry control database holding the
 	// directory tables [the storage database].
 	DirectoryDSN string `json:"directory_dsn,omitempty"`
+	// ListenDSN is a pgx DSN of the storage database for the drainer's
+	// LISTEN session, when storage goes through a pooler in transaction
+	// mode (PgBouncer), which cannot hold one: a direct connection
+	// [the storage DSN]. Accepts {env.*}/{file.*}.
+	ListenDSN string `json:"listen_dsn,omitempty"`
 	// Migrate creates our tables at start, and the missing directory
 	// tables when the directory lives in the storage database (no
 	// directory_dsn) [true]. Tables are never created in directory_dsn's
@@ -91,6 +96,7 @@ type App struct {
 	storagePath  string
 	storageDSN   string
 	directoryDSN string
+	listenDSN    string
 	poolKeys     []string // UsagePool references this app holds
 	shared       *sharedStorage
 	dir          *directory.Directory

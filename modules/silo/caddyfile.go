@@ -22,6 +22,7 @@ func init() {
 //		storage sqlite [<path>]
 //		storage postgres <dsn>
 //		directory_dsn <dsn>
+//		listen_dsn <dsn>
 //		migrate on|off
 //		region <name> <address> {
 //			gateway_address <url>
@@ -125,6 +126,7 @@ func init() {
 		"mode":            parseMode,
 		"storage":         parseStorage,
 		"directory_dsn":   oneString(func(a *App) *string { return &a.DirectoryDSN }),
+		"listen_dsn":      oneString(func(a *App) *string { return &a.ListenDSN }),
 		"migrate":         parseMigrate,
 		"region":          parseRegion,
 		"default_region":  parseDefaultRegion,

@@ -77,6 +77,9 @@ func (a *App) resolve() error {
 	if a.directoryDSN, err = ResolveSecret("directory_dsn", a.DirectoryDSN); err != nil {
 		return err
 	}
+	if a.listenDSN, err = resolveListenDSN(a.Storage.Engine, a.ListenDSN); err != nil {
+		return err
+	}
 	if a.Migrate == nil {
 		a.Migrate = boolPtr(true)
 	}

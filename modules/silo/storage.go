@@ -55,12 +55,11 @@ func storageKey(kind, value string) string {
 func (a *App) openStorage() error {
 	switch a.Storage.Engine {
 	case EnginePostgres:
-		shared, err := a.acquirePostgres("storage postgres", a.storageDSN)
+		pg, shared, err := openStoragePostgres(a.acquirePostgres, a.storageDSN, a.listenDSN)
 		if err != nil {
 			return err
 		}
 		a.shared = shared
-		pg := store.NewPostgres(shared.pool)
 		a.payloads = payloadParts{migrate: pg.Migrate, insert: pg.InsertPayloads, drain: pg, admin: pg, notify: pg}
 		a.directoryDB = directoryParts{source: pg, credentials: pg, tables: pg}
 	case EngineSQLite:
@@ -83,14 +82,88 @@ func (a *App) openStorage() error {
 		a.directoryDB = directoryParts{source: db, credentials: db, tables: db}
 	}
 	if a.directoryDSN != "" {
-		shared, err := a.acquirePostgres("directory_dsn", a.directoryDSN)
+		parts, err := openDirectoryPostgres(a.acquirePostgres, a.directoryDSN)
 		if err != nil {
 			return err
 		}
-		pg := store.NewPostgres(shared.pool)
-		a.directoryDB = directoryParts{source: pg, credentials: pg, tables: pg}
+		a.directoryDB = parts
 	}
 	return nil
+}
+
+// openStoragePostgres opens the storage database: every capture writes
+// to it and the drainer reads its own writes there (the mailbox heads), so
+// its pool settles only on a host that takes writes, whatever the DSN's
+// host list (store.RequireWritable). The drainer's LISTEN session goes to
+// listen_dsn when it is set.
+func openStoragePostgres(acquire acquireFunc, storageDSN, listenDSN string) (*store.Postgres, *sharedStorage, error) {
+	cfg, err := store.PostgresPoolConfig(storageDSN)
+	if err == nil {
+		err = store.RequireWritable(cfg.ConnConfig)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("storage postgres: %v", err)
+	}
+	shared, err := acquire("storage postgres", cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if listenDSN == "" {
+		return store.NewPostgres(shared.pool), shared, nil
+	}
+	lcfg, err := store.PostgresPoolConfig(listenDSN)
+	if err == nil {
+		err = store.RequireWritable(lcfg.ConnConfig)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen_dsn: %v", err)
+	}
+	return store.NewPostgres(shared.pool, store.ListenOn(lcfg.ConnConfig)), shared, nil
+}
+
+// openDirectoryPostgres opens Sentry's control database (directory_dsn).
+// Routing reads go to the DSN as given, which may prefer a hot standby
+// (target_session_attrs=prefer-standby). The credential proxy's tokens do
+// not: it locks their row, writes refreshed tokens back and must read the
+// token another instance just wrote, none of which a standby can do (a
+// lagging one would hand out a token already replaced). When the DSN may
+// settle on a standby, the tokens get a pool of their own on the same
+// hosts that settles only on the primary (store.WritableCopy).
+func openDirectoryPostgres(acquire acquireFunc, directoryDSN string) (directoryParts, error) {
+	cfg, err := store.PostgresPoolConfig(directoryDSN)
+	if err != nil {
+		return directoryParts{}, fmt.Errorf("directory_dsn: %v", err)
+	}
+	shared, err := acquire("directory_dsn", cfg)
+	if err != nil {
+		return directoryParts{}, err
+	}
+	pg := store.NewPostgres(shared.pool)
+	parts := directoryParts{source: pg, credentials: pg, tables: pg}
+	if wcfg, copied := store.WritableCopy(cfg); copied {
+		primary, err := acquire("directory_dsn (primary, for tokens)", wcfg)
+		if err != nil {
+			return directoryParts{}, err
+		}
+		parts.credentials = store.NewPostgres(primary.pool)
+	}
+	return parts, nil
+}
+
+// resolveListenDSN resolves listen_dsn, which only means something for
+// PostgreSQL storage.
+func resolveListenDSN(engine, raw string) (string, error) {
+	dsn, err := ResolveSecret("listen_dsn", raw)
+	if err != nil || dsn == "" {
+		return dsn, err
+	}
+	if engine != EnginePostgres {
+		return "", fmt.Errorf("listen_dsn is for storage postgres (the drainer's LISTEN session on the storage database); storage is %s", engine)
+	}
+	if _, err := store.PostgresPoolConfig(dsn); err != nil {
+		return "", fmt.Errorf("listen_dsn: %v", err)
+	}
+	return dsn, nil
 }
 
 // payloadParts are the storage database's parts, one per consumer: each
@@ -121,14 +194,15 @@ type directoryTables interface {
 	Where() string
 }
 
-func (a *App) acquirePostgres(what, dsn string) (*sharedStorage, error) {
-	cfg, err := store.PostgresPoolConfig(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v", what, err)
-	}
+// acquireFunc is App.acquirePostgres, for the functions that open one
+// database.
+type acquireFunc func(what string, cfg *pgxpool.Config) (*sharedStorage, error)
+
+func (a *App) acquirePostgres(what string, cfg *pgxpool.Config) (*sharedStorage, error) {
 	// The key covers everything that shapes the pool, so a changed
 	// setting gives a new pool and an unchanged one is reused.
-	key := storageKey("postgres", cfg.ConnString()+fmt.Sprintf("|%d|%d|%s|%s", cfg.MaxConns, cfg.MinConns, cfg.MaxConnLifetime, cfg.HealthCheckPeriod))
+	key := storageKey("postgres", cfg.ConnString()+fmt.Sprintf("|%d|%d|%s|%s|%s", cfg.MaxConns, cfg.MinConns,
+		cfg.MaxConnLifetime, cfg.HealthCheckPeriod, store.SessionTarget(cfg.ConnConfig)))
 	v, loaded, err := storages.LoadOrNew(key, func() (caddy.Destructor, error) {
 		p, err := pgxpool.NewWithConfig(context.Background(), cfg)
 		if err != nil {

@@ -47,8 +47,12 @@ type Store interface {
 // run it with Run; Wake is safe to call at any time, before, during or
 // after Run.
 type Drainer struct {
-	cfg            Config
-	st             Store
+	cfg Config
+	st  Store // records (below) over raw
+	// raw is the Store as given; records retries what a region already
+	// received until the database takes it (record.go).
+	raw            Store
+	records        *recordingStore
 	regions        func(name string) (*url.URL, bool)
 	log            *zap.Logger
 	warn           *limitedLog
@@ -91,7 +95,7 @@ func New(cfg Config, st Store, regions func(name string) (*url.URL, bool), logge
 	}
 	d := &Drainer{
 		cfg:            cfg,
-		st:             st,
+		raw:            st,
 		regions:        regions,
 		log:            logger,
 		warn:           newLimitedLog(logger),
@@ -104,6 +108,8 @@ func New(cfg Config, st Store, regions func(name string) (*url.URL, bool), logge
 	for _, p := range cfg.SkipOnFailure {
 		d.skip[p] = true
 	}
+	d.records = newRecordingStore(st, &d.cfg, logger, d.warn)
+	d.st = d.records
 	d.work = newWorkQueue(d.mailboxPaused)
 	d.leases = newLeaseKeeper(&d.cfg, st, logger, d.warn, d.work)
 	d.breakers = newRegionBreakers(cfg, metrics, logger, func() { d.Wake() })
@@ -150,6 +156,7 @@ func (d *Drainer) Run(ctx context.Context) {
 	// recording run under it.
 	hard, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardCancel()
+	d.records.until(hard)
 	d.work.requestScan()
 	stopAfter := context.AfterFunc(ctx, func() {
 		t := time.NewTimer(d.cfg.StopGrace)
@@ -216,7 +223,7 @@ func (d *Drainer) maintenance() []func(context.Context) {
 			interval: d.cfg.PurgeInterval, now: d.cfg.Now}).run,
 		d.leases.run,
 	}
-	if l, ok := d.st.(listener); ok {
+	if l, ok := d.raw.(listener); ok {
 		loops = append(loops, func(ctx context.Context) { listen(ctx, l, d.Wake, d.warn) })
 	}
 	return loops

@@ -22,8 +22,10 @@ func unavailable(op string, err error) error {
 // pgErr classifies a pgx error. A PostgreSQL error of a class that means
 // the server cannot do any work (connection exception, insufficient
 // resources, operator intervention, system error, read-only standby) is
-// unavailability; any other server error is a real failure of the
-// statement. Every error that is not a server answer (connect, network,
+// unavailability, and so is a prepared statement that is not on the
+// connection (a pooler in transaction mode under a DSN that prepares
+// statements: the error says what to change); any other server error is
+// a real failure of the statement. Every error that is not a server answer (connect, network,
 // EOF, timeouts) is unavailability too, except a caller's cancellation.
 func pgErr(op string, err error) error {
 	if err == nil {
@@ -40,6 +42,12 @@ func pgErr(op string, err error) error {
 			pe.Code == "25006", // read_only_sql_transaction: we hit a standby after failover
 			pe.Code == "57014": // query_canceled (statement_timeout)
 			return unavailable(op, err)
+		case pe.Code == pgDuplicatePreparedStatement, pe.Code == pgUnknownPreparedStatement:
+			// Our statements are prepared once per connection. These two
+			// mean the connection is not ours alone: a pooler in
+			// transaction mode hands each transaction whichever server
+			// connection is free, and the statement is on another one.
+			return fmt.Errorf("%s: %w: %w (%s)", op, ErrUnavailable, err, poolerHint)
 		}
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -50,6 +58,16 @@ func pgErr(op string, err error) error {
 	}
 	return unavailable(op, err)
 }
+
+// SQLSTATEs of prepared statements that are not where pgx left them.
+const (
+	pgDuplicatePreparedStatement = "42P05"
+	pgUnknownPreparedStatement   = "26000"
+)
+
+// poolerHint is the fix for prepared statements lost to a pooler.
+const poolerHint = "the DSN goes through a pooler in transaction mode, such as PgBouncer: " +
+	"add default_query_exec_mode=exec to it so that no statement outlives its transaction"
 
 // sqliteErr classifies a modernc.org/sqlite error: a busy or locked
 // database (after busy_timeout), I/O errors, a full disk, a file that

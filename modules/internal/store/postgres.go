@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -24,12 +26,21 @@ type Postgres struct {
 	// lastDuplicate is when (unix ns) a batch last met a pending delivery
 	// key; see insertArrays.
 	lastDuplicate atomic.Int64
+	// listenCfg, when set, is where Listen opens its session (ListenOn).
+	listenCfg *pgx.ConnConfig
 }
+
+// PostgresOption tunes a Postgres.
+type PostgresOption func(*Postgres)
 
 // NewPostgres wraps a pool the caller owns (the app keeps it in a
 // caddy.UsagePool so a reload reuses it). Postgres never closes it.
-func NewPostgres(pool *pgxpool.Pool) *Postgres {
-	return &Postgres{pool: pool, where: describeDatabase(pool.Config().ConnConfig)}
+func NewPostgres(pool *pgxpool.Pool, opts ...PostgresOption) *Postgres {
+	p := &Postgres{pool: pool, where: describeDatabase(pool.Config().ConnConfig)}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
 }
 
 // describeDatabase names a database by its name, host and port, which is
@@ -37,10 +48,25 @@ func NewPostgres(pool *pgxpool.Pool) *Postgres {
 // control database; the DSN itself may hold a password.
 func describeDatabase(cfg *pgx.ConnConfig) string {
 	where := fmt.Sprintf("database %q on %s", cfg.Database, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
-	if n := len(cfg.Fallbacks); n > 0 {
+	switch n := moreHosts(cfg); {
+	case n == 1:
+		where += " (and 1 more host)"
+	case n > 1:
 		where += fmt.Sprintf(" (and %d more hosts)", n)
 	}
 	return where
+}
+
+// moreHosts counts the hosts a DSN names besides its first. pgx keeps one
+// fallback per host and TLS mode (sslmode=prefer tries TLS, then not), so
+// the fallbacks are counted by address.
+func moreHosts(cfg *pgx.ConnConfig) int {
+	first := net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+	seen := map[string]bool{first: true}
+	for _, f := range cfg.Fallbacks {
+		seen[net.JoinHostPort(f.Host, strconv.Itoa(int(f.Port)))] = true
+	}
+	return len(seen) - 1
 }
 
 // Where names the database (name, host and port; never the password).
@@ -78,7 +104,90 @@ func PostgresPoolConfig(dsn string) (*pgxpool.Config, error) {
 	if !strings.Contains(dsn, "pool_health_check_period") {
 		cfg.HealthCheckPeriod = postgresHealthCheck
 	}
+	cfg.ConnConfig.OnPgError = closeOnPgError
 	return cfg, nil
+}
+
+// closeOnPgError is told of every error a server sends. Besides FATAL
+// errors (pgx's own rule: the session is over), it closes a connection
+// whose server answered read_only_sql_transaction: that server is a
+// standby, or a primary fenced read-only during a failover, and every
+// later statement on the connection would fail the same way for as long
+// as the pool kept it. Closed, it is replaced by a new connection, which
+// target_session_attrs sends to whichever host takes writes now.
+func closeOnPgError(_ *pgconn.PgConn, pe *pgconn.PgError) bool {
+	return !strings.EqualFold(pe.Severity, "FATAL") && pe.Code != pgReadOnlyTransaction
+}
+
+// pgReadOnlyTransaction is SQLSTATE read_only_sql_transaction.
+const pgReadOnlyTransaction = "25006"
+
+// Session targets: which of a DSN's hosts a connection may settle on
+// (libpq's target_session_attrs).
+const (
+	TargetAny           = "any"
+	TargetReadWrite     = "read-write"
+	TargetPrimary       = "primary"
+	TargetReadOnly      = "read-only"
+	TargetStandby       = "standby"
+	TargetPreferStandby = "prefer-standby"
+)
+
+// SessionTarget reads back the target_session_attrs a parsed config
+// carries (pgx keeps only the check it implies).
+func SessionTarget(cfg *pgx.ConnConfig) string {
+	if cfg.ValidateConnect == nil {
+		return TargetAny
+	}
+	at := reflect.ValueOf(cfg.ValidateConnect).Pointer()
+	for name, f := range map[string]pgconn.ValidateConnectFunc{
+		TargetReadWrite:     pgconn.ValidateConnectTargetSessionAttrsReadWrite,
+		TargetPrimary:       pgconn.ValidateConnectTargetSessionAttrsPrimary,
+		TargetReadOnly:      pgconn.ValidateConnectTargetSessionAttrsReadOnly,
+		TargetStandby:       pgconn.ValidateConnectTargetSessionAttrsStandby,
+		TargetPreferStandby: pgconn.ValidateConnectTargetSessionAttrsPreferStandby,
+	} {
+		if reflect.ValueOf(f).Pointer() == at {
+			return name
+		}
+	}
+	return "custom"
+}
+
+// RequireWritable makes cfg settle only on a server that takes writes:
+// of a DSN that names several hosts (host=a,b), the first one that is not
+// in recovery and not read-only, as libpq's target_session_attrs=read-write
+// does. A DSN that sets no target, or "any", gets read-write: what it
+// connects to is written to, and a standby could only refuse (25006). A
+// DSN that asks for a standby is refused, naming the setting.
+func RequireWritable(cfg *pgx.ConnConfig) error {
+	switch t := SessionTarget(cfg); t {
+	case TargetReadWrite, TargetPrimary:
+	case TargetAny:
+		cfg.ValidateConnect = pgconn.ValidateConnectTargetSessionAttrsReadWrite
+	default:
+		return fmt.Errorf("target_session_attrs=%s would connect to a standby, but this database is written to: use read-write (or leave it out)", t)
+	}
+	return nil
+}
+
+// WritableCopy is cfg settling only on a server that takes writes (see
+// RequireWritable), and whether that differs from cfg: a DSN meant for
+// reads (prefer-standby, a replica first in its host list) gives a second
+// config for what must write, or read its own writes, on the primary.
+func WritableCopy(cfg *pgxpool.Config) (*pgxpool.Config, bool) {
+	switch SessionTarget(cfg.ConnConfig) {
+	case TargetReadWrite, TargetPrimary:
+		return cfg, false
+	case TargetAny:
+		if moreHosts(cfg.ConnConfig) == 0 {
+			// One host: whatever it is, it is the only one.
+			return cfg, false
+		}
+	}
+	w := cfg.Copy()
+	w.ConnConfig.ValidateConnect = pgconn.ValidateConnectTargetSessionAttrsReadWrite
+	return w, true
 }
 
 // Engine is "postgres" or "sqlite".
@@ -179,91 +288,4 @@ func (p *Postgres) MissingDirectoryTables(ctx context.Context) ([]string, error)
 	}
 	missing, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	return missing, pgErr("postgres directory tables", err)
-}
-
-// notifyChannel is the LISTEN/NOTIFY channel; the payload is a mailbox.
-const notifyChannel = "silo_mailbox"
-
-// Notify wakes the other instances' drainers for these mailboxes: one
-// statement, one notification per mailbox, no WAL and so no fsync.
-// InsertPayloads does not notify: a NOTIFY inside the insert's transaction
-// would hold PostgreSQL's global notify lock across the commit's fsync and
-// serialise every capture commit behind it. Callers notify after the
-// commit instead (coalesced; a lost notification only costs the poll
-// interval).
-func (p *Postgres) Notify(ctx context.Context, mailboxes []string) error {
-	if len(mailboxes) == 0 {
-		return nil
-	}
-	_, err := p.pool.Exec(ctx, `SELECT pg_notify('`+notifyChannel+`', m) FROM unnest($1::text[]) AS m`, mailboxes)
-	return pgErr("postgres notify", err)
-}
-
-// Listen calls fn with each notified mailbox name until ctx ends, then
-// returns ctx.Err(), on a connection taken from the pool for as long as
-// ctx lasts. fn runs on the listening goroutine and must not block. A lost
-// connection is re-established with backoff (100ms doubling to 5s),
-// followed by fn(""): wakes may have been missed, so the caller should
-// look at every mailbox.
-func (p *Postgres) Listen(ctx context.Context, fn func(mailbox string)) error {
-	backoff := 100 * time.Millisecond
-	for first := true; ; first = false {
-		listening := p.listenOnce(ctx, fn, !first)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if listening {
-			backoff = 100 * time.Millisecond
-		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
-}
-
-// listenOnce listens on one connection until it fails or ctx ends. It
-// reports whether LISTEN had succeeded.
-func (p *Postgres) listenOnce(ctx context.Context, fn func(string), reconnected bool) (listening bool) {
-	conn, err := p.pool.Acquire(ctx)
-	if err != nil {
-		return false
-	}
-	defer func() {
-		// Hand the connection back clean: a pooled connection that still
-		// LISTENs would collect notifications nobody reads. If it cannot
-		// be cleaned (it broke, or ctx ended mid-read), close it instead.
-		raw := conn.Conn()
-		if !raw.IsClosed() {
-			uctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			_, uerr := raw.Exec(uctx, "UNLISTEN *")
-			cancel()
-			if uerr != nil {
-				cctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				_ = conn.Hijack().Close(cctx)
-				cancel()
-				return
-			}
-		}
-		conn.Release()
-	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
-		return false
-	}
-	if reconnected {
-		fn("")
-	}
-	for {
-		n, err := conn.Conn().WaitForNotification(ctx)
-		if err != nil {
-			return true
-		}
-		if n.Channel == notifyChannel {
-			fn(n.Payload)
-		}
-	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -197,41 +198,105 @@ func (p *Postgres) UpdateIdentityData(ctx context.Context, identityID int64, fn 
 // on every instance queue on the row and each later one sees the token
 // the first wrote. The new value is passed as text and the server casts
 // it to the column's type, text or jsonb.
+//
+// Once fn has produced a new value (a token it fetched, which for OAuth
+// providers replaced the refresh token the row holds), that value must be
+// stored: if the transaction fails with the database unavailable (a
+// failover took the server away between the fetch and the COMMIT, or the
+// COMMIT's answer was lost), writeBack stores it on whichever server
+// takes writes next, without calling fn again.
 func (p *Postgres) updateJSON(ctx context.Context, table, column string, id int64,
 	fn func(json.RawMessage) (json.RawMessage, bool, error)) (json.RawMessage, error) {
 	var result json.RawMessage
 	var fnErr error
+	var cur, next string // set once fn asked for a write
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		var cur string
+		var current string
 		err := p.one(ctx, tx, "postgres lock "+table, `SELECT coalesce(`+column+`::text, '{}') FROM `+table+
-			` WHERE id = $1 FOR UPDATE`, []any{id}, &cur)
+			` WHERE id = $1 FOR UPDATE`, []any{id}, &current)
 		if err != nil {
 			return err
 		}
-		next, write, err := fn(json.RawMessage(cur))
+		value, write, err := fn(json.RawMessage(current))
 		if err != nil {
 			fnErr = err
 			return err
 		}
 		if !write {
-			result = json.RawMessage(cur)
+			result = json.RawMessage(current)
 			return nil
 		}
-		if !json.Valid(next) {
+		if !json.Valid(value) {
 			fnErr = fmt.Errorf("update %s.%s: new value is not valid JSON", table, column)
 			return fnErr
 		}
-		if _, err := tx.Exec(ctx, `UPDATE `+table+` SET `+column+` = $2 WHERE id = $1`, id, string(next)); err != nil {
+		cur, next = current, string(value)
+		if _, err := tx.Exec(ctx, `UPDATE `+table+` SET `+column+` = $2 WHERE id = $1`, id, next); err != nil {
 			return pgErr("postgres update "+table, err)
 		}
-		result = next
+		result = value
 		return nil
 	})
 	if fnErr != nil {
 		return nil, fnErr // the caller's own error, not the database's
 	}
+	err = pgErr("postgres update "+table, err)
+	if err != nil && next != "" && errors.Is(err, ErrUnavailable) {
+		return p.writeBack(ctx, table, column, id, cur, next, err)
+	}
 	if err != nil {
-		return nil, pgErr("postgres update "+table, err)
+		return nil, err
 	}
 	return result, nil
+}
+
+// writeBackFor bounds writeBack's retries: a managed database's failover
+// takes up to 120 s (RDS Multi-AZ documents 60-120 s), a Patroni one its
+// 30 s ttl plus the promotion.
+const writeBackFor = 150 * time.Second
+
+// writeBack stores next, which fn computed from cur, after the transaction
+// that was to store it failed with failed. Each try locks the row again:
+// a row that holds next already had the lost COMMIT land; a row that still
+// holds cur gets next; a row that holds anything else was written by
+// another instance meanwhile, whose value stands and is returned. It gives
+// up after writeBackFor.
+func (p *Postgres) writeBack(ctx context.Context, table, column string, id int64, cur, next string, failed error) (json.RawMessage, error) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeBackFor)
+	defer cancel()
+	backoff := 50 * time.Millisecond
+	for {
+		var stored string
+		err := pgx.BeginFunc(wctx, p.pool, func(tx pgx.Tx) error {
+			var current string
+			if err := p.one(wctx, tx, "postgres lock "+table, `SELECT coalesce(`+column+`::text, '{}') FROM `+table+
+				` WHERE id = $1 FOR UPDATE`, []any{id}, &current); err != nil {
+				return err
+			}
+			stored = current
+			if current != cur {
+				return nil
+			}
+			if _, err := tx.Exec(wctx, `UPDATE `+table+` SET `+column+` = $2 WHERE id = $1`, id, next); err != nil {
+				return err
+			}
+			stored = next
+			return nil
+		})
+		err = pgErr("postgres write back "+table, err)
+		if err == nil {
+			return json.RawMessage(stored), nil
+		}
+		if !errors.Is(err, ErrUnavailable) {
+			return nil, err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-wctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("postgres update %s: the new value was not stored within %s: %w (first: %v)", table, writeBackFor, err, failed)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
 }

@@ -104,20 +104,41 @@ func (p *Postgres) DueMailboxes(ctx context.Context, now time.Time, limit int, s
 	return names, pgErr("postgres due mailboxes", err)
 }
 
+// pgClaimMailbox inserts the lease, or takes it over when it has lapsed
+// (or is already ours), in one statement. Two claimers of one mailbox
+// serialise on the lease row; the second sees the first's live lease in
+// the WHERE and gets no row back.
+//
+// It claims nothing while the epoch row (the empty mailbox name, see migration
+// 0005) is live, and puts that row back, live for one lease length, when
+// it is missing: the lease table is UNLOGGED, and a crash or a failover
+// that emptied it must not let a second drainer deliver a mailbox whose
+// former holder is still recording what it delivered. Of two claimers
+// that find the row missing, one inserts it and the other waits for that
+// insert, then, not seeing the row in its snapshot, claims nothing either.
+const pgClaimMailbox = `
+WITH epoch AS (
+	INSERT INTO silo_mailbox_lease (mailbox_name, owner, lease_until) VALUES ('', '', $3)
+	ON CONFLICT (mailbox_name) DO NOTHING
+	RETURNING lease_until
+), since AS (
+	SELECT lease_until FROM epoch
+	UNION ALL
+	SELECT lease_until FROM silo_mailbox_lease WHERE mailbox_name = ''
+)
+INSERT INTO silo_mailbox_lease AS l (mailbox_name, owner, lease_until)
+SELECT $1, $2, $3 WHERE (SELECT max(lease_until) FROM since) <= $4
+ON CONFLICT (mailbox_name) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
+WHERE l.lease_until <= $4 OR l.owner = excluded.owner
+RETURNING 1`
+
 // ClaimMailbox takes the lease on a mailbox for owner until
 // leaseUntil, unless another owner holds a live lease. It reports
-// whether the lease was taken.
-//
-// insert the lease, or take it over when
-// it has lapsed (or is already ours), in one statement. Two claimers of
-// one mailbox serialise on the lease row; the second sees the first's
-// live lease in the WHERE and gets no row back.
+// whether the lease was taken. After the server lost every lease (a
+// crash, or a standby promoted), nothing is claimed for one lease length
+// (leaseUntil - now): see pgClaimMailbox.
 func (p *Postgres) ClaimMailbox(ctx context.Context, mailbox, owner string, now, leaseUntil time.Time) (bool, error) {
-	rows, err := p.pool.Query(ctx, `
-		INSERT INTO silo_mailbox_lease AS l (mailbox_name, owner, lease_until) VALUES ($1, $2, $3)
-		ON CONFLICT (mailbox_name) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
-		WHERE l.lease_until <= $4 OR l.owner = excluded.owner
-		RETURNING 1`, mailbox, owner, leaseUntil, now)
+	rows, err := p.pool.Query(ctx, pgClaimMailbox, mailbox, owner, leaseUntil, now)
 	if err != nil {
 		return false, pgErr("postgres claim mailbox", err)
 	}

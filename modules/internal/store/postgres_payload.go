@@ -145,7 +145,18 @@ func planInsert(payloads []NewPayload) insertPlan {
 // rank r gets the r-th smallest. The array is ascending as built: each
 // value is drawn as its row reaches the aggregate, and a sequence only
 // grows. It is an uncorrelated subquery: evaluated once per statement.
-const pgBatchIDs = `(SELECT array_agg(v) FROM (SELECT nextval('silo_webhook_payload_id_seq') AS v FROM %s) AS s)`
+// Every id carries the server's WAL timeline above bit 44, computed once
+// per statement too, as the column's default does (migration 0006, which
+// says why: no id is handed out again after a failover). The expression
+// is here rather than in a function of the schema so that inserts work on
+// a schema not yet migrated.
+const pgBatchIDs = `(SELECT array_agg(v + (SELECT ` + pgTimelineBase + `)) FROM (SELECT nextval('silo_webhook_payload_id_seq') AS v FROM %s) AS s)`
+
+// pgTimelineBase is the current WAL timeline less one, shifted above bit
+// 44: the first 8 hex digits of the name pg_walfile_name gives an LSN are
+// the current insert timeline. A server that was never promoted is on
+// timeline 1, and its ids are the sequence's values, as before.
+const pgTimelineBase = `((('x' || left(pg_walfile_name(pg_current_wal_lsn()), 8))::bit(32)::bigint - 1) << 44)`
 
 // pgInsertArrays inserts a whole batch in one statement: one array per
 // column, in insertion order (the function scan's ordinality is that

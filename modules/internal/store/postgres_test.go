@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -354,7 +355,7 @@ func TestPostgresMigrateFromInstances(t *testing.T) {
 		}
 	}
 	var n int
-	const versions = 3 // migrations/postgres/0001..0003
+	versions := migrationFiles(t, "postgres")
 	if err := pool.QueryRow(testCtx(t), `SELECT count(*) FROM silo_schema_migrations`).Scan(&n); err != nil || n != versions {
 		t.Fatalf("recorded migrations = %d, %v; want %d", n, err, versions)
 	}
@@ -529,4 +530,14 @@ func TestPostgresMissingDirectoryTableNamesTheDatabase(t *testing.T) {
 	if !strings.Contains(s.Where(), u.Host) || strings.Contains(s.Where(), "pw-4711") {
 		t.Fatalf("Where() = %q", s.Where())
 	}
+}
+
+// migrationFiles counts an engine's numbered migrations (NNNN_name.sql).
+func migrationFiles(t *testing.T, engine string) int {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("migrations", engine, "[0-9][0-9][0-9][0-9]_*.sql"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no migrations for %s: %v", engine, err)
+	}
+	return len(files)
 }
