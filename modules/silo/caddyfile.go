@@ -31,6 +31,8 @@ func init() {
 //		url_prefix <url>
 //		subnet_secret <secret>
 //		directory_cache <ttl> [<negative_ttl>]
+//		directory_stale_if_error <d>|off
+//		directory_snapshot <path>|off
 //		organization <id> <slug> <region>
 //		integration <id> <provider> <external_id> <organization_id...>
 //		drainer {
@@ -135,6 +137,10 @@ func init() {
 		"integration":              parseIntegration,
 		"organization_integration": parseOrganizationIntegration,
 		"drainer":                  parseDrainer,
+
+		// directory_fallback.go
+		"directory_stale_if_error": parseDirectoryStaleIfError,
+		"directory_snapshot":       parseDirectorySnapshot,
 	}
 }
 

@@ -68,6 +68,9 @@ func (a *App) resolve() error {
 	if a.DirectoryCache, err = resolveDirectoryCache(a.DirectoryCache); err != nil {
 		return err
 	}
+	if a.DirectoryStaleIfError, a.fallback, err = resolveDirectoryFallback(a.DirectoryStaleIfError, a.DirectorySnapshot); err != nil {
+		return err
+	}
 	if a.Storage == nil {
 		a.Storage = &StorageConfig{Engine: EngineSQLite}
 	}

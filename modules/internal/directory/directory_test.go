@@ -532,7 +532,7 @@ func TestSizeBound(t *testing.T) {
 }
 
 func TestTTLCacheEvictsExpiredFirst(t *testing.T) {
-	c := newTTLCache[int64, int](cacheShards, hashInt) // one entry per shard
+	c := newTTLCache[int64, int](cacheShards, hashInt, 0) // one entry per shard
 	// Fill with expired entries, then insert fresh ones: each insert
 	// lands in a full shard and must find room.
 	for i := int64(0); i < 1000; i++ {
