@@ -18,6 +18,7 @@ var wantModules = []string{
 	"http.handlers.sentry_region_route",
 	"http.handlers.sentry_cred_proxy",
 	"http.handlers.sentry_webhook_capture",
+	"http.handlers.sentry_silo_console",
 }
 
 func assertModules(t *testing.T, bin string) {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -514,6 +515,62 @@ func TestGateway(t *testing.T) {
 		}
 		close(proceed)
 		rest, _ := io.ReadAll(br)
+		if string(rest) != "second line\n" {
+			t.Fatalf("rest %q", rest)
+		}
+	})
+
+	t.Run("streamed response of known length", func(t *testing.T) {
+		// A region that announces its length and then trickles the body
+		// (a long poll, a slow export) streams too: the first bytes must
+		// not wait in a buffer for the rest.
+		reset()
+		proceed := make(chan struct{})
+		g.de.respond(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", strconv.Itoa(len("first line\nsecond line\n")))
+			io.WriteString(w, "first line\n")
+			w.(http.Flusher).Flush()
+			select {
+			case <-proceed:
+			case <-time.After(10 * time.Second):
+			}
+			io.WriteString(w, "second line\n")
+		})
+		// The head and the first line must both come while the region
+		// holds the rest back.
+		type first struct {
+			resp *http.Response
+			br   *bufio.Reader
+			line string
+			err  error
+		}
+		got := make(chan first, 1)
+		go func() {
+			resp, err := g.client.Get(g.base + "/api/0/organizations/beta/events/export/")
+			if err != nil {
+				got <- first{err: err}
+				return
+			}
+			br := bufio.NewReader(resp.Body)
+			line, err := br.ReadString('\n')
+			got <- first{resp, br, line, err}
+		}()
+		var f first
+		select {
+		case f = <-got:
+		case <-time.After(5 * time.Second):
+			close(proceed)
+			t.Fatal("the head and first bytes did not arrive before the region finished")
+		}
+		close(proceed)
+		if f.err != nil {
+			t.Fatal(f.err)
+		}
+		defer f.resp.Body.Close()
+		if f.resp.ContentLength != int64(len("first line\nsecond line\n")) || f.line != "first line\n" {
+			t.Fatalf("Content-Length %d, first line %q", f.resp.ContentLength, f.line)
+		}
+		rest, _ := io.ReadAll(f.br)
 		if string(rest) != "second line\n" {
 			t.Fatalf("rest %q", rest)
 		}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,7 +20,7 @@ import (
 
 func init() {
 	Register("gateway", Scenario{
-		Help: "sentry_region_route (directory cache hits) vs plain reverse_proxy to the same upstream; 10 vs 100,000 organizations",
+		Help: "sentry_region_route (directory cache hits) vs plain reverse_proxy and a static respond, same upstream; 10 vs 100,000 organizations; -compare-binary, -wrk",
 		Run:  runGateway,
 	})
 }
@@ -33,32 +34,14 @@ const (
 	largeWorkset   = 50_000
 )
 
-func runGateway(ctx context.Context, env *Env) error {
-	upstream, err := fastUpstream()
-	if err != nil {
-		return err
-	}
-	defer upstream.Close()
-	up := upstream.Addr().String()
-
-	ports, err := env.Ports(4)
-	if err != nil {
-		return err
-	}
-	admin, plain, gw := ports[0], ports[1].URL(), ports[2].URL()
-	// The same reverse_proxy with the transport the gateway builds for
-	// each region (timeouts, XFF append): tells what the gateway's own
-	// logic costs apart from its proxy settings.
-	tuned := ports[3].URL()
-	dir, err := env.TempDir()
-	if err != nil {
-		return err
-	}
-	dbPath := filepath.Join(dir, "silo.db")
-	// Both sites proxy with the same transport settings, so the
-	// difference is the gateway's own work: route, directory, headers,
-	// limits, metrics.
-	caddyfile := fmt.Sprintf(`{
+// gatewaySites is the Caddyfile of an instance: the sentry_silo app on
+// its own SQLite directory, the gateway site, and (when set) the sites
+// it is measured against: plain reverse_proxy as Caddy ships it (only
+// the idle pool sized for the bench's connections) and a static respond,
+// the floor of any Caddy handler.
+func gatewaySites(admin *harness.Port, dbPath, up, gw, plain, static string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `{
 %s	sentry_silo {
 		storage sqlite %s
 		region us http://%s
@@ -70,45 +53,87 @@ func runGateway(ctx context.Context, env *Env) error {
 	}
 }
 %s {
-	reverse_proxy %s {
-		flush_interval -1
-		transport http {
-			keepalive_idle_conns_per_host 512
-		}
-	}
-}
-%s {
 	sentry_region_route
 	reverse_proxy %s
 }
-%s {
+`, harness.GlobalOptions(admin), dbPath, up, gw, up)
+	if plain != "" {
+		fmt.Fprintf(&b, `%s {
 	reverse_proxy %s {
-		flush_interval -1
-		trusted_proxies 0.0.0.0/0 ::/0
 		transport http {
-			dial_timeout 5s
-			response_header_timeout 60s
-			read_timeout 90s
-			write_timeout 60s
-			keepalive 30s
 			keepalive_idle_conns_per_host 512
 		}
 	}
 }
-`, harness.GlobalOptions(admin), dbPath, up, plain, up, gw, up, tuned, up)
-	inst, err := env.Start(admin, caddyfile)
-	if err != nil {
-		return err
+`, plain, up)
 	}
-	defer inst.Stop()
+	if static != "" {
+		fmt.Fprintf(&b, "%s {\n\trespond `%s` 200\n}\n", static, upstreamBody[:len(upstreamBody)-1])
+	}
+	return b.String()
+}
 
+// gatewayInstance is one Caddy serving the gateway, with its directory.
+type gatewayInstance struct {
+	c  *harness.Caddy
+	db *sql.DB
+	gw string
+}
+
+func startGatewayInstance(ctx context.Context, env *Env, bin, up string, withBaselines bool) (*gatewayInstance, string, string, error) {
+	ports, err := env.Ports(4)
+	if err != nil {
+		return nil, "", "", err
+	}
+	dir, err := env.TempDir()
+	if err != nil {
+		return nil, "", "", err
+	}
+	dbPath := filepath.Join(dir, "silo.db")
+	plain, static := "", ""
+	if withBaselines {
+		plain, static = ports[2].URL(), ports[3].URL()
+	}
+	inst, err := env.StartBinary(bin, ports[0], gatewaySites(ports[0], dbPath, up, ports[1].URL(), plain, static))
+	if err != nil {
+		return nil, "", "", err
+	}
 	db, err := openDirectory(ctx, dbPath)
 	if err != nil {
+		return nil, "", "", err
+	}
+	if err := addOrganizations(db, 0, smallDirectory); err != nil {
+		db.Close()
+		return nil, "", "", err
+	}
+	return &gatewayInstance{c: inst, db: db, gw: ports[1].URL()}, plain, static, nil
+}
+
+func runGateway(ctx context.Context, env *Env) error {
+	upstream, err := startUpstream()
+	if err != nil {
 		return err
 	}
-	defer db.Close()
-	if err := addOrganizations(db, 0, smallDirectory); err != nil {
+	defer upstream.Close()
+	bin, err := env.Binary()
+	if err != nil {
 		return err
+	}
+	subject, plain, static, err := startGatewayInstance(ctx, env, bin, upstream.addr, true)
+	if err != nil {
+		return err
+	}
+	defer subject.db.Close()
+	instances := []*gatewayInstance{subject}
+	// -compare-binary: the same gateway on another binary (the commit
+	// before a change), in the same rounds.
+	var cmp *gatewayInstance
+	if env.CompareBinary != "" {
+		if cmp, _, _, err = startGatewayInstance(ctx, env, env.CompareBinary, upstream.addr, false); err != nil {
+			return err
+		}
+		defer cmp.db.Close()
+		instances = append(instances, cmp)
 	}
 
 	c := env.Concurrency
@@ -120,105 +145,142 @@ func runGateway(ctx context.Context, env *Env) error {
 			return fmt.Sprintf("%s/api/0/organizations/org-%d/issues/?query=is%%3Aunresolved", base, org)
 		}
 	}
-	for _, u := range []string{urls(plain, 1)(0), urls(gw, smallDirectory)(0)} {
+	for _, u := range []string{urls(plain, 1)(0), urls(static, 1)(0), urls(subject.gw, smallDirectory)(0)} {
 		if err := send(ctx, client, u); err != nil {
-			return fmt.Errorf("%s: %v\n%s", u, err, inst.Logs())
+			return fmt.Errorf("%s: %v\n%s", u, err, subject.c.Logs())
 		}
 	}
 	if env.Profile != "" {
-		err := profile(inst, env.Profile, 5*time.Second, func() {
-			ClosedLoop(ctx, client, c, 5*time.Second, urls(gw, smallDirectory))
-		})
-		if err != nil {
-			return err
+		// The gateway, then plain reverse_proxy under the same load, for
+		// go tool pprof -diff_base <plain> <gateway>.
+		// The request counts turn the profiles' seconds into µs per
+		// request (the two windows serve different numbers).
+		for _, p := range []struct{ path, base string }{{env.Profile, subject.gw}, {plainProfile(env.Profile), plain}} {
+			var r Result
+			err := profile(subject.c, p.path, 10*time.Second, func() {
+				r = ClosedLoop(ctx, client, c, 10*time.Second, urls(p.base, smallDirectory))
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Out, "%s: %d requests in the profile's 10s\n", p.path, r.Requests)
 		}
-		fmt.Fprintf(env.Out, "CPU profile of sentry_region_route under load: %s\n", env.Profile)
+		fmt.Fprintf(env.Out, "CPU profiles under the same load: sentry_region_route %s, plain reverse_proxy %s\n"+
+			"go tool pprof -top -diff_base %s %s\n", env.Profile, plainProfile(env.Profile), plainProfile(env.Profile), env.Profile)
 		return nil
 	}
-	pid := inst.Pid()
-	m := &matchup{env: env, client: client, pid: pid}
+	m := &matchup{env: env, client: client, pid: subject.c.Pid(), upstream: upstream.pid()}
 
-	fmt.Fprintf(env.Out, "machine: %s, load average %s; concurrency %d; %d rounds of %s per target, alternating, after %s warm-up; upstream answers 200 with %d bytes\n",
+	fmt.Fprintf(env.Out, "machine: %s, load average %s; concurrency %d; %d rounds of %s per target, alternating, after %s warm-up; upstream (own process) answers 200 with %d bytes\n",
 		env.Machine(), loadAverage(), c, env.Rounds, env.Duration/time.Duration(env.Rounds), env.Warmup, len(upstreamBody))
 
+	gwName := func(inst *gatewayInstance, orgs string) string {
+		name := "sentry_region_route, " + orgs
+		if inst == cmp {
+			name += ", " + filepath.Base(env.CompareBinary)
+		}
+		return name
+	}
 	small := []*target{
 		{name: "reverse_proxy (plain)", urls: urls(plain, smallDirectory)},
-		{name: fmt.Sprintf("sentry_region_route, %d orgs", smallDirectory), urls: urls(gw, smallDirectory)},
-		{name: "reverse_proxy (gateway's transport)", urls: urls(tuned, smallDirectory)},
+		{name: "respond (static)", urls: urls(static, smallDirectory)},
+	}
+	for _, inst := range instances {
+		small = append(small, &target{name: gwName(inst, fmt.Sprintf("%d orgs", smallDirectory)), urls: urls(inst.gw, smallDirectory), pid: inst.c.Pid()})
 	}
 	rate := m.run(ctx, small, env.Rate)
-	m.paired(ctx, small[0], small[1], rate)
-
-	if err := addOrganizations(db, smallDirectory, largeDirectory); err != nil {
-		return err
-	}
-	// Warm the cache: one request per organization of the working set.
-	for i := range uint64(largeWorkset) {
-		if err := send(ctx, client, fmt.Sprintf("%s/api/0/organizations/org-%d/issues/", gw, i)); err != nil {
-			return fmt.Errorf("warming the directory cache: %v", err)
+	var wrks [][]wrkResult
+	if env.Wrk {
+		if wrks, err = gatewayWrk(ctx, env, m, small); err != nil {
+			return err
 		}
 	}
-	large := []*target{
-		{name: "reverse_proxy (plain)", urls: urls(plain, smallDirectory)},
-		{name: fmt.Sprintf("sentry_region_route, %d orgs (%d hit)", largeDirectory, largeWorkset), urls: urls(gw, largeWorkset)},
+
+	for _, inst := range instances {
+		if err := addOrganizations(inst.db, smallDirectory, largeDirectory); err != nil {
+			return err
+		}
+		// Warm the cache: one request per organization of the working set.
+		for i := range uint64(largeWorkset) {
+			if err := send(ctx, client, fmt.Sprintf("%s/api/0/organizations/org-%d/issues/", inst.gw, i)); err != nil {
+				return fmt.Errorf("warming the directory cache: %v", err)
+			}
+		}
+	}
+	large := []*target{{name: "reverse_proxy (plain)", urls: urls(plain, smallDirectory)}}
+	for _, inst := range instances {
+		large = append(large, &target{name: gwName(inst, fmt.Sprintf("%d orgs (%d hit)", largeDirectory, largeWorkset)), urls: urls(inst.gw, largeWorkset), pid: inst.c.Pid()})
 	}
 	m.run(ctx, large, rate)
-	m.paired(ctx, large[0], large[1], rate)
 
+	fmt.Fprintf(env.Out, "load average after the run: %s\n", loadAverage())
 	tw := tabwriter.NewWriter(env.Out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "target\tclosed rps\tp50 ms\tp99 ms\tp99.9 ms\tcaddy CPU µs/req\t|\topen @%.0f/s: done/s\tp50 ms\tp99 ms\tp99.9 ms\t|\tserial p50 ms\tp99 ms\tp99.9 ms\terrors\t\n", rate)
+	fmt.Fprintf(tw, "target\tclosed rps\tp50 ms\tp99 ms\tCPU µs/req: caddy\tupstream\tclient\t|\topen @%.0f/s: done/s\tp50 ms\tp99 ms\tp99.9 ms\t|\tserial p50 ms\tp99 ms\terrors\t\n", rate)
 	for _, t := range append(small, large...) {
 		cl, op, se := t.closedResult(), t.openResult(), t.serialResult()
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%.1f\t|\t%.0f\t%s\t%s\t%s\t|\t%s\t%s\t%s\t%d\t\n", t.name,
-			cl.RPS(), ms(cl.P(.5)), ms(cl.P(.99)), ms(cl.P(.999)), t.cpuPerReq(t.cpuClosed, cl),
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.1f\t%.1f\t%.1f\t|\t%.0f\t%s\t%s\t%s\t|\t%s\t%s\t%d\t\n", t.name,
+			cl.RPS(), ms(cl.P(.5)), ms(cl.P(.99)), perReq(t.usedClosed.caddy, cl), perReq(t.usedClosed.postgres, cl), perReq(t.usedClosed.client, cl),
 			op.RPS(), ms(op.P(.5)), ms(op.P(.99)), ms(op.P(.999)),
-			ms(se.P(.5)), ms(se.P(.99)), ms(se.P(.999)), cl.Errors+op.Errors+se.Errors)
+			ms(se.P(.5)), ms(se.P(.99)), cl.Errors+op.Errors+se.Errors)
 	}
 	tw.Flush()
-	for _, pair := range [][]*target{small, large} {
-		b, g := pair[0], pair[1]
-		fmt.Fprintf(env.Out, "%s: Caddy CPU per request %.2fx plain's (throughput bound %.2fx)\n", g.name,
-			g.cpuPerReq(g.cpuClosed, g.closedResult())/b.cpuPerReq(b.cpuClosed, b.closedResult()),
-			b.cpuPerReq(b.cpuClosed, b.closedResult())/g.cpuPerReq(g.cpuClosed, g.closedResult()))
-		fmt.Fprintf(env.Out, "%s: throughput %.2fx plain (target >= 0.90x; per-round ratios %s); p99 added: open-loop %+.3f ms, serial %+.3f ms (target <= 0.5 ms); serial p50 added %+.3f ms; CPU per request %+.1f µs\n",
-			g.name, g.closedResult().RPS()/b.closedResult().RPS(), roundRatios(g, b),
-			float64(g.openResult().P(.99)-b.openResult().P(.99))/float64(time.Millisecond),
-			float64(g.serialResult().P(.99)-b.serialResult().P(.99))/float64(time.Millisecond),
-			float64(g.serialResult().P(.5)-b.serialResult().P(.5))/float64(time.Millisecond),
-			g.cpuPerReq(g.cpuClosed, g.closedResult())-b.cpuPerReq(b.cpuClosed, b.closedResult()))
-	}
-	fmt.Fprintf(env.Out, "paired: base and gateway at the same time, %d workers each (closed) or %.0f/s each (open), %d rounds:\n", max(c/2, 1), rate/2, env.Rounds)
-	tw = tabwriter.NewWriter(env.Out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "target\tclosed rps\tp50 ms\tp99 ms\tp99.9 ms\t|\topen p50 ms\tp99 ms\tp99.9 ms\t\n")
-	for _, t := range []*target{small[0], small[1], large[0], large[1]} {
-		cl, op := combine(t.pairedClosed), combine(t.pairedOpen)
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t|\t%s\t%s\t%s\t\n", t.name,
-			cl.RPS(), ms(cl.P(.5)), ms(cl.P(.99)), ms(cl.P(.999)), ms(op.P(.5)), ms(op.P(.99)), ms(op.P(.999)))
-	}
-	tw.Flush()
-	for _, pair := range [][]*target{small, large} {
-		b, g := pair[0], pair[1]
-		bc, gc := combine(b.pairedClosed), combine(g.pairedClosed)
-		bo, gob := combine(b.pairedOpen), combine(g.pairedOpen)
-		var ratios []string
-		for i := range min(len(b.pairedClosed), len(g.pairedClosed)) {
-			ratios = append(ratios, fmt.Sprintf("%.2f", g.pairedClosed[i].RPS()/b.pairedClosed[i].RPS()))
+	for _, phase := range [][]*target{small, large} {
+		b := phase[0]
+		for _, g := range phase[1:] {
+			if !strings.HasPrefix(g.name, "sentry_region_route") {
+				continue
+			}
+			fmt.Fprintf(env.Out, "%s: throughput %.2fx plain (median of per-round ratios %.2f; rounds %s; target >= 0.95x); Caddy CPU %+.1f µs/req over plain (target <= 5); p99 added: open-loop %+.3f ms, serial %+.3f ms (target <= 0.5 ms)\n",
+				g.name, g.closedResult().RPS()/b.closedResult().RPS(), medianRatio(g, b), roundRatios(g, b),
+				perReq(g.usedClosed.caddy, g.closedResult())-perReq(b.usedClosed.caddy, b.closedResult()),
+				float64(g.openResult().P(.99)-b.openResult().P(.99))/float64(time.Millisecond),
+				float64(g.serialResult().P(.99)-b.serialResult().P(.99))/float64(time.Millisecond))
 		}
-		fmt.Fprintf(env.Out, "paired %s: throughput %.2fx plain (per round %s); open-loop p50 added %+.3f ms, p99 added %+.3f ms\n",
-			g.name, gc.RPS()/bc.RPS(), strings.Join(ratios, " "),
-			float64(gob.P(.5)-bo.P(.5))/float64(time.Millisecond), float64(gob.P(.99)-bo.P(.99))/float64(time.Millisecond))
 	}
-	s, l := small[1], large[1]
-	fmt.Fprintf(env.Out, "flatness %d vs %d orgs: throughput %.2fx, open-loop p99 %+.3f ms, CPU per request %+.1f µs\n", largeDirectory, smallDirectory,
+	if len(wrks) > 0 {
+		printGatewayWrk(env, small, wrks)
+	}
+	s, l := small[2], large[1]
+	fmt.Fprintf(env.Out, "flatness %d vs %d orgs: throughput %.2fx, open-loop p99 %+.3f ms, Caddy CPU %+.1f µs/req\n", largeDirectory, smallDirectory,
 		l.closedResult().RPS()/s.closedResult().RPS(),
 		float64(l.openResult().P(.99)-s.openResult().P(.99))/float64(time.Millisecond),
-		l.cpuPerReq(l.cpuClosed, l.closedResult())-s.cpuPerReq(s.cpuClosed, s.closedResult()))
+		perReq(l.usedClosed.caddy, l.closedResult())-perReq(s.usedClosed.caddy, s.closedResult()))
 	return nil
+}
+
+// plainProfile is where -cpuprofile puts plain reverse_proxy's profile.
+func plainProfile(path string) string {
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + ".plain" + ext
+}
+
+func perReq(d time.Duration, r Result) float64 {
+	if r.Requests == 0 {
+		return 0
+	}
+	return float64(d.Microseconds()) / float64(r.Requests)
+}
+
+// medianRatio is the median of a's per-round throughput over b's.
+func medianRatio(a, b *target) float64 {
+	var rs []float64
+	for i := range min(len(a.closed), len(b.closed)) {
+		rs = append(rs, a.closed[i].RPS()/b.closed[i].RPS())
+	}
+	if len(rs) == 0 {
+		return 0
+	}
+	slices.Sort(rs)
+	if len(rs)%2 == 1 {
+		return rs[len(rs)/2]
+	}
+	return (rs[len(rs)/2-1] + rs[len(rs)/2]) / 2
 }
 
 var upstreamBody = []byte(`{"id":"1","title":"TypeError: x is undefined","status":"unresolved"}` + "\n")
 
-// fastUpstream is a region that answers at once.
+// fastUpstream is a region that answers at once, in this process (the
+// credproxy scenario's).
 func fastUpstream() (net.Listener, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

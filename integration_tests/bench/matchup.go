@@ -12,14 +12,17 @@ import (
 
 // target is one side of a comparison, measured over several rounds.
 type target struct {
-	name         string
-	urls         URLs
-	closed, open []Result
-	serial       []Result
-	// paired: measured at the same time as the first target, half the
-	// workers (and half the rate) each.
-	pairedClosed, pairedOpen []Result
-	cpuClosed, cpuOpen       time.Duration
+	name               string
+	urls               URLs
+	closed, open       []Result
+	serial             []Result
+	cpuClosed, cpuOpen time.Duration
+	// pid is the Caddy process serving the target, when it is not the
+	// matchup's (-compare-binary).
+	pid int
+	// usedClosed is the CPU of every process of the run during the
+	// closed-loop rounds (matchup.upstream set).
+	usedClosed cpuSample
 }
 
 func (t *target) closedResult() Result { return combine(t.closed) }
@@ -42,6 +45,9 @@ type matchup struct {
 	env    *Env
 	client *http.Client
 	pid    int
+	// upstream, when set, is the pid of the upstream process, whose CPU
+	// is then sampled too (target.usedClosed).
+	upstream int
 }
 
 // run does the closed-loop rounds, then open-loop rounds at rate (0: a
@@ -60,9 +66,12 @@ func (m *matchup) run(ctx context.Context, targets []*target, rate float64) floa
 	for r := range env.Rounds {
 		for _, t := range order(r) {
 			ClosedLoop(ctx, m.client, env.Concurrency, warm, t.urls)
-			cpu := m.cpu()
+			meter := m.meter(t)
+			before := meter.sample()
 			t.closed = append(t.closed, ClosedLoop(ctx, m.client, env.Concurrency, per, t.urls))
-			t.cpuClosed += m.cpu() - cpu
+			used := meter.sample().sub(before)
+			t.cpuClosed += used.caddy
+			t.usedClosed = t.usedClosed.add(used)
 		}
 	}
 	// One request at a time: the latency a request pays, with no
@@ -79,42 +88,22 @@ func (m *matchup) run(ctx context.Context, targets []*target, rate float64) floa
 	for r := range env.Rounds {
 		for _, t := range order(r) {
 			ClosedLoop(ctx, m.client, env.Concurrency, warm/2, t.urls)
-			cpu := m.cpu()
+			cpu := procCPU(m.meter(t).caddy)
 			t.open = append(t.open, OpenLoop(ctx, m.client, env.Concurrency, rate, per, t.urls))
-			t.cpuOpen += m.cpu() - cpu
+			t.cpuOpen += procCPU(m.meter(t).caddy) - cpu
 		}
 	}
 	return rate
 }
 
-// paired runs base and subject at the same time, each with half the
-// workers (closed loop) or half the rate (open loop), in rounds: both
-// then suffer exactly the same interference from the rest of the
-// machine, so their ratio is the steadiest figure a shared machine gives.
-func (m *matchup) paired(ctx context.Context, base, subject *target, rate float64) {
-	env := m.env
-	per := env.Duration / time.Duration(env.Rounds)
-	half := max(env.Concurrency/2, 1)
-	both := func(f func(t *target) Result) (Result, Result) {
-		var rb, rs Result
-		done := make(chan struct{})
-		go func() { rb = f(base); close(done) }()
-		rs = f(subject)
-		<-done
-		return rb, rs
+// meter samples the Caddy process serving t and the upstream process.
+func (m *matchup) meter(t *target) cpuMeter {
+	pid := m.pid
+	if t.pid != 0 {
+		pid = t.pid
 	}
-	for range env.Rounds {
-		rb, rs := both(func(t *target) Result { return ClosedLoop(ctx, m.client, half, per, t.urls) })
-		base.pairedClosed = append(base.pairedClosed, rb)
-		subject.pairedClosed = append(subject.pairedClosed, rs)
-		rb, rs = both(func(t *target) Result { return OpenLoop(ctx, m.client, half, rate/2, per, t.urls) })
-		base.pairedOpen = append(base.pairedOpen, rb)
-		subject.pairedOpen = append(subject.pairedOpen, rs)
-	}
+	return cpuMeter{caddy: pid, postgres: m.upstream}
 }
-
-// cpu is the user+system CPU time of the Caddy process.
-func (m *matchup) cpu() time.Duration { return procCPU(m.pid) }
 
 func combine(rs []Result) Result {
 	var out Result

@@ -80,9 +80,16 @@ func runWrk(ctx context.Context, env *Env, meter cpuMeter, base, prefix string, 
 	if err := os.WriteFile(script, []byte(fmt.Sprintf(captureWrkScript, prefix)), 0o600); err != nil {
 		return r, true, err
 	}
+	return wrkRun(ctx, env, bin, meter, script, base+"/extensions/github/webhook/", d)
+}
+
+// wrkRun runs wrk with 2 threads and env.Concurrency connections on url
+// for d with the Lua script, and reads its report; meter samples the
+// other processes meanwhile.
+func wrkRun(ctx context.Context, env *Env, bin string, meter cpuMeter, script, url string, d time.Duration) (r wrkResult, ok bool, err error) {
 	secs := max(1, int(d.Seconds()))
 	cmd := exec.CommandContext(ctx, bin, "-t2", fmt.Sprintf("-c%d", env.Concurrency), fmt.Sprintf("-d%ds", secs),
-		"--latency", "--timeout", "10s", "-s", script, base+"/extensions/github/webhook/")
+		"--latency", "--timeout", "10s", "-s", script, url)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	before := meter.sample()

@@ -86,6 +86,10 @@ type Config struct {
 	BreakerProbeInterval time.Duration
 	Lease                time.Duration
 	DeadLetterRetention  time.Duration
+	// DeliveredRetention, when set, keeps delivered payloads that long
+	// in the history (silo_delivered) instead of deleting them; 0 (the
+	// default) deletes them on delivery.
+	DeliveredRetention time.Duration
 
 	// StopGrace is how long in-flight deliveries may finish (and be
 	// recorded) after Run's ctx ends; then they are abandoned unrecorded
