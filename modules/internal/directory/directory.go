@@ -185,34 +185,7 @@ func New(src Source, opts Options) *Directory {
 	if maxEntries <= 0 {
 		maxEntries = DefaultMaxEntries
 	}
-	for _, o := range opts.Organizations {
-		d.staticByID[o.ID] = o
-		d.staticBySlug[o.Slug] = o
-	}
-	if len(opts.Integrations) > 0 {
-		d.staticIntegByExt = make(map[externalKey]Integration, len(opts.Integrations))
-		d.staticIntegByID = make(map[int64]Integration, len(opts.Integrations))
-	}
-	for _, in := range opts.Integrations {
-		in.Organizations = append([]OrganizationIntegration(nil), in.Organizations...)
-		for i := range in.Organizations {
-			oi := &in.Organizations[i]
-			oi.IntegrationID = in.ID
-			if o, ok := d.staticByID[oi.OrganizationID]; ok {
-				oi.Region = o.Region
-			}
-		}
-		d.staticIntegByExt[externalKey{in.Provider, in.ExternalID}] = in
-		d.staticIntegByID[in.ID] = in
-		for _, oi := range in.Organizations {
-			if oi.ID != 0 {
-				if d.staticOrgInteg == nil {
-					d.staticOrgInteg = map[int64]OrganizationIntegration{}
-				}
-				d.staticOrgInteg[oi.ID] = oi
-			}
-		}
-	}
+	addStatic(d, opts.Organizations, opts.Integrations)
 	stale := opts.StaleIfError
 	if stale == 0 {
 		stale = DefaultStaleIfError
@@ -235,6 +208,40 @@ func New(src Source, opts Options) *Directory {
 	// it act for an organization integration that was disabled.
 	d.orgInteg.init(maxEntries, hashInt, idKey, d.orgIntegQuery, 0, staleCounter{})
 	return d
+}
+
+// addStatic indexes the configuration's static organizations and
+// integrations, which are consulted before the database; an integration's
+// organizations take their region from the static organizations.
+func addStatic(d *Directory, orgs []Organization, integrations []Integration) {
+	for _, o := range orgs {
+		d.staticByID[o.ID] = o
+		d.staticBySlug[o.Slug] = o
+	}
+	if len(integrations) > 0 {
+		d.staticIntegByExt = make(map[externalKey]Integration, len(integrations))
+		d.staticIntegByID = make(map[int64]Integration, len(integrations))
+	}
+	for _, in := range integrations {
+		in.Organizations = append([]OrganizationIntegration(nil), in.Organizations...)
+		for i := range in.Organizations {
+			oi := &in.Organizations[i]
+			oi.IntegrationID = in.ID
+			if o, ok := d.staticByID[oi.OrganizationID]; ok {
+				oi.Region = o.Region
+			}
+		}
+		d.staticIntegByExt[externalKey{in.Provider, in.ExternalID}] = in
+		d.staticIntegByID[in.ID] = in
+		for _, oi := range in.Organizations {
+			if oi.ID != 0 {
+				if d.staticOrgInteg == nil {
+					d.staticOrgInteg = map[int64]OrganizationIntegration{}
+				}
+				d.staticOrgInteg[oi.ID] = oi
+			}
+		}
+	}
 }
 
 // lookup is the shared path of every cached lookup: cache, then one
