@@ -108,7 +108,10 @@ func TestConsoleDeadLetters(t *testing.T) {
 	s := newDrainSetup(t)
 	s.us.status.Store(404)
 	// A 1h backoff: a row the region refused waits, unless retried.
-	a := s.start(t, "\t\t\tbackoff 1h 2 1h")
+	// GitHub mailboxes are delivered mailbox_concurrency (4) rows at a
+	// time; one at a time, the region sees the rows' order, which the
+	// replay must keep.
+	a := s.start(t, "\t\t\tbackoff 1h 2 1h\n\t\t\tmailbox_concurrency 1")
 	s.seed(t, 2)
 	var body []byte
 	for i := range 5 {
@@ -278,9 +281,13 @@ func readPausesTwice(t *testing.T, ins ...*drainInstance) {
 // delivers what waited, in order. Two binaries on one PostgreSQL.
 func TestConsolePauseTwoInstances(t *testing.T) {
 	s := newDrainSetupPostgres(t)
-	a := s.start(t, "")
+	// One row at a time, so that the region sees the rows' order, which
+	// a pause and its resume must keep (GitHub mailboxes are otherwise
+	// delivered mailbox_concurrency rows at a time).
+	serial := "\t\t\tmailbox_concurrency 1"
+	a := s.start(t, serial)
 	s.seed(t, 2)
-	b := s.start(t, "")
+	b := s.start(t, serial)
 	out := a.must(t, "POST", "/sentry_silo/regions/us/pause", `{"reason": "restore of the us database", "by": "alice"}`)
 	p := out["pause"].(map[string]any)
 	if out["created"] != true || p["kind"] != "region" || p["name"] != "us" || p["paused_by"] != "alice" {
@@ -391,7 +398,10 @@ func TestConsolePauseTwoInstances(t *testing.T) {
 // replayed (once, unless again); the status shows the instance.
 func TestConsoleDeliveredHistory(t *testing.T) {
 	s := newDrainSetup(t)
-	a := s.start(t, "\t\t\tdelivered_retention 1h")
+	// One row at a time: the region then sees the rows' order, which a
+	// replay from the history keeps (GitHub mailboxes are otherwise
+	// delivered mailbox_concurrency rows at a time).
+	a := s.start(t, "\t\t\tdelivered_retention 1h\n\t\t\tmailbox_concurrency 1")
 	s.seed(t, 1)
 	for i := range 3 {
 		a.captureSigned(t, 1, fmt.Sprint("h-", i))
