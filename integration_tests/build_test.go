@@ -10,7 +10,7 @@ import (
 	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
 )
 
-// wantModules are the module IDs DESIGN.md fixes; other programs depend on
+// wantModules are the module IDs docs/design.md fixes; other programs depend on
 // them.
 var wantModules = []string{
 	"sentry_silo",
@@ -18,6 +18,7 @@ var wantModules = []string{
 	"http.handlers.sentry_region_route",
 	"http.handlers.sentry_cred_proxy",
 	"http.handlers.sentry_webhook_capture",
+	"http.handlers.sentry_silo_console",
 }
 
 func assertModules(t *testing.T, bin string) {

@@ -304,7 +304,7 @@ func TestDrainRegionDownThenUp(t *testing.T) {
 	// refused 12 or 13 in the 2s this test used to sleep).
 	waitFor(t, "12 deliveries refused by the region", 30*time.Second, func() bool { return s.us.refused.Load() >= 12 })
 	if status, out := a.admin(t, "GET", "/sentry_silo/regions"); status != 200 ||
-		fmt.Sprint(out["regions"]) != "[map[breaker_open:true name:us]]" {
+		fmt.Sprint(out["regions"]) != "[map[breaker_open:true name:us paused:<nil>]]" {
 		t.Fatalf("regions while us is down: %d %v", status, out)
 	}
 	status, out := a.admin(t, "GET", "/sentry_silo/mailboxes")
@@ -327,7 +327,7 @@ func TestDrainRegionDownThenUp(t *testing.T) {
 	if _, out := a.admin(t, "GET", "/sentry_silo/dead_letters"); len(out["dead_letters"].([]any)) != 0 {
 		t.Fatalf("dead letters: %v", out)
 	}
-	if _, out := a.admin(t, "GET", "/sentry_silo/regions"); fmt.Sprint(out["regions"]) != "[map[breaker_open:false name:us]]" {
+	if _, out := a.admin(t, "GET", "/sentry_silo/regions"); fmt.Sprint(out["regions"]) != "[map[breaker_open:false name:us paused:<nil>]]" {
 		t.Fatalf("regions after recovery: %v", out)
 	}
 }

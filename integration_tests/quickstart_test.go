@@ -5,12 +5,72 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
 )
+
+// quickstart is caddyfile_examples/quickstart.Caddyfile running on free
+// ports, as the README tells users to run it.
+type quickstart struct {
+	caddy *harness.Caddy
+	ports map[string]*harness.Port // by the port the file names
+	admin *harness.Port
+	// marker stands for /tmp/caddy-silo-quickstart-de-404, whose existence
+	// makes region de answer 404: a path of the test's own.
+	marker string
+}
+
+// quickstartPorts are the ports the quickstart's sites listen on.
+var quickstartPorts = []string{"8000", "9000", "8010", "8011", "8012", "8020"}
+
+const quickstartMarker = "/tmp/caddy-silo-quickstart-de-404"
+
+// startQuickstart runs the quickstart with its ports moved to reserved
+// ones and its marker file moved into the test's directory.
+func startQuickstart(t *testing.T) *quickstart {
+	t.Helper()
+	raw, err := os.ReadFile("../caddyfile_examples/quickstart.Caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &quickstart{ports: map[string]*harness.Port{}, admin: harness.ReservePort(t), marker: filepath.Join(t.TempDir(), "de-404")}
+	for _, p := range quickstartPorts {
+		q.ports[p] = harness.ReservePort(t)
+	}
+	conf := q.rewrite(string(raw))
+	// The file matcher names the marker by root and file.
+	dir, file := filepath.Split(q.marker)
+	conf = strings.Replace(conf, "root /tmp\n", "root "+dir+"\n", 1)
+	conf = strings.Replace(conf, "try_files caddy-silo-quickstart-de-404", "try_files "+file, 1)
+	if strings.Contains(conf, "caddy-silo-quickstart-de-404") {
+		t.Fatal("the quickstart names its marker file in a way this test does not move")
+	}
+	// The quickstart's admin endpoint moves to the reserved port (the
+	// admin option and its origins, in rewrite), and the harness's other
+	// global options go in the global block, the one that opens on a
+	// line of its own (a snippet comes before it).
+	admin, others, _ := strings.Cut(harness.GlobalOptions(q.admin), "\n")
+	if !strings.HasPrefix(admin, "\tadmin ") || !strings.Contains(conf, "admin "+q.admin.Addr+" {") {
+		t.Fatalf("the quickstart's admin option is not where this test moves it from (localhost:2019)")
+	}
+	conf = strings.Replace(conf, "\n{\n", "\n{\n"+others, 1)
+	q.caddy = harness.Start(t, q.admin, conf)
+	return q
+}
+
+// rewrite moves the quickstart's ports and marker in s, a config or a
+// README command, to the test's.
+func (q *quickstart) rewrite(s string) string {
+	for _, p := range quickstartPorts {
+		s = strings.ReplaceAll(s, ":"+p, fmt.Sprintf(":%d", q.ports[p].Num))
+	}
+	s = strings.ReplaceAll(s, "localhost:2019", q.admin.Addr)
+	return strings.ReplaceAll(s, quickstartMarker, q.marker)
+}
 
 // TestQuickstartRuns runs caddyfile_examples/quickstart.Caddyfile as the
 // README tells users to (ports moved to free ones), checks that it stays up
@@ -19,21 +79,8 @@ func TestQuickstartRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the binary; left out under -short")
 	}
-	raw, err := os.ReadFile("../caddyfile_examples/quickstart.Caddyfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := string(raw)
-	ports := map[string]*harness.Port{}
-	for _, p := range []string{"8000", "9000", "8010", "8011"} {
-		ports[p] = harness.ReservePort(t)
-		conf = strings.ReplaceAll(conf, ":"+p, fmt.Sprintf(":%d", ports[p].Num))
-	}
-	admin := harness.ReservePort(t)
-	// The global options block is the one that opens on a line of its own
-	// (a snippet comes before it).
-	conf = strings.Replace(conf, "\n{\n", "\n{\n"+harness.GlobalOptions(admin), 1)
-	c := harness.Start(t, admin, conf)
+	q := startQuickstart(t)
+	c, ports, admin := q.caddy, q.ports, q.admin
 
 	base := ports["8000"].URL()
 	for _, tc := range []struct {

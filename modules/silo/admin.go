@@ -11,7 +11,7 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(adminAPI{})
+	caddy.RegisterModule(adminModule{})
 }
 
 // active is the running sentry_silo app. The admin API is built per admin
@@ -31,20 +31,21 @@ func clearActive(a *App) { active.CompareAndSwap(a, nil) }
 // activeApp is the app the admin API serves, nil when none runs.
 func activeApp() *App { return active.Load() }
 
-// adminAPI is the admin.api.sentry_silo module: the mailbox and dead-letter
-// routes under /sentry_silo/ (DESIGN.md). The work is done by admin.API.
-type adminAPI struct{}
+// adminModule is the admin.api.sentry_silo module: the operator console's
+// routes under /sentry_silo/ (docs/admin-api.md). The work is done by
+// admin.API.
+type adminModule struct{}
 
 // CaddyModule returns the Caddy module information.
-func (adminAPI) CaddyModule() caddy.ModuleInfo {
+func (adminModule) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID:  "admin.api.sentry_silo",
-		New: func() caddy.Module { return new(adminAPI) },
+		New: func() caddy.Module { return new(adminModule) },
 	}
 }
 
 // Routes returns the admin routes.
-func (adminAPI) Routes() []caddy.AdminRoute {
+func (adminModule) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{{
 		Pattern: admin.Prefix,
 		Handler: caddy.AdminHandlerFunc(serveAdmin),
@@ -53,18 +54,14 @@ func (adminAPI) Routes() []caddy.AdminRoute {
 
 func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 	app := activeApp()
-	if app == nil || app.payloads.admin == nil {
+	if app == nil || app.payloads.admin.Health == nil {
 		return caddy.APIError{
 			HTTPStatus: http.StatusServiceUnavailable,
 			Err:        errors.New("no sentry_silo app with a store is running"),
 			Message:    "no sentry_silo app with a store is running",
 		}
 	}
-	api := admin.API{Store: app.payloads.admin, Wake: app.Wake, Regions: app.RegionNames}
-	if app.drainer != nil {
-		api.Paused = app.drainer.BreakerOpen
-	}
-	err := api.ServeHTTP(w, r)
+	err := consoleAPI(app).ServeHTTP(w, r)
 	var he *admin.HTTPError
 	if errors.As(err, &he) {
 		msg := he.Message
@@ -76,4 +73,4 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 	return err
 }
 
-var _ caddy.AdminRouter = adminAPI{}
+var _ caddy.AdminRouter = adminModule{}

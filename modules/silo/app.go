@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -68,6 +69,14 @@ type App struct {
 	SubnetSecret string `json:"subnet_secret,omitempty"`
 	// DirectoryCache sets the directory cache lifetimes [30s, 5s].
 	DirectoryCache *DirectoryCacheConfig `json:"directory_cache,omitempty"`
+	// DirectoryStaleIfError is how long past its TTL the last good answer
+	// of a lookup is still served while the directory's database fails
+	// or times out [24h]; 0 turns it off (directory_fallback.go).
+	DirectoryStaleIfError *caddy.Duration `json:"directory_stale_if_error,omitempty"`
+	// DirectorySnapshot is the file the last good answers are saved to
+	// and restored from at start, or "off"
+	// [<data dir>/sentry_silo/directory-snapshot.gob].
+	DirectorySnapshot string `json:"directory_snapshot,omitempty"`
 	// Organizations are static directory entries, consulted first.
 	Organizations []StaticOrganization `json:"organizations,omitempty"`
 	// Integrations are static integrations, consulted before the
@@ -75,6 +84,10 @@ type App struct {
 	// installed in, so that capture can route its webhooks without a
 	// Sentry control database (demos, tests, small setups).
 	Integrations []StaticIntegration `json:"integrations,omitempty"`
+	// OrganizationIntegrations give ids to installations of static
+	// integrations, so that the credential proxy can find them too
+	// (static_orginteg.go).
+	OrganizationIntegrations []StaticOrganizationIntegration `json:"organization_integrations,omitempty"`
 	// Drainer configures delivery of captured webhooks.
 	Drainer *DrainerConfig `json:"drainer,omitempty"`
 
@@ -93,6 +106,8 @@ type App struct {
 	dir          *directory.Directory
 	payloads     payloadParts   // the storage database, by consumer
 	directoryDB  directoryParts // the directory tables' database
+	fallback     directoryFallback
+	tablesFound  *atomic.Bool // the directory tables check found them all (readiness)
 
 	drainer  *drain.Drainer // nil when this instance does not deliver
 	notifier *notifier      // nil when the store cannot wake other instances
@@ -156,6 +171,10 @@ type DrainerConfig struct {
 	RegionBreaker       *BreakerConfig `json:"region_breaker,omitempty"`
 	Lease               caddy.Duration `json:"lease,omitempty"`
 	DeadLetterRetention caddy.Duration `json:"dead_letter_retention,omitempty"`
+	// DeliveredRetention keeps delivered payloads that long in the
+	// delivered history (the admin API lists and replays them); 0, the
+	// default, deletes them on delivery.
+	DeliveredRetention caddy.Duration `json:"delivered_retention,omitempty"`
 	// CallbackHosts are more hosts a Slack or Discord response_url may
 	// name, beyond Slack's and Discord's own: "host" (any port, public
 	// addresses only) or "host:port" (that port, private and loopback
@@ -254,11 +273,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	for _, si := range a.Integrations {
 		in := directory.Integration{ID: si.ID, Provider: si.Provider, ExternalID: si.ExternalID, Status: directory.StatusActive}
 		for _, org := range si.Organizations {
-			in.Organizations = append(in.Organizations, directory.OrganizationIntegration{OrganizationID: org, Status: directory.StatusActive})
+			in.Organizations = append(in.Organizations, directory.OrganizationIntegration{
+				ID: orgIntegrationID(a.OrganizationIntegrations, si.ID, org), OrganizationID: org, Status: directory.StatusActive})
 		}
 		integrations = append(integrations, in)
 	}
-	a.dir = directory.New(a.directoryDB.source, directory.Options{
+	a.dir = directory.New(a.directoryDB.source, a.fallback.options(directory.Options{
 		TTL:           time.Duration(a.DirectoryCache.TTL),
 		NegativeTTL:   time.Duration(a.DirectoryCache.NegativeTTL),
 		Organizations: static,
@@ -266,25 +286,29 @@ func (a *App) Provision(ctx caddy.Context) error {
 		// Room for every organization of a large installation: the
 		// gateway's hit rate must not fall off at 100,000 orgs.
 		MaxEntries: 1 << 18,
-	})
+	}, a.directoryDB.tables.Where(), a.logger))
+	a.fallback.restore(ctx, a.dir, a.logger)
+	a.tablesFound = new(atomic.Bool)
 	if a.payloads.notify != nil && a.Control() {
 		a.notifier = newNotifier(a.payloads.notify, a.logger)
 	}
 	if a.Control() && !a.Drainer.Off {
 		drainMetrics.Register(ctx.GetMetricsRegistry())
-		a.drainer = drain.New(a.Drainer.config(leaseOwner()), a.payloads.drain, a.regionAddress,
+		a.drainer = drain.New(a.Drainer.config(leaseOwner()), a.payloads.drain, regionAddresses(a.regions),
 			a.logger.Named("drainer"), drainMetrics)
 	}
 	return nil
 }
 
-// regionAddress is where the drainer delivers a region's payloads.
-func (a *App) regionAddress(name string) (*url.URL, bool) {
-	r, ok := a.regions[name]
-	if !ok {
-		return nil, false
+// regionAddresses tells the drainer where it delivers a region's payloads.
+func regionAddresses(regions map[string]*Region) func(name string) (*url.URL, bool) {
+	return func(name string) (*url.URL, bool) {
+		r, ok := regions[name]
+		if !ok {
+			return nil, false
+		}
+		return r.Address, true
 	}
-	return r.Address, true
 }
 
 func sortedNames(m map[string]*Region) []string {
@@ -346,6 +370,7 @@ func (a *App) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { a.checkDirectory(ctx) })
+	wg.Go(func() { a.fallback.persist(ctx, a.dir, a.logger) })
 	if *a.Migrate {
 		backoff := 500 * time.Millisecond
 		for {
@@ -405,6 +430,7 @@ func (a *App) checkDirectory(ctx context.Context) {
 			missing, err := a.directoryDB.tables.MissingDirectoryTables(cctx)
 			cancel()
 			if err == nil {
+				a.tablesFound.Store(len(missing) == 0)
 				if len(missing) > 0 {
 					hint := "directory_dsn must name Sentry's control database; caddy-silo never creates tables there"
 					if a.directoryDSN == "" {

@@ -31,6 +31,8 @@ func init() {
 //		url_prefix <url>
 //		subnet_secret <secret>
 //		directory_cache <ttl> [<negative_ttl>]
+//		directory_stale_if_error <d>|off
+//		directory_snapshot <path>|off
 //		organization <id> <slug> <region>
 //		integration <id> <provider> <external_id> <organization_id...>
 //		drainer {
@@ -121,24 +123,29 @@ var siloOptions map[string]siloOptionParser
 
 func init() {
 	siloOptions = map[string]siloOptionParser{
-		"mode":            parseMode,
-		"storage":         parseStorage,
-		"directory_dsn":   oneString(func(a *App) *string { return &a.DirectoryDSN }),
-		"listen_dsn":      oneString(func(a *App) *string { return &a.ListenDSN }),
-		"migrate":         parseMigrate,
-		"region":          parseRegion,
-		"default_region":  parseDefaultRegion,
-		"url_prefix":      parseURLPrefix,
-		"subnet_secret":   oneString(func(a *App) *string { return &a.SubnetSecret }),
-		"directory_cache": parseDirectoryCache,
-		"organization":    parseOrganization,
-		"integration":     parseIntegration,
-		"drainer":         parseDrainer,
+		"mode":                     parseMode,
+		"storage":                  parseStorage,
+		"directory_dsn":            oneString(func(a *App) *string { return &a.DirectoryDSN }),
+		"listen_dsn":               oneString(func(a *App) *string { return &a.ListenDSN }),
+		"migrate":                  parseMigrate,
+		"region":                   parseRegion,
+		"default_region":           parseDefaultRegion,
+		"url_prefix":               parseURLPrefix,
+		"subnet_secret":            oneString(func(a *App) *string { return &a.SubnetSecret }),
+		"directory_cache":          parseDirectoryCache,
+		"organization":             parseOrganization,
+		"integration":              parseIntegration,
+		"organization_integration": parseOrganizationIntegration,
+		"drainer":                  parseDrainer,
+
+		// directory_fallback.go
+		"directory_stale_if_error": parseDirectoryStaleIfError,
+		"directory_snapshot":       parseDirectorySnapshot,
 	}
 }
 
 // repeatableOptions may be given on several lines, which add up.
-var repeatableOptions = map[string]bool{"region": true, "organization": true, "integration": true}
+var repeatableOptions = map[string]bool{"region": true, "organization": true, "integration": true, "organization_integration": true}
 
 // oneString reads an option with exactly one argument into a field.
 func oneString(field func(a *App) *string) siloOptionParser {

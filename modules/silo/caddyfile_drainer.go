@@ -58,6 +58,7 @@ var drainerOptions = map[string]drainerOptionParser{
 	"lease":                 durationOption(func(c *DrainerConfig) *caddy.Duration { return &c.Lease }),
 	"dead_letter_retention": durationOption(func(c *DrainerConfig) *caddy.Duration { return &c.DeadLetterRetention }),
 	"callback_hosts":        parseCallbackHosts,
+	"delivered_retention":   durationOption(func(c *DrainerConfig) *caddy.Duration { return &c.DeliveredRetention }),
 }
 
 func durationOption(field func(c *DrainerConfig) *caddy.Duration) drainerOptionParser {

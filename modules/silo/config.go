@@ -62,7 +62,13 @@ func (a *App) resolve() error {
 	if err := checkIntegrations(a.Integrations); err != nil {
 		return err
 	}
+	if err := checkOrganizationIntegrations(a.OrganizationIntegrations, a.Integrations); err != nil {
+		return err
+	}
 	if a.DirectoryCache, err = resolveDirectoryCache(a.DirectoryCache); err != nil {
+		return err
+	}
+	if a.DirectoryStaleIfError, a.fallback, err = resolveDirectoryFallback(a.DirectoryStaleIfError, a.DirectorySnapshot); err != nil {
 		return err
 	}
 	if a.Storage == nil {

@@ -44,6 +44,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			region_breaker 3 5s
 			lease 20s
 			dead_letter_retention 48h
+			delivered_retention 1h
 			callback_hosts chat.example.com
 			callback_hosts 10.0.0.9:8443 [::1]:9443
 		}
@@ -60,7 +61,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		`"integrations":[{"id":10,"provider":"github","external_id":"555","organizations":[1,2]}],` +
 		`"drainer":{"off":true,"poll_interval":2000000000,"workers":8,"claim_size":100,"max_attempts":5,"backoff":{"base":1000000000,"rate":2,"cap":60000000000},` +
 		`"max_age":86400000000000,"request_timeout":5000000000,"skip_on_failure":["github"],"region_breaker":{"failures":3,"probe_interval":5000000000},` +
-		`"lease":20000000000,"dead_letter_retention":172800000000000,"callback_hosts":["chat.example.com","10.0.0.9:8443","[::1]:9443"]}}`
+		`"lease":20000000000,"dead_letter_retention":172800000000000,"delivered_retention":3600000000000,"callback_hosts":["chat.example.com","10.0.0.9:8443","[::1]:9443"]}}`
 	if string(got) != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
@@ -106,6 +107,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"integration without orgs", "sentry_silo {\n integration 10 github 555\n}", "integration needs <id> <provider> <external_id> <organization_id...>, e.g. integration 10 github 555 1 2, at Testfile:2"},
 		{"integration bad org", "sentry_silo {\n integration 10 github 555 acme\n}", `organization id "acme" must be a positive integer`},
 		{"integration unread provider", "sentry_silo {\n integration 10 bitbucket 555 1\n}", `provider "bitbucket": capture reads the integrations of cursor_origin, discord, gitea, github,`},
+		{"organization_integration short", "sentry_silo {\n organization_integration 21 11\n}", "organization_integration needs <id> <integration_id> <organization_id>, e.g. organization_integration 21 11 1, at Testfile:2"},
+		{"organization_integration bad id", "sentry_silo {\n organization_integration 21 x 1\n}", `organization_integration 21: "x" must be a positive integer`},
 		{"integration twice", "sentry_silo {\n integration 10 github 555 1\n integration 11 github 555 2\n}", `github integration "555" is listed twice, at Testfile:3`},
 		{"skip_on_failure misspelt", "sentry_silo {\n drainer {\n skip_on_failure github githb\n }\n}",
 			`drainer skip_on_failure githb: unknown provider "githb"; the providers whose webhooks are stored are bitbucket, bitbucket_server, cursor_origin, discord, gitea, github, github_enterprise, gitlab, jira, jira_server, msteams, plugins, slack, slack_staging, vsts, at Testfile:3`},
@@ -156,6 +159,16 @@ func TestResolve(t *testing.T) {
 		{"integration dup id", App{Regions: regions, Integrations: []StaticIntegration{
 			{ID: 10, Provider: "github", ExternalID: "1", Organizations: []int64{1}}, {ID: 10, Provider: "slack", ExternalID: "T", Organizations: []int64{1}}}}, "integration id 10 is listed twice"},
 		{"integration dup org", App{Regions: regions, Integrations: []StaticIntegration{{ID: 10, Provider: "github", ExternalID: "1", Organizations: []int64{1, 1}}}}, "organization 1 is listed twice"},
+		{"organization integration", App{Regions: regions, Integrations: []StaticIntegration{{ID: 11, Provider: "discord", ExternalID: "9", Organizations: []int64{1, 2}}},
+			OrganizationIntegrations: []StaticOrganizationIntegration{{ID: 21, IntegrationID: 11, OrganizationID: 1}, {ID: 22, IntegrationID: 11, OrganizationID: 2}}}, ""},
+		{"organization integration of no static integration", App{Regions: regions,
+			OrganizationIntegrations: []StaticOrganizationIntegration{{ID: 21, IntegrationID: 11, OrganizationID: 1}}}, "organization_integration 21 11 1: integration 11 is not a static integration"},
+		{"organization integration not installed", App{Regions: regions, Integrations: []StaticIntegration{{ID: 11, Provider: "discord", ExternalID: "9", Organizations: []int64{2}}},
+			OrganizationIntegrations: []StaticOrganizationIntegration{{ID: 21, IntegrationID: 11, OrganizationID: 1}}}, "integration 11 is not installed in organization 1 (its integration line lists [2])"},
+		{"organization integration dup id", App{Regions: regions, Integrations: []StaticIntegration{{ID: 11, Provider: "discord", ExternalID: "9", Organizations: []int64{1, 2}}},
+			OrganizationIntegrations: []StaticOrganizationIntegration{{ID: 21, IntegrationID: 11, OrganizationID: 1}, {ID: 21, IntegrationID: 11, OrganizationID: 2}}}, "organization integration id 21 is listed twice"},
+		{"organization integration two ids", App{Regions: regions, Integrations: []StaticIntegration{{ID: 11, Provider: "discord", ExternalID: "9", Organizations: []int64{1}}},
+			OrganizationIntegrations: []StaticOrganizationIntegration{{ID: 21, IntegrationID: 11, OrganizationID: 1}, {ID: 22, IntegrationID: 11, OrganizationID: 1}}}, "integration 11 in organization 1 already has an id"},
 		{"bad callback host", App{Regions: regions, Drainer: &DrainerConfig{CallbackHosts: []string{"chat:0"}}}, `drainer callback_hosts "chat:0": bad port`},
 		{"skip_on_failure misspelt", App{Regions: regions, Drainer: &DrainerConfig{SkipOnFailure: &[]string{"githb"}}}, `drainer skip_on_failure githb: unknown provider "githb"; the providers whose webhooks are stored are bitbucket,`},
 		{"skip_on_failure control-only", App{Regions: regions, Drainer: &DrainerConfig{SkipOnFailure: &[]string{"google"}}}, "google webhooks are served by the control silo"},

@@ -32,6 +32,7 @@ func (c *DrainerConfig) resolve() error {
 		"max_age": int64(c.MaxAge), "request_timeout": int64(c.RequestTimeout),
 		"region_breaker failures": int64(c.RegionBreaker.Failures), "region_breaker probe_interval": int64(c.RegionBreaker.ProbeInterval),
 		"lease": int64(c.Lease), "dead_letter_retention": int64(c.DeadLetterRetention),
+		"delivered_retention": int64(c.DeliveredRetention),
 	} {
 		if v < 0 {
 			return fmt.Errorf("drainer %s: must not be negative", name)
@@ -74,6 +75,7 @@ func (c *DrainerConfig) fill(eff drain.Config) {
 	c.RegionBreaker = &BreakerConfig{Failures: eff.BreakerFailures, ProbeInterval: caddy.Duration(eff.BreakerProbeInterval)}
 	c.Lease = caddy.Duration(eff.Lease)
 	c.DeadLetterRetention = caddy.Duration(eff.DeadLetterRetention)
+	c.DeliveredRetention = caddy.Duration(eff.DeliveredRetention)
 }
 
 // options names the drainer options that are set, `off` aside.
@@ -94,6 +96,7 @@ func (c *DrainerConfig) options() []string {
 		{"region_breaker", c.RegionBreaker != nil},
 		{"lease", c.Lease != 0},
 		{"dead_letter_retention", c.DeadLetterRetention != 0},
+		{"delivered_retention", c.DeliveredRetention != 0},
 	} {
 		if o.set {
 			out = append(out, o.name)
@@ -146,6 +149,7 @@ func (c *DrainerConfig) config(owner string) drain.Config {
 		RequestTimeout:      time.Duration(c.RequestTimeout),
 		Lease:               time.Duration(c.Lease),
 		DeadLetterRetention: time.Duration(c.DeadLetterRetention),
+		DeliveredRetention:  time.Duration(c.DeliveredRetention),
 		CallbackHosts:       c.CallbackHosts,
 	}
 	if c.Backoff != nil {

@@ -60,7 +60,8 @@ func (a *App) openStorage() error {
 			return err
 		}
 		a.shared = shared
-		a.payloads = payloadParts{migrate: pg.Migrate, insert: pg.InsertPayloads, drain: pg, admin: pg, notify: pg}
+		a.payloads = payloadParts{migrate: pg.Migrate, insert: countInserts(pg.InsertPayloads), drain: pg, notify: pg,
+			admin: admin.Stores{Mailboxes: pg, DeadLetters: pg, Delivered: pg, Pauses: pg, Health: pg}}
 		a.directoryDB = directoryParts{source: pg, credentials: pg, tables: pg}
 	case EngineSQLite:
 		key := storageKey("sqlite", a.storagePath)
@@ -78,7 +79,8 @@ func (a *App) openStorage() error {
 		a.shared = v.(*sharedStorage)
 		db := a.shared.sqlite
 		// One process writes the file: no other instance to notify.
-		a.payloads = payloadParts{migrate: db.Migrate, insert: db.InsertPayloads, drain: db, admin: db}
+		a.payloads = payloadParts{migrate: db.Migrate, insert: countInserts(db.InsertPayloads), drain: db,
+			admin: admin.Stores{Mailboxes: db, DeadLetters: db, Delivered: db, Pauses: db, Health: db}}
 		a.directoryDB = directoryParts{source: db, credentials: db, tables: db}
 	}
 	if a.directoryDSN != "" {
@@ -173,7 +175,7 @@ type payloadParts struct {
 	migrate func(context.Context) error
 	insert  mailbox.InsertFunc
 	drain   drain.Store
-	admin   admin.Store
+	admin   admin.Stores
 	notify  mailboxNotifier // nil when the engine cannot wake other instances
 }
 

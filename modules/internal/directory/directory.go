@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -15,6 +16,14 @@ const (
 	DefaultNegativeTTL  = 5 * time.Second
 	DefaultMaxEntries   = 1 << 16
 	DefaultQueryTimeout = 5 * time.Second
+	// DefaultStaleIfError covers an overnight control-database outage (a
+	// failover, a maintenance window, a bad migration take minutes to
+	// hours) while bounding how long an organization that moved region,
+	// was renamed or deleted meanwhile can still be routed by its old
+	// answer. Organizations move region only by an explicit relocation,
+	// so a day-old answer is almost always still right; without one
+	// every request fails with 503.
+	DefaultStaleIfError = 24 * time.Hour
 )
 
 // Options configures a Directory.
@@ -33,7 +42,8 @@ type Options struct {
 	// before the cache and the database like Organizations. Each lists
 	// its organizations (OrganizationID is enough); their regions come
 	// from the organization lookup, static entries first. Status is
-	// taken as given (0, active, for the Caddyfile's).
+	// taken as given (0, active, for the Caddyfile's). An organization
+	// integration with an ID is found by OrganizationIntegration too.
 	Integrations []Integration
 	// MaxEntries bounds each lookup kind's cache [65536], so a scan of
 	// random slugs cannot grow memory without bound.
@@ -42,6 +52,34 @@ type Options struct {
 	// every caller waiting on the same key, so it does not end when the
 	// first caller gives up; each caller still returns at its own ctx.
 	QueryTimeout time.Duration
+	// StaleIfError is how long past its TTL a found entry is still
+	// served when its query fails or times out [24h]: the last good
+	// answer (RFC 5861's stale-if-error). It is never served once the
+	// database answered, found or not found. A negative value disables
+	// it. Organization integrations (the credential proxy's first
+	// lookup) are never served stale, and identities are never cached.
+	StaleIfError time.Duration
+	// Metrics counts stale answers; nil counts nothing.
+	Metrics *Metrics
+	// SourceName names the Source's database (its host, port and name,
+	// never a password); a snapshot of another database is not loaded.
+	SourceName string
+	// NeedsMetadata are the providers whose integrations are of no use
+	// without their metadata (capture verifies their webhooks with a
+	// secret in it). The snapshot file holds no metadata, so it leaves
+	// their integrations out: served from it, they would fail the check.
+	NeedsMetadata []string
+	// SnapshotMetadata are the members of an integration's metadata that
+	// the snapshot file keeps: those read at the edge that hold no secret
+	// (Slack's scopes). Every other member (tokens, signing secrets) is
+	// left out.
+	SnapshotMetadata []string
+	// OnFailing, when set, is called when the Source starts failing
+	// (true, with the error) and when it answers again (false, nil): once
+	// per change, however many lookups fail in between, so that an
+	// outage is one log line and not one per request. It runs on the
+	// lookup's path and must be quick.
+	OnFailing func(failing bool, err error)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -49,15 +87,23 @@ type Options struct {
 // Directory is the cached directory used on every request: static
 // organizations first, then a TTL cache with negative caching, then the
 // Source, with concurrent misses on one key single-flighted into one query.
-// Values returned share memory with the cache (Integration.Organizations,
-// Metadata): callers must not modify them. Identity is never cached. The
-// zero value is not usable; build one with New. Safe for concurrent use.
+// When the Source fails, the last good answer is served (StaleIfError);
+// the last good answers can be saved to and restored from a snapshot
+// (snapshot.go). Values returned share memory with the cache
+// (Integration.Organizations, Metadata): callers must not modify them.
+// Identity is never cached. The zero value is not usable; build one with
+// New. Safe for concurrent use.
 type Directory struct {
-	src          Source
-	now          func() time.Time
-	ttl          time.Duration
-	negativeTTL  time.Duration
-	queryTimeout time.Duration
+	src           Source
+	now           func() time.Time
+	ttl           time.Duration
+	negativeTTL   time.Duration
+	queryTimeout  time.Duration
+	sourceName    string
+	needsMetadata map[string]bool
+	// snapshotMetadata are the metadata members the snapshot file keeps.
+	snapshotMetadata []string
+	health           health // the Source's answers and failures (stale.go)
 
 	staticByID   map[int64]Organization
 	staticBySlug map[string]Organization
@@ -65,6 +111,9 @@ type Directory struct {
 	// filled in; staticIntegByID holds the same values.
 	staticIntegByExt map[externalKey]Integration
 	staticIntegByID  map[int64]Integration
+	// staticOrgInteg holds the static integrations' organization
+	// integrations that have an id, for the credential proxy.
+	staticOrgInteg map[int64]OrganizationIntegration
 
 	orgBySlug    flight[string, Organization]
 	orgByID      flight[int64, Organization]
@@ -84,24 +133,41 @@ type flight[K comparable, V any] struct {
 	group singleflight.Group
 	key   func(K) string
 	query func(context.Context, K) (V, error)
+	// stale is how long past expiry a found entry answers a failed
+	// query (nanoseconds; 0: never), and staleAnswers counts those.
+	stale        int64
+	staleAnswers staleCounter
+	// failedAt is when this kind's last query failed (unix nanoseconds),
+	// 0 once one was answered since. Per kind, not per directory: one
+	// broken table must not make the other kinds answer stale.
+	failedAt atomic.Int64
 }
 
-func (f *flight[K, V]) init(maxEntries int, hash func(K) uint64, key func(K) string, query func(context.Context, K) (V, error)) {
-	f.cache = newTTLCache[K, V](maxEntries, hash)
+func (f *flight[K, V]) init(maxEntries int, hash func(K) uint64, key func(K) string, query func(context.Context, K) (V, error), stale time.Duration, counted staleCounter) {
+	f.cache = newTTLCache[K, V](maxEntries, hash, stale)
 	f.key = key
 	f.query = query
+	f.stale = max(int64(stale), 0)
+	f.staleAnswers = counted
 }
 
 // New returns a Directory reading from src (nil means static entries only).
 func New(src Source, opts Options) *Directory {
 	d := &Directory{
-		src:          src,
-		now:          opts.Now,
-		ttl:          opts.TTL,
-		negativeTTL:  opts.NegativeTTL,
-		queryTimeout: opts.QueryTimeout,
-		staticByID:   make(map[int64]Organization, len(opts.Organizations)),
-		staticBySlug: make(map[string]Organization, len(opts.Organizations)),
+		src:              src,
+		now:              opts.Now,
+		ttl:              opts.TTL,
+		negativeTTL:      opts.NegativeTTL,
+		queryTimeout:     opts.QueryTimeout,
+		sourceName:       opts.SourceName,
+		needsMetadata:    make(map[string]bool, len(opts.NeedsMetadata)),
+		snapshotMetadata: opts.SnapshotMetadata,
+		staticByID:       make(map[int64]Organization, len(opts.Organizations)),
+		staticBySlug:     make(map[string]Organization, len(opts.Organizations)),
+	}
+	d.health.onFailing = opts.OnFailing
+	for _, p := range opts.NeedsMetadata {
+		d.needsMetadata[p] = true
 	}
 	if d.now == nil {
 		d.now = time.Now
@@ -119,15 +185,44 @@ func New(src Source, opts Options) *Directory {
 	if maxEntries <= 0 {
 		maxEntries = DefaultMaxEntries
 	}
-	for _, o := range opts.Organizations {
+	addStatic(d, opts.Organizations, opts.Integrations)
+	stale := opts.StaleIfError
+	if stale == 0 {
+		stale = DefaultStaleIfError
+	}
+	if stale < 0 || d.ttl < 0 {
+		stale = 0 // nothing is kept to be served stale
+	}
+	counter := func(kind string) staleCounter { return d.health.counter(opts.Metrics, kind) }
+	idKey := func(id int64) string { return strconv.FormatInt(id, 10) }
+	strKey := func(s string) string { return s }
+	d.orgBySlug.init(maxEntries, hashString, strKey, d.orgBySlugQuery, stale, counter(kindOrganization))
+	d.orgByID.init(maxEntries, hashInt, idKey, d.orgByIDQuery, stale, counter(kindOrganization))
+	d.installation.init(maxEntries, hashString, strKey, d.installationQuery, stale, counter(kindInstallation))
+	d.appByID.init(maxEntries, hashInt, idKey, d.appByIDQuery, stale, counter(kindSentryApp))
+	d.appBySlug.init(maxEntries, hashString, strKey, d.appBySlugQuery, stale, counter(kindSentryApp))
+	d.projectKey.init(maxEntries, hashString, strKey, d.projectKeyQuery, stale, counter(kindProjectKey))
+	d.integByExt.init(maxEntries, hashExternal, func(k externalKey) string { return k.Provider + "\x00" + k.ExternalID }, d.integByExtQuery, stale, counter(kindIntegration))
+	d.integByID.init(maxEntries, hashInt, idKey, d.integByIDQuery, stale, counter(kindIntegration))
+	// The credential proxy's first lookup: a stale answer here would let
+	// it act for an organization integration that was disabled.
+	d.orgInteg.init(maxEntries, hashInt, idKey, d.orgIntegQuery, 0, staleCounter{})
+	return d
+}
+
+// addStatic indexes the configuration's static organizations and
+// integrations, which are consulted before the database; an integration's
+// organizations take their region from the static organizations.
+func addStatic(d *Directory, orgs []Organization, integrations []Integration) {
+	for _, o := range orgs {
 		d.staticByID[o.ID] = o
 		d.staticBySlug[o.Slug] = o
 	}
-	if len(opts.Integrations) > 0 {
-		d.staticIntegByExt = make(map[externalKey]Integration, len(opts.Integrations))
-		d.staticIntegByID = make(map[int64]Integration, len(opts.Integrations))
+	if len(integrations) > 0 {
+		d.staticIntegByExt = make(map[externalKey]Integration, len(integrations))
+		d.staticIntegByID = make(map[int64]Integration, len(integrations))
 	}
-	for _, in := range opts.Integrations {
+	for _, in := range integrations {
 		in.Organizations = append([]OrganizationIntegration(nil), in.Organizations...)
 		for i := range in.Organizations {
 			oi := &in.Organizations[i]
@@ -138,26 +233,28 @@ func New(src Source, opts Options) *Directory {
 		}
 		d.staticIntegByExt[externalKey{in.Provider, in.ExternalID}] = in
 		d.staticIntegByID[in.ID] = in
+		for _, oi := range in.Organizations {
+			if oi.ID != 0 {
+				if d.staticOrgInteg == nil {
+					d.staticOrgInteg = map[int64]OrganizationIntegration{}
+				}
+				d.staticOrgInteg[oi.ID] = oi
+			}
+		}
 	}
-	idKey := func(id int64) string { return strconv.FormatInt(id, 10) }
-	strKey := func(s string) string { return s }
-	d.orgBySlug.init(maxEntries, hashString, strKey, d.orgBySlugQuery)
-	d.orgByID.init(maxEntries, hashInt, idKey, d.orgByIDQuery)
-	d.installation.init(maxEntries, hashString, strKey, d.installationQuery)
-	d.appByID.init(maxEntries, hashInt, idKey, d.appByIDQuery)
-	d.appBySlug.init(maxEntries, hashString, strKey, d.appBySlugQuery)
-	d.projectKey.init(maxEntries, hashString, strKey, d.projectKeyQuery)
-	d.integByExt.init(maxEntries, hashExternal, func(k externalKey) string { return k.provider + "\x00" + k.externalID }, d.integByExtQuery)
-	d.integByID.init(maxEntries, hashInt, idKey, d.integByIDQuery)
-	d.orgInteg.init(maxEntries, hashInt, idKey, d.orgIntegQuery)
-	return d
 }
 
 // lookup is the shared path of every cached lookup: cache, then one
-// single-flighted query whose result (or ErrNotFound) is cached.
+// single-flighted query whose result (or ErrNotFound) is cached. When the
+// query fails or times out, the last good answer is served if there is
+// one within the stale bound (serveStale); while the database is failing,
+// a caller that holds one is served it without a query for failingRetry
+// after the last failure, and after that waits at most failingWait for
+// its query.
 func lookup[K comparable, V any](ctx context.Context, d *Directory, f *flight[K, V], k K) (V, error) {
 	var zero V
-	if e, ok := f.cache.get(k, d.now().UnixNano()); ok {
+	now := d.now().UnixNano()
+	if e, ok := f.cache.get(k, now); ok {
 		if e.missing {
 			return zero, ErrNotFound
 		}
@@ -169,6 +266,11 @@ func lookup[K comparable, V any](ctx context.Context, d *Directory, f *flight[K,
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
+	if f.recentlyFailed(now) {
+		if v, ok := f.serveStale(k, now); ok {
+			return v, nil
+		}
+	}
 	ch := f.group.DoChan(f.key(k), func() (any, error) {
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.queryTimeout)
 		defer cancel()
@@ -176,25 +278,50 @@ func lookup[K comparable, V any](ctx context.Context, d *Directory, f *flight[K,
 		now := d.now()
 		switch {
 		case err == nil:
+			f.answered()
+			d.health.answered(now)
 			if d.ttl > 0 {
 				f.cache.put(k, cacheEntry[V]{v: v, expires: now.Add(d.ttl).UnixNano()}, now.UnixNano())
 			}
 		case errors.Is(err, ErrNotFound):
+			f.answered()
+			d.health.answered(now)
 			err = ErrNotFound
 			if d.negativeTTL > 0 {
 				f.cache.put(k, cacheEntry[V]{missing: true, expires: now.Add(d.negativeTTL).UnixNano()}, now.UnixNano())
 			}
+		default:
+			f.failedAt.Store(now.UnixNano())
+			d.health.failed(now, err)
 		}
 		return v, err
 	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return zero, r.Err
+	failing := f.failingWait(k, d)
+	for {
+		select {
+		case r := <-ch:
+			if r.Err != nil {
+				if r.Err != ErrNotFound {
+					if v, ok := f.serveStale(k, d.now().UnixNano()); ok {
+						return v, nil
+					}
+				}
+				return zero, r.Err
+			}
+			return r.Val.(V), nil
+		case <-failing:
+			failing = nil
+			now := d.now().UnixNano()
+			if v, ok := f.serveStale(k, now); ok {
+				// No answer within failingWait counts as a failure, so
+				// that the next callers take the last good answer at once
+				// rather than join the same hanging query for as long.
+				f.failedAt.Store(now)
+				return v, nil
+			}
+		case <-ctx.Done():
+			return zero, ctx.Err()
 		}
-		return r.Val.(V), nil
-	case <-ctx.Done():
-		return zero, ctx.Err()
 	}
 }
 
@@ -287,7 +414,7 @@ func (d *Directory) IntegrationByExternalID(ctx context.Context, provider, exter
 	if externalID == "" {
 		return Integration{}, ErrNotFound
 	}
-	k := externalKey{provider, externalID}
+	k := externalKey{Provider: provider, ExternalID: externalID}
 	if in, ok := d.staticIntegByExt[k]; ok {
 		return d.withRegions(ctx, in)
 	}
@@ -322,7 +449,7 @@ func (d *Directory) withRegions(ctx context.Context, in Integration) (Integratio
 }
 
 func (d *Directory) integByExtQuery(ctx context.Context, k externalKey) (Integration, error) {
-	return d.src.IntegrationByExternalID(ctx, k.provider, k.externalID)
+	return d.src.IntegrationByExternalID(ctx, k.Provider, k.ExternalID)
 }
 
 // IntegrationByID finds an integration by id.
@@ -340,6 +467,16 @@ func (d *Directory) integByIDQuery(ctx context.Context, id int64) (Integration, 
 // OrganizationIntegration finds one organization integration (any status)
 // with the region of its organization.
 func (d *Directory) OrganizationIntegration(ctx context.Context, id int64) (OrganizationIntegration, error) {
+	if oi, ok := d.staticOrgInteg[id]; ok {
+		if oi.Region == "" {
+			o, err := d.OrganizationByID(ctx, oi.OrganizationID)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return OrganizationIntegration{}, err
+			}
+			oi.Region = o.Region
+		}
+		return oi, nil
+	}
 	return lookup(ctx, d, &d.orgInteg, id)
 }
 
@@ -356,8 +493,9 @@ func (d *Directory) Identity(ctx context.Context, id int64) (Identity, error) {
 	return d.src.Identity(ctx, id)
 }
 
-// Purge forgets every cached entry and miss (static entries stay). Useful
-// after an operator edits the directory tables by hand.
+// Purge forgets every cached entry and miss, and the last good answers
+// kept for stale-if-error (static entries stay). Useful after an operator
+// edits the directory tables by hand.
 func (d *Directory) Purge() {
 	d.orgBySlug.cache.purge()
 	d.orgByID.cache.purge()

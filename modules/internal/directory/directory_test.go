@@ -532,7 +532,7 @@ func TestSizeBound(t *testing.T) {
 }
 
 func TestTTLCacheEvictsExpiredFirst(t *testing.T) {
-	c := newTTLCache[int64, int](cacheShards, hashInt) // one entry per shard
+	c := newTTLCache[int64, int](cacheShards, hashInt, 0) // one entry per shard
 	// Fill with expired entries, then insert fresh ones: each insert
 	// lands in a full shard and must find room.
 	for i := int64(0); i < 1000; i++ {
@@ -671,8 +671,8 @@ func TestStaticIntegrations(t *testing.T) {
 	d := New(src, Options{
 		Organizations: []Organization{{ID: 1, Slug: "acme", Region: "us"}, {ID: 2, Slug: "beta", Region: "de"}},
 		Integrations: []Integration{
-			{ID: 10, Provider: "github", ExternalID: "555", Organizations: []OrganizationIntegration{{OrganizationID: 1}, {OrganizationID: 2}}},
-			{ID: 11, Provider: "slack", ExternalID: "T1", Organizations: []OrganizationIntegration{{OrganizationID: 3}, {OrganizationID: 99}}},
+			{ID: 10, Provider: "github", ExternalID: "555", Organizations: []OrganizationIntegration{{OrganizationID: 1}, {ID: 21, OrganizationID: 2}}},
+			{ID: 11, Provider: "slack", ExternalID: "T1", Organizations: []OrganizationIntegration{{ID: 31, OrganizationID: 3}, {OrganizationID: 99}}},
 		},
 	})
 	ctx := context.Background()
@@ -703,6 +703,26 @@ func TestStaticIntegrations(t *testing.T) {
 				}
 			}
 		})
+	}
+	// An organization integration with an id is found by id, with its
+	// organization's region, without the database; one without an id, or
+	// another id, goes to the database.
+	for _, tc := range []struct {
+		id              int64
+		org, integ      int64
+		region, wantErr string
+	}{{21, 2, 10, "de", ""}, {31, 3, 11, "eu", ""}, {22, 0, 0, "", "not found"}} {
+		before := src.calls.Load()
+		oi, err := d.OrganizationIntegration(ctx, tc.id)
+		if tc.wantErr != "" {
+			if !errors.Is(err, ErrNotFound) || src.calls.Load() == before {
+				t.Fatalf("organization integration %d: %v, want it looked up in the database and not found", tc.id, err)
+			}
+			continue
+		}
+		if err != nil || oi.ID != tc.id || oi.OrganizationID != tc.org || oi.IntegrationID != tc.integ || oi.Region != tc.region {
+			t.Fatalf("organization integration %d: %+v %v", tc.id, oi, err)
+		}
 	}
 	// The static value is not modified by the lookups that fill in
 	// database regions.

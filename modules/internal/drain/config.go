@@ -22,7 +22,7 @@ import (
 	"time"
 )
 
-// Defaults (DESIGN.md, drainer block).
+// Defaults (docs/sentry_silo.md, the drainer block).
 const (
 	DefaultPollInterval         = time.Second
 	DefaultWorkers              = 32
@@ -73,6 +73,10 @@ type Config struct {
 	BreakerProbeInterval time.Duration
 	Lease                time.Duration
 	DeadLetterRetention  time.Duration
+	// DeliveredRetention, when set, keeps delivered payloads that long
+	// in the history (silo_delivered) instead of deleting them; 0 (the
+	// default) deletes them on delivery.
+	DeliveredRetention time.Duration
 
 	// StopGrace is how long in-flight deliveries may finish (and be
 	// recorded) after Run's ctx ends; then they are abandoned unrecorded

@@ -66,6 +66,11 @@ type Drainer struct {
 	work     *workQueue
 	leases   *leaseKeeper
 	breakers *regionBreakers
+
+	// The operator console's parts (pause.go, history.go, status.go).
+	pauses  *pauses
+	history historian // nil unless DeliveredRetention is set
+	traffic *traffic  // wraps client's transport
 }
 
 // New builds a Drainer over st. regions resolves a region name to its
@@ -110,6 +115,7 @@ func New(cfg Config, st Store, regions func(name string) (*url.URL, bool), logge
 	}
 	d.records = newRecordingStore(st, &d.cfg, logger, d.warn)
 	d.st = d.records
+	d.console(st)
 	d.work = newWorkQueue(d.mailboxPaused)
 	d.leases = newLeaseKeeper(&d.cfg, st, logger, d.warn, d.work)
 	d.breakers = newRegionBreakers(cfg, metrics, logger, func() { d.Wake() })
@@ -139,6 +145,9 @@ func (d *Drainer) BreakerOpen(region string) bool { return d.breakers.open(regio
 // (legacy) is not held here; its rows still wait, at handle, for the
 // breaker of the region they name.
 func (d *Drainer) mailboxPaused(name string) bool {
+	if d.pauses.mailbox(name) {
+		return true // an operator paused it or its region
+	}
 	m, ok := mailbox.Parse(name)
 	return ok && !isCallback(m) && d.breakers.open(m.Region)
 }
@@ -219,12 +228,16 @@ func (d *Drainer) maintenance() []func(context.Context) {
 		(&prober{breakers: d.breakers, regions: d.regions, client: d.client, path: d.cfg.ProbePath,
 			interval: d.cfg.BreakerProbeInterval, timeout: d.cfg.RequestTimeout, log: d.log}).run,
 		(&gauges{st: d.st, m: d.m, warn: d.warn, interval: d.cfg.GaugeInterval, now: d.cfg.Now}).run,
-		(&purger{st: d.st, log: d.log, warn: d.warn, retention: d.cfg.DeadLetterRetention,
-			interval: d.cfg.PurgeInterval, now: d.cfg.Now}).run,
+		(&purger{purge: d.st.PurgeDeadLetters, what: "dead letters", log: d.log, warn: d.warn,
+			retention: d.cfg.DeadLetterRetention, interval: d.cfg.PurgeInterval, now: d.cfg.Now}).run,
 		d.leases.run,
 	}
 	if l, ok := d.raw.(listener); ok {
 		loops = append(loops, func(ctx context.Context) { listen(ctx, l, d.Wake, d.warn) })
+	}
+	if d.history != nil {
+		loops = append(loops, (&purger{purge: d.history.PurgeDelivered, what: "delivered payloads", log: d.log, warn: d.warn,
+			retention: d.cfg.DeliveredRetention, interval: d.cfg.PurgeInterval, now: d.cfg.Now}).run)
 	}
 	return loops
 }
@@ -255,6 +268,7 @@ func (d *Drainer) recoverLoop(what string) {
 // mailboxes to idle workers.
 func (d *Drainer) dispatch(ctx context.Context, work chan<- string) {
 	if d.work.takeScan() {
+		d.pauses.refresh(ctx, d.cfg.opTimeout(), d.warn)
 		d.scan(ctx)
 	}
 	d.work.handOut(work, d.cfg.Workers)

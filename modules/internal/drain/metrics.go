@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sentrysilo/caddy-silo/modules/internal/promutil"
+	"github.com/sentrysilo/caddy-silo/modules/internal/rate"
 )
 
 // Delivery outcomes, the "outcome" label of caddy_sentry_deliveries_total.
@@ -36,6 +37,10 @@ type Metrics struct {
 	Depth       *prometheus.GaugeVec
 	OldestAge   *prometheus.GaugeVec
 	BreakerOpen *prometheus.GaugeVec
+	// Delivered counts the payloads delivered to a region over the
+	// last minute, for the admin API's status (not exported to
+	// Prometheus: Deliveries has the same count).
+	Delivered *rate.Meter
 }
 
 // NewMetrics builds a set of collectors. They count for as long as they
@@ -71,6 +76,7 @@ func NewMetrics() *Metrics {
 			Name: "caddy_sentry_region_breaker_open",
 			Help: "1 while the drainer's breaker for a region is open (deliveries paused).",
 		}, []string{"region"}),
+		Delivered: rate.New(nil),
 	}
 }
 

@@ -17,11 +17,11 @@ func (t *turn) opContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(t.lease, t.d.cfg.opTimeout())
 }
 
-// delivered deletes a delivered row.
-func (t *turn) delivered(p *store.Payload) step {
+// delivered deletes a delivered row (or moves it to the history).
+func (t *turn) delivered(p *store.Payload, dv delivery) step {
 	d := t.d
 	octx, cancel := t.opContext()
-	err := d.st.DeletePayload(octx, p.ID)
+	err := t.removeDelivered(octx, p, dv)
 	cancel()
 	if err != nil {
 		return t.recordFailed(p, "deleting a delivered payload", err)

@@ -13,13 +13,15 @@ const (
 	purgeBatches = 20
 )
 
-// purger deletes dead letters older than DeadLetterRetention, in bounded
-// batches, at start and then every PurgeInterval.
+// purger deletes rows older than a retention, in bounded batches, at
+// start and then every PurgeInterval: the dead letters
+// (DeadLetterRetention), and the delivered history (DeliveredRetention).
 type purger struct {
-	st        Store
+	purge     func(ctx context.Context, before time.Time, batch int) (int, error)
+	what      string // "dead letters"
 	log       *zap.Logger
 	warn      *limitedLog
-	retention time.Duration // DeadLetterRetention
+	retention time.Duration
 	interval  time.Duration // PurgeInterval
 	now       func() time.Time
 }
@@ -29,7 +31,7 @@ func (p *purger) run(ctx context.Context) {
 	t := time.NewTicker(p.interval)
 	defer t.Stop()
 	for {
-		p.purge(ctx)
+		p.purgeOld(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -38,16 +40,16 @@ func (p *purger) run(ctx context.Context) {
 	}
 }
 
-func (p *purger) purge(ctx context.Context) {
+func (p *purger) purgeOld(ctx context.Context) {
 	before := p.now().Add(-p.retention)
 	total := 0
 	for i := 0; i < purgeBatches && ctx.Err() == nil; i++ {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		n, err := p.st.PurgeDeadLetters(pctx, before, purgeBatch)
+		n, err := p.purge(pctx, before, purgeBatch)
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
-				p.warn.warn("purge", "purging old dead letters failed", zap.Error(err))
+				p.warn.warn("purge:"+p.what, "purging old "+p.what+" failed", zap.Error(err))
 			}
 			break
 		}
@@ -57,6 +59,6 @@ func (p *purger) purge(ctx context.Context) {
 		}
 	}
 	if total > 0 {
-		p.log.Info("purged old dead letters", zap.Int("count", total), zap.Time("dead_before", before))
+		p.log.Info("purged old "+p.what, zap.Int("count", total), zap.Time("before", before))
 	}
 }

@@ -161,6 +161,9 @@ func (t *turn) page(want int) ([]store.Payload, bool) {
 // request, or deliver it (attempt).
 func (t *turn) handle(p *store.Payload) step {
 	d := t.d
+	if d.pauses.holds(t.name, p) {
+		return stop // an operator paused the mailbox or its region: wait, spend nothing
+	}
 	now := d.cfg.Now()
 	if !t.skip && p.ScheduleFor.After(now) {
 		return stop // the head is in backoff: everything behind it waits
@@ -227,7 +230,7 @@ func (t *turn) attempt(p *store.Payload, base *url.URL, br *breaker, callback bo
 		d.m.Deliveries.WithLabelValues(p.Region, OutcomeAbandoned).Inc()
 		return stop
 	case delivered:
-		return t.delivered(p)
+		return t.delivered(p, delivery{status: res.status, took: elapsed})
 	case dropped:
 		reason := store.ReasonDropped + strconv.Itoa(res.status)
 		return t.deadLetter(p, reason, reason, res.status, res.err)

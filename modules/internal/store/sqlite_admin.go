@@ -66,26 +66,8 @@ func (s *SQLite) DeadLetters(ctx context.Context, limit int, after int64) ([]Dea
 func (s *SQLite) ReplayDeadLetter(ctx context.Context, id int64, now time.Time) (int64, error) {
 	var newID int64
 	err := s.write(ctx, "sqlite replay dead letter", func(tx *sql.Tx) error {
-		// "WHERE true" keeps SQLite from reading ON CONFLICT as a join.
-		err := tx.QueryRowContext(ctx, `
-			INSERT INTO silo_webhook_payload (mailbox_name, provider, destination_type, region_name, integration_id,
-				date_added, schedule_for, attempts, request_method, request_path, request_headers, request_body,
-				delivery_key, callback_url, region_answer)
-			SELECT d.mailbox_name, d.provider, d.destination_type, d.region_name, d.integration_id,
-				?2, ?2, 0, d.request_method, d.request_path, d.request_headers, d.request_body,
-				CASE WHEN EXISTS (SELECT 1 FROM silo_webhook_payload p
-				                  WHERE p.mailbox_name = d.mailbox_name AND p.delivery_key = d.delivery_key)
-				     THEN NULL ELSE d.delivery_key END,
-				d.callback_url, d.region_answer
-			FROM silo_dead_letter d WHERE d.id = ?1
-			RETURNING id`, id, micros(now)).Scan(&newID)
-		if isNoRows(err) {
-			return ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM silo_dead_letter WHERE id = ?`, id)
+		var err error
+		newID, _, err = replayDeadLetterTx(ctx, tx, id, now)
 		return err
 	})
 	return newID, err
