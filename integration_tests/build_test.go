@@ -10,7 +10,7 @@ import (
 	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
 )
 
-// wantModules are the module IDs DESIGN.md fixes; other programs depend on
+// wantModules are the module IDs docs/design.md fixes; other programs depend on
 // them.
 var wantModules = []string{
 	"sentry_silo",

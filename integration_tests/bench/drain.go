@@ -34,7 +34,7 @@ func init() {
 const (
 	drainMailboxes = 100
 	// drainRate is the steady capture rate when -rate is not given
-	// (DESIGN.md target: p50 <= 50 ms, p99 <= 250 ms at 1,000/s).
+	// (design target: p50 <= 50 ms, p99 <= 250 ms at 1,000/s).
 	drainRate = 1000
 )
 

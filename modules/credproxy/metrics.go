@@ -8,7 +8,7 @@ import (
 )
 
 // Process-wide collectors, registered again in each config's registry so
-// counts survive reloads (caddy-plugins.md §10, pattern 2).
+// counts survive reloads (the pattern of docs/design.md: process-wide collectors, registered per config).
 var (
 	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "sentry_credproxy", Name: "requests_total",

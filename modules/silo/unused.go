@@ -10,7 +10,7 @@ import (
 // given that do nothing because the mode is monolith, where every handler
 // passes every request on. It is a warning and not an error: one Caddyfile
 // serving both a multi-region and a single-region deployment, with only
-// the mode changed, is how DESIGN.md wants monolith used.
+// the mode changed, is how docs/design.md describes monolith mode.
 func (a *App) WarnMonolithOptions(logger *zap.Logger, handler string, options []string) {
 	if a.Control() || len(options) == 0 {
 		return

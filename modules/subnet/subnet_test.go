@@ -11,7 +11,7 @@ import (
 
 const testSecret = "hush-hush-im-invisible"
 
-// The vectors of sentry-hybridcloud.md §2.2.
+// The vectors Sentry's own signing tests use.
 func TestSignVectors(t *testing.T) {
 	const v1 = "v0=b770c1fbf24df2bb01c6d871ef9dc46b8e08279c9101b50d17dd88b2e6d220f3"
 	const v2 = "v0=eb15b5f50df431059bceeca87f534415469a69218f6024c01cc9ad7a156aea5b"

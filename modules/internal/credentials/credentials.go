@@ -1,6 +1,6 @@
 // Package credentials adds an integration's credentials to a call the
 // credential proxy forwards, and refreshes expiring tokens (Sentry's
-// authorize_request, sentry-hybridcloud.md §2.5). Each refresh is
+// authorize_request; docs/sentry_cred_proxy.md). Each refresh is
 // single-flighted in the process and runs under the store's row lock, so
 // only one refresh happens per expiry across every instance sharing the
 // database: under the lock the current token is read again and, if another

@@ -1,7 +1,7 @@
 // Package directory answers "who owns this?" for the control silo: which
 // region an organization, Sentry App installation, project key or
 // integration belongs to. It reads the subset of Sentry's control-silo
-// schema listed in DESIGN.md, through static entries from the Caddyfile,
+// schema listed in docs/design.md, through static entries from the Caddyfile,
 // then a TTL cache with negative caching and single-flighted misses, then
 // SQL.
 package directory

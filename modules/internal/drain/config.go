@@ -23,7 +23,7 @@ import (
 	"time"
 )
 
-// Defaults (DESIGN.md, drainer block).
+// Defaults (docs/sentry_silo.md, the drainer block).
 const (
 	DefaultPollInterval         = time.Second
 	DefaultWorkers              = 32

@@ -127,7 +127,7 @@ func (d *Drainer) sendToRegion(ctx context.Context, base *url.URL, p *store.Payl
 	return res, nil
 }
 
-// classify maps a region's status to an outcome (§4.6, DESIGN.md).
+// classify maps a region's status to an outcome (docs/sentry_silo.md, delivery outcomes).
 func classify(resp *http.Response, now time.Time) result {
 	code := resp.StatusCode
 	res := result{status: code}

@@ -21,7 +21,10 @@ func encodeHeaders(h http.Header) (string, error) {
 	names := make([]string, 0, len(h))
 	canonical := true
 	for k := range h {
-		ck := textproto.CanonicalMIMEHeaderKey(k)
+		ck := k
+		if !isCanonicalKey(k) {
+			ck = textproto.CanonicalMIMEHeaderKey(k)
+		}
 		canonical = canonical && ck == k
 		names = append(names, ck)
 	}
@@ -71,7 +74,7 @@ func encodeHeaders(h http.Header) (string, error) {
 // goes through json.Marshal so the stored text stays identical.
 func appendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		if !jsonPlain[s[i]] {
 			q, _ := json.Marshal(s) // a string always marshals
 			return append(b, q...)
 		}
@@ -129,3 +132,41 @@ func prepareInsert(payloads []NewPayload) (headers []string, err error) {
 
 // dedupKey identifies a pending payload for de-duplication.
 type dedupKey struct{ mailbox, key string }
+
+// jsonPlain[c] is true for the bytes encoding/json writes as they are in
+// a string: printable ASCII less '"', '\\' and the HTML characters it
+// escapes. One load per byte instead of seven comparisons: appendJSONString
+// was 6.3k of encodeHeaders' 17.7k instructions for nine GitHub headers.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
+// isCanonicalKey reports whether k is made of letters, digits and '-' in
+// canonical case (upper at the start and after '-', lower elsewhere), as
+// net/http gives every header it parsed: CanonicalMIMEHeaderKey returns
+// such a key unchanged. It is false for anything else, which then goes
+// through CanonicalMIMEHeaderKey; that was 4k instructions per nine names.
+func isCanonicalKey(k string) bool {
+	upper := true
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			if !upper {
+				return false
+			}
+		case 'a' <= c && c <= 'z':
+			if upper {
+				return false
+			}
+		case '0' <= c && c <= '9', c == '-':
+		default:
+			return false
+		}
+		upper = c == '-'
+	}
+	return len(k) > 0
+}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -98,4 +99,19 @@ func BenchmarkEncodeHeaders(b *testing.B) {
 			_ = marshalHeaders(h)
 		}
 	})
+}
+
+// TestIsCanonicalKeyAgreesWithTextproto holds the fast path of
+// encodeHeaders to CanonicalMIMEHeaderKey: a key it calls canonical must
+// be returned unchanged by it.
+func TestIsCanonicalKeyAgreesWithTextproto(t *testing.T) {
+	for _, k := range []string{"", "A", "a", "-", "Content-Type", "content-type", "Content-type", "X-Hub-Signature-256",
+		"X-GitHub-Event", "X-Github-Event", "X--Y", "-Foo", "Foo-", "1a", "A1b-2c", "X_Forwarded", "Foo Bar", "Ünï", "Foo\x00"} {
+		if isCanonicalKey(k) && textproto.CanonicalMIMEHeaderKey(k) != k {
+			t.Errorf("isCanonicalKey(%q) is true, CanonicalMIMEHeaderKey gives %q", k, textproto.CanonicalMIMEHeaderKey(k))
+		}
+		if want := textproto.CanonicalMIMEHeaderKey(k) == k && k != "" && strings.Trim(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") == ""; isCanonicalKey(k) != want {
+			t.Errorf("isCanonicalKey(%q) = %v, want %v", k, !want, want)
+		}
+	}
 }

@@ -328,38 +328,54 @@ func literal(s string, i int, lit string) int {
 }
 
 // validString validates the string at s[i] == '"' and returns the index
-// after it (or -1), and whether it holds an escape. A byte loop: most
-// strings are a few bytes, shorter than what strings.IndexByte's set-up
-// pays off on.
+// after it (or -1), and whether it holds an escape. The bytes that need
+// no look (stringPlain) are skipped in a table loop: the switch on every
+// byte was 20k of BenchmarkParseGitHub's 42k instructions for a 1.3 KB
+// push.
 func validString(s string, i int) (int, bool) {
 	escaped := false
-	for j := i + 1; j < len(s); j++ {
-		c := s[j]
-		switch {
+	j := i + 1
+	for {
+		for j < len(s) && stringPlain[s[j]] {
+			j++
+		}
+		if j >= len(s) {
+			return -1, false
+		}
+		switch c := s[j]; {
 		case c == '"':
 			return j + 1, escaped
 		case c < ' ':
 			return -1, false
-		case c == '\\':
-			escaped = true
-			j++
-			if j >= len(s) {
-				return -1, false
-			}
-			switch s[j] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			case 'u':
-				if j+4 >= len(s) || !isHex(s[j+1]) || !isHex(s[j+2]) || !isHex(s[j+3]) || !isHex(s[j+4]) {
-					return -1, false
-				}
-				j += 4
-			default:
-				return -1, false
-			}
 		}
+		// A backslash.
+		escaped = true
+		j++
+		if j >= len(s) {
+			return -1, false
+		}
+		switch s[j] {
+		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		case 'u':
+			if j+4 >= len(s) || !isHex(s[j+1]) || !isHex(s[j+2]) || !isHex(s[j+3]) || !isHex(s[j+4]) {
+				return -1, false
+			}
+			j += 4
+		default:
+			return -1, false
+		}
+		j++
 	}
-	return -1, false
 }
+
+// stringPlain[c] is true for the bytes a JSON string holds as they are:
+// all but control bytes, '"' and '\\'.
+var stringPlain = func() (t [256]bool) {
+	for c := ' '; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
 

@@ -1,7 +1,7 @@
 -- The Sentry control-silo tables the gateway reads, created only when
 -- missing. On a real Sentry control database they exist with many more
 -- columns and are never altered: this file only ever runs
--- CREATE TABLE IF NOT EXISTS, with the columns DESIGN.md lists.
+-- CREATE TABLE IF NOT EXISTS, with the columns docs/design.md lists.
 CREATE TABLE IF NOT EXISTS sentry_organizationmapping (
     organization_id bigint  PRIMARY KEY,
     slug            text    NOT NULL UNIQUE,
