@@ -63,7 +63,11 @@ func testDeliversInOrder(t *testing.T, newStore storeFactory) {
 	f := newFixture(t, newStore(t))
 	f.insert("jira", "us", "1", 3)
 	f.run(f.newDrainer(f.fastConfig()))
-	waitFor(t, "3 deliveries", 30*time.Second, func() bool { return f.pending() == 0 })
+	// The counter moves just after the row is deleted: wait for both
+	// (reading it once the rows were gone failed 1 full-suite run).
+	waitFor(t, "3 deliveries", 30*time.Second, func() bool {
+		return f.pending() == 0 && f.deliveries("us", OutcomeDelivered) >= 3
+	})
 	if got, want := f.us.bodies(), []string{"1#0", "1#1", "1#2"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("delivered %v, want %v", got, want)
 	}
