@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
 	"github.com/sentrysilo/caddy-silo/integration_tests/pgtest"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 )
@@ -225,7 +226,7 @@ func TestPostgresLeasesAfterCrash(t *testing.T) {
 	t1 := t0.Add(time.Second)
 	var ok bool
 	var err error
-	if pollErr := pollUntil(30*time.Second, func() bool {
+	if pollErr := harness.Poll(30*time.Second, func() bool {
 		ok, err = s.ClaimMailbox(ctx, "github:us:2", "b", t1, t1.Add(lease))
 		return err == nil
 	}); pollErr != nil {
@@ -244,17 +245,6 @@ func TestPostgresLeasesAfterCrash(t *testing.T) {
 	if ok, err := s.ClaimMailbox(ctx, "github:us:3", "c", t1.Add(lease), t1.Add(2*lease)); err != nil || !ok {
 		t.Fatalf("second claim: %v %v", ok, err)
 	}
-}
-
-func pollUntil(timeout time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not within %s", timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return nil
 }
 
 // A refresh whose COMMIT is lost to a failover is written back on the new
@@ -356,7 +346,7 @@ func TestPostgresNoIDReusedAfterFailover(t *testing.T) {
 		fresh = append(fresh, payload("github:us:new", fmt.Sprint("after-", i)))
 	}
 	var inserted []store.InsertResult
-	if err := pollUntil(30*time.Second, func() bool {
+	if err := harness.Poll(30*time.Second, func() bool {
 		var err error
 		inserted, err = s.InsertPayloads(ctx, fresh)
 		return err == nil
