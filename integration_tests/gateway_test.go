@@ -584,9 +584,12 @@ func TestGateway(t *testing.T) {
 		}
 		// The organization is renamed and moved to us.
 		mustExec(t, db, `UPDATE sentry_organizationmapping SET slug = 'gamma-two', region_name = 'us' WHERE organization_id = 60`)
-		// The wait is the behaviour under test: the rename is seen once
-		// the cached entries (directory_cache 1s 1s) have expired.
-		time.Sleep(1200 * time.Millisecond)
+		// The old slug's cached answer (directory_cache 1s 1s) serves
+		// until it expires; polled, with a bound well past the TTL.
+		waitFor(t, "the old slug's cached answer to expire", 10*time.Second, func() bool {
+			resp, _ := g.get(t, "/api/0/organizations/gamma/issues/")
+			return resp.StatusCode == http.StatusNotFound
+		})
 		if _, body := g.get(t, "/api/0/organizations/gamma-two/issues/"); string(body) != "hello from us" {
 			t.Fatalf("gamma-two went to %q", body)
 		}

@@ -87,13 +87,8 @@ func (g *gate) maxInFlight() int {
 // with the most it saw.
 func (g *gate) waitInFlight(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for g.maxInFlight() < g.want {
-		if time.Now().After(deadline) {
-			t.Fatalf("at most %d requests were in flight at once, want %d", g.maxInFlight(), g.want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, fmt.Sprintf("%d requests in flight at once", g.want), 20*time.Second,
+		func() bool { return g.maxInFlight() >= g.want })
 }
 
 // A skip-on-failure mailbox is delivered mailbox_concurrency rows at a
