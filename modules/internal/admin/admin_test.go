@@ -8,18 +8,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/sentrysilo/caddy-silo/integration_tests/pgtest"
 	"github.com/sentrysilo/caddy-silo/modules/internal/drain"
 	"github.com/sentrysilo/caddy-silo/modules/internal/rate"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
+	"github.com/sentrysilo/caddy-silo/modules/internal/store/storetest"
 )
 
 // engine is what the tests need of a storage engine: every part of the
@@ -39,40 +36,9 @@ type engine interface {
 	MissingDirectoryTables(ctx context.Context) ([]string, error)
 }
 
-func openSQLite(t *testing.T) engine {
-	t.Helper()
-	s, err := store.OpenSQLite(filepath.Join(t.TempDir(), "silo.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func openSQLite(t *testing.T) engine { return storetest.SQLite(t) }
 
-func openPostgres(t *testing.T) engine {
-	t.Helper()
-	cfg, err := store.PostgresPoolConfig(pgtest.DSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	s := store.NewPostgres(pool)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func openPostgres(t *testing.T) engine { return storetest.Postgres(t) }
 
 var engines = []struct {
 	name string

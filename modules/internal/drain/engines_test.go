@@ -2,7 +2,6 @@ package drain
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -10,42 +9,12 @@ import (
 
 	"github.com/sentrysilo/caddy-silo/integration_tests/pgtest"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
+	"github.com/sentrysilo/caddy-silo/modules/internal/store/storetest"
 )
 
-func openSQLite(t *testing.T) testStore {
-	t.Helper()
-	s, err := store.OpenSQLite(filepath.Join(t.TempDir(), "silo.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func openSQLite(t *testing.T) testStore { return storetest.SQLite(t) }
 
-func openPostgres(t *testing.T) testStore {
-	t.Helper()
-	cfg, err := store.PostgresPoolConfig(pgtest.DSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	s := store.NewPostgres(pool)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func openPostgres(t *testing.T) testStore { return storetest.Postgres(t) }
 
 func TestDrainerSQLite(t *testing.T) { runSuite(t, openSQLite) }
 

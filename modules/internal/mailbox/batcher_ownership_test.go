@@ -5,16 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/sentrysilo/caddy-silo/integration_tests/harness"
-	"github.com/sentrysilo/caddy-silo/integration_tests/pgtest"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
+	"github.com/sentrysilo/caddy-silo/modules/internal/store/storetest"
 )
 
 // gatedInsert holds the first len(gates) calls of insert until their gate
@@ -59,34 +56,9 @@ type ownershipEngine struct {
 	open     func(t *testing.T) payloadStore
 }
 
-func openTestPostgres(t *testing.T) payloadStore {
-	cfg, err := store.PostgresPoolConfig(pgtest.DSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	s := store.NewPostgres(pool)
-	if err := s.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func openTestPostgres(t *testing.T) payloadStore { return storetest.Postgres(t) }
 
-func openTestSQLite(t *testing.T) payloadStore {
-	s, err := store.OpenSQLite(filepath.Join(t.TempDir(), "silo.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	if err := s.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func openTestSQLite(t *testing.T) payloadStore { return storetest.SQLite(t) }
 
 // TestBatcherAbandonedSubmitsKeepTheirBytes: clients that give up while
 // the database is slow must never get another request's bytes (or a
