@@ -7,7 +7,6 @@
 package harness
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -114,7 +113,14 @@ type Caddy struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
-	logs *syncBuffer
+	// logs is the path of the file the process writes its stdout and stderr to
+	// directly. A file, not a pipe copied by a goroutine: with a pipe,
+	// Caddy's ready notification (a datagram) could arrive before the copy
+	// of the lines logged during the load (CI saw "directory snapshot
+	// loaded" missing from the logs right after a restart that had logged
+	// it). Written by the process itself, every line logged before the
+	// notification is in the file when the notification arrives.
+	logs string
 }
 
 // Start is Launch for tests: the binary built by Binary, a directory of
@@ -135,7 +141,7 @@ func Start(t testing.TB, admin *Port, caddyfile string, env ...string) *Caddy {
 // Launch returns once the config is running; the caller must Stop the
 // instance.
 func Launch(bin, dir string, admin *Port, caddyfile string, env ...string) (*Caddy, error) {
-	c := &Caddy{Admin: admin, AdminAddr: admin.Addr, Dir: dir, bin: bin, env: env, logs: &syncBuffer{}}
+	c := &Caddy{Admin: admin, AdminAddr: admin.Addr, Dir: dir, bin: bin, env: env, logs: filepath.Join(dir, "caddy.log")}
 	if err := os.WriteFile(c.configPath(), []byte(caddyfile), 0o600); err != nil {
 		return nil, err
 	}
@@ -165,8 +171,15 @@ func (c *Caddy) launch() error {
 		"NOTIFY_SOCKET="+notify.path,
 	)
 	cmd.Env = append(cmd.Env, c.env...)
-	cmd.Stdout = c.logs
-	cmd.Stderr = c.logs
+	// Appended to across relaunches; the child holds its own descriptor.
+	logs, err := os.OpenFile(c.logs, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		notify.close()
+		return err
+	}
+	defer logs.Close()
+	cmd.Stdout = logs
+	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		notify.close()
 		return err
@@ -359,7 +372,13 @@ func (c *Caddy) Pid() int {
 }
 
 // Logs returns everything the process wrote so far.
-func (c *Caddy) Logs() string { return c.logs.String() }
+func (c *Caddy) Logs() string {
+	b, err := os.ReadFile(c.logs)
+	if err != nil {
+		return fmt.Sprintf("(reading the logs: %v)", err)
+	}
+	return string(b)
+}
 
 // DataDir is Caddy's data directory for this instance (the embedded SQLite
 // default lives in DataDir()/caddy/sentry_silo/silo.db).
@@ -377,20 +396,3 @@ func (c *Caddy) AdminGet(ctx context.Context, path string) (*http.Response, erro
 // adminClient opens a connection per request: Caddy restarts its admin
 // server on every load, which resets kept-alive connections.
 var adminClient = &http.Client{Timeout: time.Minute, Transport: &http.Transport{DisableKeepAlives: true}}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
