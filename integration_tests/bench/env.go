@@ -145,21 +145,22 @@ func (e *Env) StartBinary(bin string, admin *harness.Port, caddyfile string) (*h
 }
 
 // profile fetches a CPU profile of d from c's admin API (pprof) while load
-// runs, and writes it to path.
+// runs, and writes it to path. It also writes the heap profiles of before
+// and after the load to path.allocs.before and path.allocs: the bytes and
+// objects allocated under the load are
+// go tool pprof -sample_index=alloc_space -diff_base path.allocs.before path.allocs.
 func profile(c *harness.Caddy, path string, d time.Duration, load func()) error {
+	before, err := adminGet(c, "/debug/pprof/allocs")
+	if err != nil {
+		return err
+	}
 	type result struct {
 		b   []byte
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", c.AdminAddr, int(d.Seconds())))
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
+		b, err := adminGet(c, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(d.Seconds())))
 		ch <- result{b, err}
 	}()
 	load()
@@ -167,5 +168,27 @@ func profile(c *harness.Caddy, path string, d time.Duration, load func()) error 
 	if r.err != nil {
 		return r.err
 	}
+	after, err := adminGet(c, "/debug/pprof/allocs")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path+".allocs.before", before, 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path+".allocs", after, 0o644); err != nil {
+		return err
+	}
 	return os.WriteFile(path, r.b, 0o644)
+}
+
+func adminGet(c *harness.Caddy, path string) ([]byte, error) {
+	resp, err := http.Get("http://" + c.AdminAddr + path)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return io.ReadAll(resp.Body)
 }

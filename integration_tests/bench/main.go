@@ -49,7 +49,7 @@ func names() []string {
 
 func main() {
 	env := &Env{Out: os.Stdout}
-	scenario := flag.String("scenario", "all", "scenario to run, or all ("+strings.Join(names(), "|")+")")
+	scenario := flag.String("scenario", "all", "scenarios to run, comma-separated, or all ("+strings.Join(names(), "|")+")")
 	list := flag.Bool("list", false, "list the scenarios and exit")
 	flag.DurationVar(&env.Duration, "duration", 12*time.Second, "measured time per target and loop kind (split into rounds)")
 	flag.DurationVar(&env.Warmup, "warmup", 2*time.Second, "unmeasured load before each run")
@@ -72,7 +72,9 @@ func main() {
 		}
 		return
 	}
-	run := []string{*scenario}
+	// Several in one run (-scenario gateway,capture): one machine state
+	// and one build for the README's rows.
+	run := strings.Split(*scenario, ",")
 	if *scenario == "all" {
 		run = names()
 	}
