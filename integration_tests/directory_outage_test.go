@@ -212,6 +212,9 @@ func TestDirectoryOutageKeepsRoutingKnownOrganizations(t *testing.T) {
 	// last good answers, and the metric keeps counting.
 	before := s.stale(t, "organization")
 	s.c.Reload(t, s.config)
+	// Not on a connection of the old config, which closes them as the
+	// reload returns (harness.forgetConnections says why).
+	s.client.CloseIdleConnections()
 	s.wantRoutes(t, "reloaded, database still stopped", known)
 	if after := s.stale(t, "organization"); after < before+2 {
 		t.Fatalf("stale organization answers went from %v to %v over a reload and two lookups, want them to keep counting", before, after)

@@ -189,7 +189,7 @@ func (c *Caddy) launch() error {
 		_ = cmd.Wait()
 		// The socket lives as long as the process: Caddy notifies on
 		// every reload too, and logs an error when nobody listens.
-		notify.close()
+		notify.closeAfterExit()
 		close(done)
 	}()
 	c.mu.Lock()
@@ -209,6 +209,16 @@ func (c *Caddy) launch() error {
 		c.Stop()
 		return fmt.Errorf("caddy could not load its config: %s\n%s", failure, c.Logs())
 	case <-done:
+		// A config that fails to load notifies and exits at once: both
+		// can be ready here, and done comes after what the process sent
+		// was read (closeAfterExit).
+		select {
+		case failure := <-notify.ready:
+			if failure != "" {
+				return fmt.Errorf("caddy could not load its config: %s\n%s", failure, c.Logs())
+			}
+		default:
+		}
 		return fmt.Errorf("caddy exited during start:\n%s", c.Logs())
 	case <-stuck.C:
 		c.Stop()
@@ -221,6 +231,8 @@ type notifySocket struct {
 	path  string
 	conn  *net.UnixConn
 	ready chan string // once: "" when the first load succeeded, else its STATUS
+	// stopped is closed when read returns.
+	stopped chan struct{}
 }
 
 func listenNotify() (*notifySocket, error) {
@@ -236,18 +248,19 @@ func listenNotify() (*notifySocket, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("notify socket: %w", err)
 	}
-	n := &notifySocket{path: path, conn: conn, ready: make(chan string, 1)}
+	n := &notifySocket{path: path, conn: conn, ready: make(chan string, 1), stopped: make(chan struct{})}
 	go n.read()
 	return n, nil
 }
 
 func (n *notifySocket) read() {
+	defer close(n.stopped)
 	buf := make([]byte, 64<<10)
 	status, readied := "", false
 	for {
 		k, err := n.conn.Read(buf)
 		if err != nil {
-			return // closed
+			return // closed, or the deadline of closeAfterExit
 		}
 		for _, line := range strings.Split(string(buf[:k]), "\n") {
 			switch {
@@ -259,6 +272,17 @@ func (n *notifySocket) read() {
 			}
 		}
 	}
+}
+
+// closeAfterExit closes the socket once the process has exited, after
+// reading what it sent before: datagrams queued in the socket are read at
+// once, and the deadline ends the read that waits for more. Closing at once
+// could drop a failed load's STATUS, which Caddy sends just before it exits
+// (CI saw "caddy exited during start" where the load error was expected).
+func (n *notifySocket) closeAfterExit() {
+	_ = n.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	<-n.stopped
+	n.close()
 }
 
 func (n *notifySocket) close() {
