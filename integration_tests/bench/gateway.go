@@ -224,6 +224,10 @@ func runGateway(ctx context.Context, env *Env) error {
 			ms(se.P(.5)), ms(se.P(.99)), cl.Errors+op.Errors+se.Errors)
 	}
 	tw.Flush()
+	fmt.Fprintln(env.Out, "open-loop p99 per round (ms):")
+	for _, t := range append(small, large...) {
+		fmt.Fprintf(env.Out, "  %s: %s\n", t.name, roundP99s(t))
+	}
 	for _, phase := range [][]*target{small, large} {
 		b := phase[0]
 		for _, g := range phase[1:] {

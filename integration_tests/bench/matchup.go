@@ -126,6 +126,16 @@ func roundRatios(a, b *target) string {
 	return strings.Join(parts, " ")
 }
 
+// roundP99s is t's open-loop p99 of each round, in ms: a stall of the
+// machine is one round's, a cost of the target is every round's.
+func roundP99s(t *target) string {
+	parts := make([]string, 0, len(t.open))
+	for _, r := range t.open {
+		parts = append(parts, ms(r.P(.99)))
+	}
+	return strings.Join(parts, " ")
+}
+
 func loadAverage() string {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
