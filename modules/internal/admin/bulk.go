@@ -97,6 +97,25 @@ func bulkError(what string, total int, err error) *HTTPError {
 	return he
 }
 
+// inBatches runs step in batches and answers with how many rows it did (verb),
+// or with the error of doing them and the count done before it.
+func (a API) inBatches(w http.ResponseWriter, r *http.Request, verb, doing string, step func(ctx context.Context, rows int) (int, error)) error {
+	total, n, more, err := batches(r, a.bounds(), step)
+	if err != nil {
+		return bulkError(doing, total, err)
+	}
+	return writeJSON(w, http.StatusOK, bulkResult(verb, total, n, more))
+}
+
+// woken is a replay batch's count, once the drainer was woken for the
+// mailboxes it refilled.
+func (a API) woken(res store.Replayed, err error) (int, error) {
+	if res.Count > 0 {
+		a.wake(res.Mailboxes...)
+	}
+	return res.Count, err
+}
+
 // POST /sentry_silo/dead_letters/replay
 func deadLetterBulkReplay(a API, w http.ResponseWriter, r *http.Request, _ []string) error {
 	st := a.Stores.DeadLetters
@@ -111,17 +130,9 @@ func deadLetterBulkReplay(a API, w http.ResponseWriter, r *http.Request, _ []str
 	if err != nil {
 		return err
 	}
-	total, n, more, err := batches(r, a.bounds(), func(ctx context.Context, rows int) (int, error) {
-		res, err := st.ReplayDeadLetters(ctx, f, upto, rows, a.now())
-		if res.Count > 0 {
-			a.wake(res.Mailboxes...)
-		}
-		return res.Count, err
+	return a.inBatches(w, r, "replayed", "replaying dead letters", func(ctx context.Context, rows int) (int, error) {
+		return a.woken(st.ReplayDeadLetters(ctx, f, upto, rows, a.now()))
 	})
-	if err != nil {
-		return bulkError("replaying dead letters", total, err)
-	}
-	return writeJSON(w, http.StatusOK, bulkResult("replayed", total, n, more))
 }
 
 // DELETE /sentry_silo/dead_letters
@@ -138,13 +149,9 @@ func deadLetterBulkDelete(a API, w http.ResponseWriter, r *http.Request, _ []str
 	if err != nil {
 		return err
 	}
-	total, n, more, err := batches(r, a.bounds(), func(ctx context.Context, rows int) (int, error) {
+	return a.inBatches(w, r, "deleted", "deleting dead letters", func(ctx context.Context, rows int) (int, error) {
 		return st.DeleteDeadLetters(ctx, f, upto, rows)
 	})
-	if err != nil {
-		return bulkError("deleting dead letters", total, err)
-	}
-	return writeJSON(w, http.StatusOK, bulkResult("deleted", total, n, more))
 }
 
 // deadLetterBound is the highest dead letter id when a bulk action
@@ -171,17 +178,9 @@ func deliveredBulkReplay(a API, w http.ResponseWriter, r *http.Request, _ []stri
 		return err
 	}
 	before := a.now()
-	total, n, more, err := batches(r, a.bounds(), func(ctx context.Context, rows int) (int, error) {
-		res, err := st.ReplayDeliveredRows(ctx, f, before, rows, a.now())
-		if res.Count > 0 {
-			a.wake(res.Mailboxes...)
-		}
-		return res.Count, err
+	return a.inBatches(w, r, "replayed", "replaying the delivered history", func(ctx context.Context, rows int) (int, error) {
+		return a.woken(st.ReplayDeliveredRows(ctx, f, before, rows, a.now()))
 	})
-	if err != nil {
-		return bulkError("replaying the delivered history", total, err)
-	}
-	return writeJSON(w, http.StatusOK, bulkResult("replayed", total, n, more))
 }
 
 // DELETE /sentry_silo/delivered
@@ -195,11 +194,7 @@ func deliveredBulkDelete(a API, w http.ResponseWriter, r *http.Request, _ []stri
 		return err
 	}
 	before := a.now()
-	total, n, more, err := batches(r, a.bounds(), func(ctx context.Context, rows int) (int, error) {
+	return a.inBatches(w, r, "deleted", "deleting the delivered history", func(ctx context.Context, rows int) (int, error) {
 		return st.DeleteDeliveredRows(ctx, f, before, rows)
 	})
-	if err != nil {
-		return bulkError("deleting the delivered history", total, err)
-	}
-	return writeJSON(w, http.StatusOK, bulkResult("deleted", total, n, more))
 }

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -73,7 +74,19 @@ func payloadOne(a API, w http.ResponseWriter, r *http.Request, segs []string) er
 	if st == nil {
 		return unavailable("payloads")
 	}
-	pid, err := id(segs[1])
+	return openOne(w, r, segs, "payload %s (pending payloads only)", st.Payload, func(p store.Payload) any {
+		return struct {
+			PayloadView
+			DetailView
+		}{PayloadView{payloadRowView(p), nextAttempt(p.ScheduleFor, a.now())}, detailView(p)}
+	})
+}
+
+// openOne answers GET <rows>/<id>: the row of segs[1] read with get, shown
+// as view makes it; describe (with the id for %s) names the row in a
+// store error.
+func openOne[R any](w http.ResponseWriter, r *http.Request, segs []string, describe string, get func(context.Context, int64) (R, error), view func(R) any) error {
+	rid, err := id(segs[1])
 	if err != nil {
 		return err
 	}
@@ -82,14 +95,11 @@ func payloadOne(a API, w http.ResponseWriter, r *http.Request, segs []string) er
 	}
 	ctx, cancel := opContext(r)
 	defer cancel()
-	p, err := st.Payload(ctx, pid)
+	row, err := get(ctx, rid)
 	if err != nil {
-		return storeError("payload "+segs[1]+" (pending payloads only)", err)
+		return storeError(fmt.Sprintf(describe, segs[1]), err)
 	}
-	return writeJSON(w, http.StatusOK, struct {
-		PayloadView
-		DetailView
-	}{PayloadView{payloadRowView(p), nextAttempt(p.ScheduleFor, a.now())}, detailView(p)})
+	return writeJSON(w, http.StatusOK, view(row))
 }
 
 // GET /sentry_silo/dead_letters
@@ -140,23 +150,12 @@ func deadLetterOne(a API, w http.ResponseWriter, r *http.Request, segs []string)
 	if st == nil {
 		return unavailable("dead letters")
 	}
-	did, err := id(segs[1])
-	if err != nil {
-		return err
-	}
-	if _, err := params(r); err != nil {
-		return err
-	}
-	ctx, cancel := opContext(r)
-	defer cancel()
-	d, err := st.DeadLetter(ctx, did)
-	if err != nil {
-		return storeError("dead letter "+segs[1], err)
-	}
-	return writeJSON(w, http.StatusOK, struct {
-		DeadLetterView
-		DetailView
-	}{DeadLetterView{payloadRowView(d.Payload), d.Reason, d.DeadAt.UTC()}, detailView(d.Payload)})
+	return openOne(w, r, segs, "dead letter %s", st.DeadLetter, func(d store.DeadLetter) any {
+		return struct {
+			DeadLetterView
+			DetailView
+		}{DeadLetterView{payloadRowView(d.Payload), d.Reason, d.DeadAt.UTC()}, detailView(d.Payload)}
+	})
 }
 
 // POST /sentry_silo/dead_letters/<id>/replay
@@ -274,23 +273,12 @@ func deliveredOne(a API, w http.ResponseWriter, r *http.Request, segs []string) 
 	if st == nil {
 		return unavailable("the delivered history")
 	}
-	did, err := id(segs[1])
-	if err != nil {
-		return err
-	}
-	if _, err := params(r); err != nil {
-		return err
-	}
-	ctx, cancel := opContext(r)
-	defer cancel()
-	d, err := st.Delivered(ctx, did)
-	if err != nil {
-		return storeError("delivered payload "+segs[1], err)
-	}
-	return writeJSON(w, http.StatusOK, struct {
-		DeliveredView
-		DetailView
-	}{deliveredView(payloadRowView(d.Payload), d.DeliveredInfo), detailView(d.Payload)})
+	return openOne(w, r, segs, "delivered payload %s", st.Delivered, func(d store.DeliveredPayload) any {
+		return struct {
+			DeliveredView
+			DetailView
+		}{deliveredView(payloadRowView(d.Payload), d.DeliveredInfo), detailView(d.Payload)}
+	})
 }
 
 // POST /sentry_silo/delivered/<id>/replay[?again=true]
