@@ -217,6 +217,8 @@ func TestStaleWhenTheDatabaseHangs(t *testing.T) {
 			{"right after a wait that got no answer", 0, 0},
 			{"failingRetry after that wait", failingRetry, failingWait},
 		} {
+			// The fake clock of synctest: the retry interval passing
+			// is the behaviour under test, and no wall time is spent.
 			time.Sleep(tc.after)
 			start = time.Now()
 			if got, err := d.Organization(ctx, "acme"); err != nil || got.Region != "us" {
@@ -231,7 +233,7 @@ func TestStaleWhenTheDatabaseHangs(t *testing.T) {
 		// the next lookup asks again and gets the answer.
 		src.set(func(f *fakeSource) { f.orgs[1] = Organization{ID: 1, Slug: "acme", Region: "de"} })
 		src.hang.Store(false)
-		time.Sleep(DefaultQueryTimeout + failingRetry)
+		time.Sleep(DefaultQueryTimeout + failingRetry) // fake time: the timeout and the retry interval elapse
 		synctest.Wait()
 		if got, err := d.Organization(ctx, "acme"); err != nil || got.Region != "de" {
 			t.Fatalf("after recovery: %+v, %v; want the new region de", got, err)
