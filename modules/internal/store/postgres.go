@@ -28,6 +28,11 @@ type Postgres struct {
 	lastDuplicate atomic.Int64
 	// listenCfg, when set, is where Listen opens its session (ListenOn).
 	listenCfg *pgx.ConnConfig
+	// prepared is the DSN's default_query_exec_mode being pgx's
+	// cache_statement, under which the capture's insert runs as a
+	// statement prepared on each connection (execInsert). Read once:
+	// pgx.Conn.Config copies the whole config on every call.
+	prepared bool
 }
 
 // PostgresOption tunes a Postgres.
@@ -36,7 +41,8 @@ type PostgresOption func(*Postgres)
 // NewPostgres wraps a pool the caller owns (the app keeps it in a
 // caddy.UsagePool so a reload reuses it). Postgres never closes it.
 func NewPostgres(pool *pgxpool.Pool, opts ...PostgresOption) *Postgres {
-	p := &Postgres{pool: pool, where: describeDatabase(pool.Config().ConnConfig)}
+	cfg := pool.Config().ConnConfig
+	p := &Postgres{pool: pool, where: describeDatabase(cfg), prepared: cfg.DefaultQueryExecMode == pgx.QueryExecModeCacheStatement}
 	for _, o := range opts {
 		o(p)
 	}

@@ -231,7 +231,6 @@ func (p *Postgres) insertArrays(ctx context.Context, payloads []NewPayload, head
 	e.bytea(n, func(k int) []byte { return at(k).Body })
 	e.text(n, func(k int) string { return at(k).DeliveryKey })
 	e.int4(n, func(k int) int32 { return plan.rank[k] })
-	params := e.values()
 
 	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
@@ -246,12 +245,12 @@ func (p *Postgres) insertArrays(ctx context.Context, payloads []NewPayload, head
 	var inserted []insertedRow
 	now := time.Now().UnixNano()
 	if now-p.lastDuplicate.Load() < int64(time.Second) {
-		inserted, err = execInsert(ctx, conn.Conn(), pgInsertArraysSkipDuplicatesName, pgInsertArraysSkipDuplicates, params, n)
+		inserted, err = p.execInsert(ctx, conn.Conn(), e, pgInsertArraysSkipDuplicatesName, pgInsertArraysSkipDuplicates, n)
 	} else {
-		inserted, err = execInsert(ctx, conn.Conn(), pgInsertArraysName, pgInsertArrays+pgInsertReturning, params, n)
+		inserted, err = p.execInsert(ctx, conn.Conn(), e, pgInsertArraysName, pgInsertArrays+pgInsertReturning, n)
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == pgUniqueViolation {
-			inserted, err = execInsert(ctx, conn.Conn(), pgInsertArraysSkipDuplicatesName, pgInsertArraysSkipDuplicates, params, n)
+			inserted, err = p.execInsert(ctx, conn.Conn(), e, pgInsertArraysSkipDuplicatesName, pgInsertArraysSkipDuplicates, n)
 		}
 	}
 	if err == nil && len(inserted) < n {
@@ -274,19 +273,25 @@ func (p *Postgres) insertArrays(ctx context.Context, payloads []NewPayload, head
 // pgUniqueViolation is SQLSTATE unique_violation.
 const pgUniqueViolation = "23505"
 
-// execInsert runs one of the insert statements, prepared on conn under
-// name, and reads its RETURNING rows. When the DSN chose a
-// default_query_exec_mode other than cache_statement (PgBouncer in
-// transaction mode, say), the statement goes unnamed instead, as pgx's
+// execInsert runs one of the insert statements with e's parameters,
+// prepared on conn under name, and reads its RETURNING rows. When the DSN
+// chose a default_query_exec_mode other than cache_statement (PgBouncer
+// in transaction mode, say), the statement goes unnamed instead, as pgx's
 // own would. Errors come back as PostgreSQL or pgconn gave them, so the
 // caller can tell a unique violation.
-func execInsert(ctx context.Context, conn *pgx.Conn, name, sql string, params [][]byte, n int) ([]insertedRow, error) {
+func (p *Postgres) execInsert(ctx context.Context, conn *pgx.Conn, e *arrayEncoder, name, sql string, n int) ([]insertedRow, error) {
+	params := e.values()
 	var rr *pgconn.ResultReader
-	if conn.Config().DefaultQueryExecMode == pgx.QueryExecModeCacheStatement {
-		if _, err := conn.Prepare(ctx, name, sql); err != nil {
+	if p.prepared {
+		sd, err := conn.Prepare(ctx, name, sql)
+		if err != nil {
 			return nil, err
 		}
-		rr = conn.PgConn().ExecPrepared(ctx, name, params, binaryParams, nil)
+		loan := e.lendBind(conn.PgConn(), name, params)
+		defer e.returnBind(conn.PgConn(), loan)
+		// With the statement's description the result columns are
+		// known: no Describe message, and no RowDescription to read back.
+		rr = conn.PgConn().ExecStatement(ctx, sd, params, binaryParams, nil)
 	} else {
 		rr = conn.PgConn().ExecParams(ctx, sql, params, pgInsertParamOIDs, binaryParams, nil)
 	}
