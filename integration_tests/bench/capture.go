@@ -135,6 +135,14 @@ func runCapture(ctx context.Context, env *Env) error {
 	if env.Storm {
 		closedLoop(ctx, env.Concurrency, env.Warmup, stormTarget.send)
 	}
+	// The floor: the same request answered by the route's next handler in
+	// the same Caddy, which capture passes it to without reading the body.
+	// What capture costs is its CPU per row above this one, in the same
+	// rounds.
+	floor := newCaptureTarget(pg.base, "floor-", env.Concurrency*4)
+	floor.path, floor.want = "/not-a-webhook/", http.StatusOK
+	defer floor.client.Close()
+	closedLoop(ctx, env.Concurrency, env.Warmup, floor.send)
 	per := env.Duration / time.Duration(env.Rounds)
 	pgMeter := cpuMeter{caddy: pg.inst.Pid(), postgres: cluster.ServerPID()}
 	rawMeter := cpuMeter{postgres: cluster.ServerPID()}
@@ -188,11 +196,14 @@ func runCapture(ctx context.Context, env *Env) error {
 		}
 		wrks = append(wrks, w)
 	}
-	var raw, capt, storm, cmp, cmpStorm []postResult
+	var raw, capt, floors, storm, cmp, cmpStorm []postResult
 	for r := range env.Rounds {
 		order := []func(){
 			func() { raw = append(raw, rawRound()) },
 			func() { capt = append(capt, captRound()) },
+			func() {
+				floors = append(floors, metered(pgMeter, func() postResult { return closedLoop(ctx, env.Concurrency, per, floor.send) }))
+			},
 		}
 		if env.Storm {
 			order = append(order, func() { storm = append(storm, stormRound()) })
@@ -213,14 +224,7 @@ func runCapture(ctx context.Context, env *Env) error {
 			f()
 		}
 	}
-	rawR, captR := combinePost(raw), combinePost(capt)
-	// The floor: the same request answered by the route's next handler in
-	// the same Caddy, which capture passes it to without reading the body.
-	// What capture costs is its CPU per row above this one.
-	floor := newCaptureTarget(pg.base, "floor-", env.Concurrency*4)
-	floor.path, floor.want = "/not-a-webhook/", http.StatusOK
-	defer floor.client.Close()
-	floorR := metered(pgMeter, func() postResult { return closedLoop(ctx, env.Concurrency, per, floor.send) })
+	rawR, captR, floorR := combinePost(raw), combinePost(capt), combinePost(floors)
 	if env.Profile != "" {
 		if err := profile(pg.inst, env.Profile, 5*time.Second, func() { closedLoop(ctx, env.Concurrency, 5*time.Second, capturePG) }); err != nil {
 			return err
@@ -245,7 +249,14 @@ func runCapture(ctx context.Context, env *Env) error {
 	// As long as the closed loop: a p99 over 12 s at ~5,000/s is 600
 	// answers, so one 60 ms stall of the VM no longer decides it alone.
 	openPer := env.Duration / time.Duration(env.Rounds)
-	var openRaws, openPGs []postResult
+	// The floor also at the capture's own rates, closed-loop and half:
+	// a process's CPU per request depends on its rate (at 40,000/s its
+	// threads never sleep; at 15,000/s each request pays more of the
+	// runtime's and the kernel's wake-ups), so these say what capture
+	// costs above the same POST answered at the same rate.
+	peak := captR.rps()
+	openLoopPost(ctx, env.Concurrency, peak, env.Warmup, floor.send)
+	var openRaws, openPGs, openFloors, peakFloors []postResult
 	for r := range env.Rounds {
 		order := []func(){
 			func() {
@@ -253,6 +264,12 @@ func runCapture(ctx context.Context, env *Env) error {
 			},
 			func() {
 				openPGs = append(openPGs, metered(pgMeter, func() postResult { return openLoopPost(ctx, env.Concurrency, half, openPer, capturePG) }))
+			},
+			func() {
+				openFloors = append(openFloors, metered(pgMeter, func() postResult { return openLoopPost(ctx, env.Concurrency, half, openPer, floor.send) }))
+			},
+			func() {
+				peakFloors = append(peakFloors, metered(pgMeter, func() postResult { return openLoopPost(ctx, env.Concurrency, peak, openPer, floor.send) }))
 			},
 		}
 		if r%2 == 1 {
@@ -262,7 +279,7 @@ func runCapture(ctx context.Context, env *Env) error {
 			f()
 		}
 	}
-	openRaw, openPG := combinePost(openRaws), combinePost(openPGs)
+	openRaw, openPG, openFloor, peakFloor := combinePost(openRaws), combinePost(openPGs), combinePost(openFloors), combinePost(peakFloors)
 	stored := pendingRows(ctx, db)
 	// Every deadlock PostgreSQL broke (deadlock_timeout, 1 s, then one
 	// transaction fails) is in its log.
@@ -342,6 +359,8 @@ func runCapture(ctx context.Context, env *Env) error {
 	row("floor: same POST, Caddy answers 200 without capture", floorR)
 	row(fmt.Sprintf("baseline: raw INSERT, open loop at %.0f/s", half), openRaw)
 	row(fmt.Sprintf("capture, PostgreSQL, open loop at %.0f/s", half), openPG)
+	row(fmt.Sprintf("floor, open loop at %.0f/s (the capture's closed-loop rate)", peak), peakFloor)
+	row(fmt.Sprintf("floor, open loop at %.0f/s", half), openFloor)
 	row("capture, SQLite, closed loop", liteR)
 	row(fmt.Sprintf("capture, SQLite, open loop at %.0f/s", liteR.rps()/2), openLite)
 	_ = tw.Flush()
@@ -352,12 +371,28 @@ func runCapture(ctx context.Context, env *Env) error {
 		}
 		return strings.Join(parts, " ")
 	}
+	// Caddy's CPU per stored row against the floor's per request.
+	caddyPer := func(r postResult) float64 { return r.cpu.caddyPerRow(r.sent) }
 	if wrkErr != nil {
 		fmt.Fprintf(env.Out, "wrk failed: %v\n", wrkErr)
 	} else if env.Wrk && haveWrk != nil {
 		fmt.Fprintln(env.Out, "wrk is not installed (apt-get install wrk): no wrk row")
 	}
 	fmt.Fprintf(env.Out, "open-loop p99 per round (ms): raw INSERT %s; capture %s\n", roundP99(openRaws), roundP99(openPGs))
+	var floorRatios []string
+	for i := range capt {
+		floorRatios = append(floorRatios, fmt.Sprintf("%.2f", caddyPer(capt[i])/caddyPer(floors[i])))
+	}
+	fmt.Fprintf(env.Out, "Caddy CPU capture/floor per round: %s\n", strings.Join(floorRatios, " "))
+	cmpNote := ""
+	if len(cmp) > 0 {
+		c := combinePost(cmp)
+		cmpNote = fmt.Sprintf("; %s %.1f µs = %.2fx", filepath.Base(env.CompareBinary), caddyPer(c), caddyPer(c)/caddyPer(floorR))
+	}
+	fmt.Fprintf(env.Out, "Caddy CPU per stored row: capture %.1f µs = %.2fx the floor's %.1f µs in the same rounds (target <= 1.50x)%s; at the same rates: %.2fx the floor at %.0f/s (%.1f µs), open loop %.1f µs = %.2fx the floor at %.0f/s (%.1f µs)\n",
+		caddyPer(captR), caddyPer(captR)/caddyPer(floorR), caddyPer(floorR), cmpNote,
+		caddyPer(captR)/caddyPer(peakFloor), peak, caddyPer(peakFloor),
+		caddyPer(openPG), caddyPer(openPG)/caddyPer(openFloor), half, caddyPer(openFloor))
 	fmt.Fprintf(env.Out, "capture/raw INSERT: %.2fx (target >= 0.60x); PostgreSQL %.0f/s (target >= 10000); SQLite %.0f/s (target >= 5000); p99 at half peak %s ms (target <= 25)\n",
 		captR.rps()/rawR.rps(), captR.rps(), liteR.rps(), ms(quantile(openPG.latencies, .99)))
 	var stormRatios []string
