@@ -86,6 +86,19 @@ func (e *arrayEncoder) text(n int, value func(i int) string) {
 	e.end(start)
 }
 
+// textAppend adds a text[] parameter whose element i is what
+// appendValue(b, i) appends to b, written in place.
+func (e *arrayEncoder) textAppend(n int, appendValue func(b []byte, i int) []byte) {
+	start := e.begin(oidText, n)
+	for i := range n {
+		at := len(e.buf)
+		e.buf = append(e.buf, 0, 0, 0, 0)
+		e.buf = appendValue(e.buf, i)
+		binary.BigEndian.PutUint32(e.buf[at:], uint32(len(e.buf)-at-4))
+	}
+	e.end(start)
+}
+
 // int8 adds a bigint[] parameter.
 func (e *arrayEncoder) int8(n int, value func(i int) int64) {
 	start := e.begin(oidInt8, n)

@@ -57,15 +57,18 @@ func (p *Postgres) InsertPayloads(ctx context.Context, payloads []NewPayload) ([
 	if len(payloads) == 0 {
 		return nil, nil
 	}
-	headers, err := prepareInsert(payloads)
-	if err != nil {
-		return nil, err
-	}
 	plan := planInsert(payloads)
 	if len(plan.order) >= pgCopyThreshold {
+		headers, err := prepareInsert(payloads)
+		if err != nil {
+			return nil, err
+		}
 		return p.insertCopy(ctx, payloads, headers, plan)
 	}
-	return p.insertArrays(ctx, payloads, headers, plan)
+	if err := checkInsert(payloads); err != nil {
+		return nil, err
+	}
+	return p.insertArrays(ctx, payloads, plan)
 }
 
 // insertPlan is the order in which a batch's rows are inserted, and the
@@ -214,7 +217,7 @@ var pgInsertParamOIDs = []uint32{1009, 1009, 1009, 1009, 1016, 1009, 1009, 1009,
 // insertArrays is InsertPayloads for small and medium batches. The
 // parameters are encoded by arrayEncoder and the prepared statements run
 // through pgconn directly (see postgres_arrays.go for why).
-func (p *Postgres) insertArrays(ctx context.Context, payloads []NewPayload, headers []string, plan insertPlan) ([]InsertResult, error) {
+func (p *Postgres) insertArrays(ctx context.Context, payloads []NewPayload, plan insertPlan) ([]InsertResult, error) {
 	n := len(plan.order)
 	at := func(k int) *NewPayload { return &payloads[plan.order[k]] }
 	e := getArrayEncoder()
@@ -227,7 +230,7 @@ func (p *Postgres) insertArrays(ctx context.Context, payloads []NewPayload, head
 	e.text(n, func(k int) string { return at(k).CallbackURL })
 	e.text(n, func(k int) string { return at(k).Method })
 	e.text(n, func(k int) string { return at(k).Path })
-	e.text(n, func(k int) string { return headers[plan.order[k]] })
+	e.textAppend(n, func(b []byte, k int) []byte { return appendHeaders(b, at(k).Headers) })
 	e.bytea(n, func(k int) []byte { return at(k).Body })
 	e.text(n, func(k int) string { return at(k).DeliveryKey })
 	e.int4(n, func(k int) int32 { return plan.rank[k] })
