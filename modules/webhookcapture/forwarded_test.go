@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestWithPeer(t *testing.T) {
+func TestAddPeer(t *testing.T) {
 	tests := []struct {
 		name   string
 		sent   []string
@@ -29,28 +29,28 @@ func TestWithPeer(t *testing.T) {
 			if tc.sent != nil {
 				h["X-Forwarded-For"] = slices.Clone(tc.sent)
 			}
-			got := withPeer(h, tc.remote)
+			addPeer(h, tc.remote)
+			got := h
 			if v, ok := got["X-Forwarded-For"]; !slices.Equal(v, tc.want) || ok != (tc.want != nil) {
 				t.Fatalf("X-Forwarded-For = %q (present %v), want %q", v, ok, tc.want)
 			}
 			if got.Get("Content-Type") != "application/json" {
 				t.Fatalf("other headers lost: %v", got)
 			}
-			if !slices.Equal(h["X-Forwarded-For"], tc.sent) {
-				t.Fatalf("the request's own header changed to %q", h["X-Forwarded-For"])
-			}
 		})
 	}
 }
 
-func BenchmarkWithPeer(b *testing.B) {
+func BenchmarkAddPeer(b *testing.B) {
 	h := http.Header{}
 	for _, k := range []string{"Content-Type", "User-Agent", "X-Github-Event", "X-Github-Hook-Id", "X-Github-Delivery",
 		"X-Hub-Signature", "X-Hub-Signature-256", "Accept", "Content-Length", "X-Forwarded-For"} {
 		h[k] = []string{"value"}
 	}
 	b.ReportAllocs()
+	sent := h[forwardedFor]
 	for b.Loop() {
-		_ = withPeer(h, "192.0.2.1:5555")
+		h[forwardedFor] = sent
+		addPeer(h, "192.0.2.1:5555")
 	}
 }

@@ -159,7 +159,8 @@ func (h *Handler) store(w http.ResponseWriter, r *http.Request, provider string,
 	bucket := h.bucket(res)
 	path := r.URL.RequestURI()
 	body := mem.body.Bytes()
-	headers := withPeer(r.Header, r.RemoteAddr)
+	addPeer(r.Header, r.RemoteAddr)
+	headers := r.Header
 	for _, region := range res.Regions {
 		p := store.NewPayload{
 			MailboxName:   mailbox.EventName(res.Provider, region, res.Subject, bucket, res.EventType),
