@@ -238,6 +238,16 @@ func runCapture(ctx context.Context, env *Env) error {
 	if env.Rate > 0 {
 		half = env.Rate
 	}
+	if env.Profile != "" {
+		// At half the peak, where batches are small and every request
+		// wakes the process: capture and the floor at the same rate.
+		if err := profile(pg.inst, env.Profile+".open", 5*time.Second, func() { openLoopPost(ctx, env.Concurrency, half, 5*time.Second, capturePG) }); err != nil {
+			return err
+		}
+		if err := profile(pg.inst, env.Profile+".floor.open", 5*time.Second, func() { openLoopPost(ctx, env.Concurrency, half, 5*time.Second, floor.send) }); err != nil {
+			return err
+		}
+	}
 	// The baseline at the same open-loop rate, in alternating rounds like
 	// the closed loop: a stall of the machine or of PostgreSQL (this VM
 	// has 50-200 ms ones now and then) lands in one round of one target,
