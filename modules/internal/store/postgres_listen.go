@@ -58,7 +58,8 @@ func (p *Postgres) Notify(ctx context.Context, mailboxes []string) error {
 	if len(mailboxes) == 0 {
 		return nil
 	}
-	_, err := p.pool.Exec(ctx, `SELECT pg_notify('`+notifyChannel+`', m) FROM unnest($1::text[]) AS m`, mailboxes)
+	// One row back, not one per mailbox: the answer is not read.
+	_, err := p.pool.Exec(ctx, `SELECT count(pg_notify('`+notifyChannel+`', m)) FROM unnest($1::text[]) AS m`, mailboxes)
 	return pgErr("postgres notify", err)
 }
 
