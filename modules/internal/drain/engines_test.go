@@ -5,10 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/sentrysilo/caddy-silo/integration_tests/pgtest"
-	"github.com/sentrysilo/caddy-silo/modules/internal/store"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store/storetest"
 )
 
@@ -35,16 +32,7 @@ func TestLeaseExclusivityPostgres(t *testing.T) {
 // down is still bounded.
 func TestDatabaseOutagePostgres(t *testing.T) {
 	cluster := pgtest.NewCluster(t, pgtest.Options{})
-	cfg, err := store.PostgresPoolConfig(cluster.DSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	st := store.NewPostgres(pool)
+	st, _ := storetest.PostgresAt(t, cluster.DSN(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := st.Migrate(ctx); err != nil {

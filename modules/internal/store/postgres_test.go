@@ -20,6 +20,7 @@ import (
 	"github.com/sentrysilo/caddy-silo/integration_tests/pgtest"
 	"github.com/sentrysilo/caddy-silo/modules/internal/directory"
 	"github.com/sentrysilo/caddy-silo/modules/internal/store"
+	"github.com/sentrysilo/caddy-silo/modules/internal/store/storetest"
 )
 
 var postgresEngine = engine{
@@ -32,16 +33,7 @@ var postgresEngine = engine{
 
 func openPostgres(t testing.TB, dsn string, migrate bool) (*store.Postgres, *pgxpool.Pool) {
 	t.Helper()
-	cfg, err := store.PostgresPoolConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	s := store.NewPostgres(pool)
+	s, pool := storetest.PostgresAt(t, dsn)
 	if migrate {
 		// One database for everything: ours and the directory's tables.
 		if err := s.Migrate(testCtx(t)); err != nil {

@@ -37,7 +37,17 @@ func SQLite(t testing.TB) *store.SQLite {
 // with the pool settings the app uses, closed when the test ends.
 func Postgres(t testing.TB) *store.Postgres {
 	t.Helper()
-	cfg, err := store.PostgresPoolConfig(pgtest.DSN(t))
+	s, _ := PostgresAt(t, pgtest.DSN(t))
+	migrate(t, s.Migrate)
+	return s
+}
+
+// PostgresAt opens the database at dsn with the pool settings the app
+// uses, not migrated, and its pool for the test's own statements; the
+// pool is closed when the test ends.
+func PostgresAt(t testing.TB, dsn string) (*store.Postgres, *pgxpool.Pool) {
+	t.Helper()
+	cfg, err := store.PostgresPoolConfig(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,9 +56,7 @@ func Postgres(t testing.TB) *store.Postgres {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	s := store.NewPostgres(pool)
-	migrate(t, s.Migrate)
-	return s
+	return store.NewPostgres(pool), pool
 }
 
 func migrate(t testing.TB, m func(context.Context) error) {
