@@ -97,6 +97,52 @@ func TestGatewayWriterInformational(t *testing.T) {
 	putWriter(g)
 }
 
+// TestGatewayWriterStreamsKnownLengths: a write that leaves part of the
+// announced body to come is flushed; the write that completes it (a fast
+// answer's only write) and answers of unknown length (reverse_proxy
+// flushes those itself) are not.
+func TestGatewayWriterStreamsKnownLengths(t *testing.T) {
+	tests := []struct {
+		name    string
+		length  string
+		writes  []string
+		flushes int
+	}{
+		{name: "whole body in one write", length: "10", writes: []string{"0123456789"}, flushes: 0},
+		{name: "trickled body", length: "10", writes: []string{"0123", "456", "789"}, flushes: 2},
+		{name: "no length", writes: []string{"0123", "456"}, flushes: 0},
+		{name: "empty body", length: "0", writes: nil, flushes: 0},
+		{name: "bad length", length: "ten", writes: []string{"0123"}, flushes: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			f := &flushCounter{ResponseRecorder: rec}
+			g := getWriter(f, "http://us.internal/x")
+			if tt.length != "" {
+				g.Header().Set("Content-Length", tt.length)
+			}
+			g.WriteHeader(http.StatusOK)
+			for _, w := range tt.writes {
+				if _, err := io.WriteString(g, w); err != nil {
+					t.Fatal(err)
+				}
+			}
+			putWriter(g)
+			if f.flushes != tt.flushes {
+				t.Errorf("%d flushes, want %d", f.flushes, tt.flushes)
+			}
+		})
+	}
+}
+
+type flushCounter struct {
+	*httptest.ResponseRecorder
+	flushes int
+}
+
+func (f *flushCounter) Flush() { f.flushes++; f.ResponseRecorder.Flush() }
+
 type codeWriter struct {
 	h     http.Header
 	codes []int
