@@ -55,8 +55,10 @@ const (
 // was sent to.
 type Handler struct {
 	// ReadTimeout is how long a region has to start answering once the
-	// request is sent [60s]. A body stream that stalls for ReadTimeout
-	// plus 30s (the idle-connection margin, see proxyConfig) is cut.
+	// request is sent [60s], and the longest a body stream may stall
+	// (nothing read from the region, or nothing of an upload taken by
+	// it) before it is cut, at most an eighth of it and a second later
+	// (see boundStalls).
 	ReadTimeout caddy.Duration `json:"read_timeout,omitempty"`
 	// UploadTimeout replaces ReadTimeout on the upload routes [90s].
 	UploadTimeout caddy.Duration `json:"upload_timeout,omitempty"`
