@@ -97,6 +97,33 @@ func (endlessBody) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// oneRegionGateway is the Caddyfile of a gateway with one region, us at
+// regionURL, which owns the organization acme; what the route does not
+// send to the region, control answers with "control". options go into
+// the sentry_region_route block.
+func oneRegionGateway(admin *harness.Port, regionURL, siteAddr, options string) string {
+	return fmt.Sprintf(`{
+%s	sentry_silo {
+		storage sqlite
+		region us %s
+		default_region us
+		organization 1 acme us
+		drainer {
+			off
+		}
+	}
+}
+http://%s {
+	route {
+		sentry_region_route {
+			%s
+		}
+		respond "control" 200
+	}
+}
+`, harness.GlobalOptions(admin), regionURL, siteAddr, options)
+}
+
 // A region that stalls is cut by the gateway, not waited on: an upload it
 // stopped reading after upload_timeout, an answer whose body stopped after
 // read_timeout (each a bound on one write or read of the region's
@@ -115,27 +142,8 @@ func TestGatewayCutsStalledRegions(t *testing.T) {
 		// loadSlack covers a loaded 2-CPU machine.
 		loadSlack = 5 * time.Second
 	)
-	caddyfile := fmt.Sprintf(`{
-%s	sentry_silo {
-		storage sqlite
-		region us %s
-		default_region us
-		organization 1 acme us
-		drainer {
-			off
-		}
-	}
-}
-http://%s {
-	route {
-		sentry_region_route {
-			read_timeout %s
-			upload_timeout %s
-		}
-		respond "control" 200
-	}
-}
-`, harness.GlobalOptions(admin), region.URL(), site.Addr, readTimeout, uploadTimeout)
+	caddyfile := oneRegionGateway(admin, region.URL(), site.Addr,
+		fmt.Sprintf("read_timeout %s\n\t\t\tupload_timeout %s", readTimeout, uploadTimeout))
 	c := harness.Start(t, admin, caddyfile)
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -47,26 +47,7 @@ func TestGatewayHTTPSRegion(t *testing.T) {
 	}
 	const readTimeout = time.Second
 	admin, site := harness.ReservePort(t), harness.ReservePort(t)
-	caddyfile := fmt.Sprintf(`{
-%s	sentry_silo {
-		storage sqlite
-		region us %s
-		default_region us
-		organization 1 acme us
-		drainer {
-			off
-		}
-	}
-}
-http://%s {
-	route {
-		sentry_region_route {
-			read_timeout %s
-		}
-		respond "control" 200
-	}
-}
-`, harness.GlobalOptions(admin), region.URL, site.Addr, readTimeout)
+	caddyfile := oneRegionGateway(admin, region.URL, site.Addr, fmt.Sprintf("read_timeout %s", readTimeout))
 	c := harness.Start(t, admin, caddyfile, "SSL_CERT_FILE="+roots)
 	t.Cleanup(func() {
 		if t.Failed() {
