@@ -120,8 +120,9 @@ func dialAddress(u *url.URL) (string, error) {
 // http (HTTP/1.1: one request per connection at a time), the transport's
 // response_header_timeout, a timer per request: a small answer cost the
 // gateway 233.1k instructions with those, 228.9k with this (callgrind,
-// GOGC=off, 3,000 requests; plain reverse_proxy 216.6k and 216.1k beside). The transport is reached after it is
-// provisioned, before any request.
+// GOGC=off, 3,000 requests; plain reverse_proxy 216.6k and 216.1k
+// beside). The transport is reached after it is provisioned, before any
+// request.
 func boundStalls(h caddyhttp.MiddlewareHandler, timeout time.Duration) error {
 	rp, ok := h.(*reverseproxy.Handler)
 	if !ok {
