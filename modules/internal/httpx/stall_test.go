@@ -121,13 +121,16 @@ func TestWithStallBound(t *testing.T) {
 		wantCut(t, start, err)
 	})
 	t.Run("reads that keep coming", func(t *testing.T) {
-		c, peer := loopback(t, dial)
-		// 2.5 bounds of one byte every tenth of a bound: a deadline set
-		// once and never moved would cut it.
+		// A byte every tenth of a (longer) bound for one and a half
+		// bounds: a deadline set once and never moved would cut it, and
+		// a loaded machine may delay a tick by most of a bound.
+		const bound = time.Second
+		c, peer := loopback(t, WithStallBound(d.DialContext, bound))
+		const n = 15
 		go func() {
 			tick := time.NewTicker(bound / 10)
 			defer tick.Stop()
-			for range 25 {
+			for range n {
 				<-tick.C
 				if _, err := peer.Write([]byte{'x'}); err != nil {
 					return
@@ -135,7 +138,7 @@ func TestWithStallBound(t *testing.T) {
 			}
 		}()
 		buf := make([]byte, 1)
-		for i := range 25 {
+		for i := range n {
 			if _, err := c.Read(buf); err != nil {
 				t.Fatalf("read %d: %v", i, err)
 			}
