@@ -267,12 +267,19 @@ func runCapture(ctx context.Context, env *Env) error {
 	peak := captR.rps()
 	openLoopPost(ctx, env.Concurrency, peak, env.Warmup, floor.send)
 	var openRaws, openPGs, openFloors, peakFloors []postResult
+	// Which autovacuum ran while each open-loop target was measured: a
+	// vacuum of the rows the closed loop just wrote is one cause of a
+	// round's p99 far above the others.
+	vacuums := watchAutovacuum(ctx, db)
+	var rawStarts, pgStarts []string
 	for r := range env.Rounds {
 		order := []func(){
 			func() {
+				rawStarts = append(rawStarts, vacuums.since())
 				openRaws = append(openRaws, metered(rawMeter, func() postResult { return openLoopPost(ctx, env.Concurrency, half, openPer, rawInsert) }))
 			},
 			func() {
+				pgStarts = append(pgStarts, vacuums.since())
 				openPGs = append(openPGs, metered(pgMeter, func() postResult { return openLoopPost(ctx, env.Concurrency, half, openPer, capturePG) }))
 			},
 			func() {
@@ -289,6 +296,7 @@ func runCapture(ctx context.Context, env *Env) error {
 			f()
 		}
 	}
+	vacuumed := vacuums.stop()
 	openRaw, openPG, openFloor, peakFloor := combinePost(openRaws), combinePost(openPGs), combinePost(openFloors), combinePost(peakFloors)
 	stored := pendingRows(ctx, db)
 	// Every deadlock PostgreSQL broke (deadlock_timeout, 1 s, then one
@@ -389,6 +397,8 @@ func runCapture(ctx context.Context, env *Env) error {
 		fmt.Fprintln(env.Out, "wrk is not installed (apt-get install wrk): no wrk row")
 	}
 	fmt.Fprintf(env.Out, "open-loop p99 per round (ms): raw INSERT %s; capture %s\n", roundP99(openRaws), roundP99(openPGs))
+	fmt.Fprintf(env.Out, "open-loop rounds began at (s): raw INSERT %s; capture %s; autovacuum seen: %s\n",
+		strings.Join(rawStarts, " "), strings.Join(pgStarts, " "), vacuumed)
 	var floorRatios []string
 	for i := range capt {
 		floorRatios = append(floorRatios, fmt.Sprintf("%.2f", caddyPer(capt[i])/caddyPer(floors[i])))
@@ -520,4 +530,69 @@ func seedGitHubSQLite(ctx context.Context, db *sql.DB, n int) error {
 		}
 	}
 	return nil
+}
+
+// autovacuumWatch samples PostgreSQL's autovacuum workers every 100 ms.
+type autovacuumWatch struct {
+	start time.Time
+	done  chan struct{}
+	out   chan string
+}
+
+// since is the time since the watch began, for the rounds' start times.
+func (w *autovacuumWatch) since() string { return fmt.Sprintf("%.1f", time.Since(w.start).Seconds()) }
+
+func watchAutovacuum(ctx context.Context, db *sql.DB) *autovacuumWatch {
+	start := time.Now()
+	w := &autovacuumWatch{start: start, done: make(chan struct{}), out: make(chan string, 1)}
+	go func() {
+		type span struct{ first, last time.Duration }
+		seen := map[string]*span{}
+		var order []string
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-w.done:
+				var parts []string
+				for _, q := range order {
+					sp := seen[q]
+					parts = append(parts, fmt.Sprintf("%s %.1f-%.1f s", q, sp.first.Seconds(), sp.last.Seconds()))
+				}
+				if len(parts) == 0 {
+					parts = []string{"none seen"}
+				}
+				w.out <- strings.Join(parts, "; ") + fmt.Sprintf(" (of %.1f s, sampled every 100 ms)", time.Since(start).Seconds())
+				return
+			case <-tick.C:
+			}
+			rows, err := db.QueryContext(ctx, `SELECT query FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND query <> ''`)
+			if err != nil {
+				continue
+			}
+			now := time.Since(start)
+			for rows.Next() {
+				var q string
+				if rows.Scan(&q) != nil {
+					continue
+				}
+				q = strings.TrimPrefix(q, "autovacuum: ")
+				if sp, ok := seen[q]; ok {
+					sp.last = now
+				} else {
+					seen[q] = &span{now, now}
+					order = append(order, q)
+				}
+			}
+			rows.Close()
+		}
+	}()
+	return w
+}
+
+// stop ends the sampling and says what was seen, with when (seconds from
+// the first open-loop round).
+func (w *autovacuumWatch) stop() string {
+	close(w.done)
+	return <-w.out
 }
