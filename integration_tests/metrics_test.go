@@ -2,7 +2,6 @@ package integration_tests
 
 import (
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -61,7 +60,7 @@ http://%s {
 		if round > 0 {
 			c.Reload(t, caddyfile(round))
 		}
-		resp, err := http.Get(in.base + "/api/0/organizations/acme/issues/")
+		resp, err := harness.Get(in.base + "/api/0/organizations/acme/issues/")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,6 +8,7 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -438,3 +439,18 @@ func (c *Caddy) AdminGet(ctx context.Context, path string) (*http.Response, erro
 // adminClient opens a connection per request: Caddy restarts its admin
 // server on every load, which resets kept-alive connections.
 var adminClient = &http.Client{Timeout: time.Minute, Transport: &http.Transport{DisableKeepAlives: true}}
+
+// Get is http.Get that sends a request again, once, when its connection was
+// reset or closed before any answer: on Linux a brand-new connection queued
+// on a listening socket that a config load (Start's or a reload's) closes
+// is reset before any handler sees it (docs/operations.md, Reloads), and
+// Go's transport retries such a request only on a reused connection. Two
+// fresh-clone CI runs met it once each (2026-12-01: EOF after a reload,
+// reset after a start).
+func Get(url string) (*http.Response, error) {
+	resp, err := http.Get(url)
+	if err != nil && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+		resp, err = http.Get(url)
+	}
+	return resp, err
+}

@@ -24,7 +24,7 @@ func siteConf(admin, site *Port, body string) string {
 
 func get(t *testing.T, p *Port) string {
 	t.Helper()
-	resp, err := http.Get(p.URL() + "/")
+	resp, err := Get(p.URL() + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
