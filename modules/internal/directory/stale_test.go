@@ -233,8 +233,7 @@ func TestStaleWhenTheDatabaseHangs(t *testing.T) {
 		// the next lookup asks again and gets the answer.
 		src.set(func(f *fakeSource) { f.orgs[1] = Organization{ID: 1, Slug: "acme", Region: "de"} })
 		src.hang.Store(false)
-		// Fake time: the timeout and the retry interval elapse.
-		time.Sleep(DefaultQueryTimeout + failingRetry)
+		time.Sleep(DefaultQueryTimeout + failingRetry) // fake time: the timeout and the retry interval elapse
 		synctest.Wait()
 		if got, err := d.Organization(ctx, "acme"); err != nil || got.Region != "de" {
 			t.Fatalf("after recovery: %+v, %v; want the new region de", got, err)
