@@ -61,7 +61,12 @@ func closedLoop(ctx context.Context, concurrency int, d time.Duration, op func(c
 		}()
 	}
 	wg.Wait()
-	r := postResult{errors: int(errs.Load()), elapsed: time.Since(start)}
+	return gathered(lats, int(errs.Load()), time.Since(start))
+}
+
+// gathered is the result of workers that each kept their own latencies.
+func gathered(lats [][]time.Duration, errors int, elapsed time.Duration) postResult {
+	r := postResult{errors: errors, elapsed: elapsed}
 	for _, l := range lats {
 		r.latencies = append(r.latencies, l...)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,13 +112,7 @@ func pacedLoop(ctx context.Context, concurrency, groups int, period, d time.Dura
 	}
 	wg.Wait()
 	close(stop)
-	r := postResult{errors: int(errs.Load()), elapsed: time.Since(start)}
-	for _, l := range lats {
-		r.latencies = append(r.latencies, l...)
-	}
-	r.sent = len(r.latencies)
-	slices.Sort(r.latencies)
-	return r
+	return gathered(lats, int(errs.Load()), time.Since(start))
 }
 
 // gate releases everyone waiting on it at each open, and for good at
