@@ -282,7 +282,6 @@ func runCapture(ctx context.Context, env *Env) error {
 	// costs above the same POST answered at the same rate.
 	peak := captR.rps()
 	openLoopPost(ctx, env.Concurrency, peak, env.Warmup, floor.send)
-	batching.rate = peak
 	groups := batching.groups(env.Concurrency)
 	period := time.Second
 	if peak > 0 {

@@ -30,12 +30,9 @@ func xids(ctx context.Context, db *sql.DB) int64 {
 	return n
 }
 
-// rhythm is the capture's batching as measured: rows per commit, and the
-// rate they were stored at.
-type rhythm struct {
-	rows, commits int64
-	rate          float64
-}
+// rhythm is the capture's batching as measured: rows and the commits that
+// stored them.
+type rhythm struct{ rows, commits int64 }
 
 func (r rhythm) batch() float64 {
 	if r.commits <= 0 {
@@ -67,7 +64,8 @@ func pacedLoop(ctx context.Context, concurrency, groups int, period, d time.Dura
 	lats := make([][]time.Duration, concurrency)
 	start := time.Now()
 	deadline := start.Add(d)
-	stop := make(chan struct{})
+	// The pacer closes the gates when it returns (at the deadline or when
+	// ctx ends), which is what lets the workers leave.
 	go func() {
 		defer func() {
 			for _, g := range gates {
@@ -82,8 +80,6 @@ func pacedLoop(ctx context.Context, concurrency, groups int, period, d time.Dura
 			}
 			select {
 			case <-time.After(time.Until(at)):
-			case <-stop:
-				return
 			case <-ctx.Done():
 				return
 			}
@@ -111,7 +107,6 @@ func pacedLoop(ctx context.Context, concurrency, groups int, period, d time.Dura
 		}()
 	}
 	wg.Wait()
-	close(stop)
 	return gathered(lats, int(errs.Load()), time.Since(start))
 }
 
